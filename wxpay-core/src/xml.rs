@@ -1,0 +1,386 @@
+//! The flat `<xml>` codec.
+//!
+//! Reading accepts CDATA and escaped text, ignores whitespace between
+//! elements, and refuses everything that is not a flat document: DTDs and
+//! entity declarations (no expansion, no external entities: CVE-2018-13439),
+//! unknown entity references, nested elements, duplicate fields, non-UTF-8,
+//! and bodies over the size cap. Writing wraps text in CDATA (splitting
+//! `]]>`) and writes plain digits bare, as WeChat does.
+
+use quick_xml::events::Event;
+
+use crate::Params;
+
+/// The largest body read by default: 1 MiB (real messages are a few KiB).
+pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
+
+/// Why a body is not an acceptable v2 XML message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum XmlError {
+    /// The body is empty.
+    #[error("empty body")]
+    Empty,
+    /// The body is larger than the cap.
+    #[error("body of {size} bytes exceeds the {limit}-byte limit")]
+    TooLarge {
+        /// Bytes received (at least).
+        size: usize,
+        /// The cap.
+        limit: usize,
+    },
+    /// The body is not UTF-8.
+    #[error("body is not UTF-8")]
+    NotUtf8(#[source] std::str::Utf8Error),
+    /// A `<!DOCTYPE …>`: DTDs and entity declarations are refused outright.
+    #[error("DTDs and entity declarations are not accepted")]
+    Doctype,
+    /// A reference to an entity other than the five predefined ones.
+    #[error("unknown entity reference &{0};")]
+    UnknownEntity(String),
+    /// A processing instruction other than the XML declaration.
+    #[error("processing instructions are not accepted")]
+    ProcessingInstruction,
+    /// The root element is not the expected one.
+    #[error("root element is <{found}>, expected <{expected}>")]
+    WrongRoot {
+        /// The root we want (`xml`, or `root` for decrypted refund data).
+        expected: &'static str,
+        /// The root we got.
+        found: String,
+    },
+    /// An element inside a field: v2 messages are flat.
+    #[error("nested element <{0}> inside a field")]
+    Nested(String),
+    /// The same field twice: refused, since the signature and the reader
+    /// could otherwise see different values.
+    #[error("field <{0}> appears more than once")]
+    DuplicateField(String),
+    /// Text or elements outside the root, or an unclosed document.
+    #[error("malformed document: {0}")]
+    Malformed(&'static str),
+    /// The XML reader's own error.
+    #[error("malformed XML")]
+    Syntax(#[source] quick_xml::Error),
+}
+
+/// Parses a `<xml>` message with the default size cap.
+///
+/// # Errors
+/// Any [`XmlError`]; the message is never partially returned.
+///
+/// ```
+/// let p = wxpay_core::xml::parse(b"<xml><a><![CDATA[x&y]]></a><b>1 &lt; 2</b><c/></xml>").unwrap();
+/// assert_eq!(p.get("a"), Some("x&y"));
+/// assert_eq!(p.get("b"), Some("1 < 2"));
+/// assert_eq!(p.get("c"), Some(""));
+/// ```
+pub fn parse(body: &[u8]) -> Result<Params, XmlError> {
+    parse_with(body, "xml", DEFAULT_MAX_BYTES)
+}
+
+/// Parses a flat document whose root element is `root`, refusing bodies over
+/// `max_bytes`.
+///
+/// # Errors
+/// Any [`XmlError`].
+pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<Params, XmlError> {
+    if body.len() > max_bytes {
+        return Err(XmlError::TooLarge {
+            size: body.len(),
+            limit: max_bytes,
+        });
+    }
+    let text = std::str::from_utf8(body).map_err(XmlError::NotUtf8)?;
+    if text.trim().is_empty() {
+        return Err(XmlError::Empty);
+    }
+    let mut reader = quick_xml::Reader::from_str(text);
+    let cfg = reader.config_mut();
+    cfg.check_end_names = true;
+    cfg.expand_empty_elements = false;
+
+    let mut params = Params::new();
+    // depth 0: before/after root; 1: inside root; 2: inside a field
+    let mut depth = 0u8;
+    let mut seen_root = false;
+    let mut field: Option<String> = None;
+    let mut value = String::new();
+
+    loop {
+        let event = reader.read_event().map_err(XmlError::Syntax)?;
+        match event {
+            Event::Eof => break,
+            Event::Decl(_) | Event::Comment(_) => {}
+            Event::DocType(_) => return Err(XmlError::Doctype),
+            Event::PI(_) => return Err(XmlError::ProcessingInstruction),
+            Event::Start(ref start) | Event::Empty(ref start) if depth == 0 => {
+                let name = decode_name(start.name().as_ref())?;
+                if seen_root {
+                    return Err(XmlError::Malformed("content after the root element"));
+                }
+                if name != root {
+                    return Err(XmlError::WrongRoot {
+                        expected: root,
+                        found: name,
+                    });
+                }
+                seen_root = true;
+                if matches!(event, Event::Start(_)) {
+                    depth = 1;
+                }
+            }
+            Event::Start(start) => {
+                let name = decode_name(start.name().as_ref())?;
+                if depth == 2 {
+                    return Err(XmlError::Nested(name));
+                }
+                depth = 2;
+                field = Some(name);
+                value.clear();
+            }
+            Event::Empty(start) => {
+                let name = decode_name(start.name().as_ref())?;
+                if depth == 2 {
+                    return Err(XmlError::Nested(name));
+                }
+                put(&mut params, name, String::new())?;
+            }
+            Event::End(_) => match depth {
+                2 => {
+                    let name = field.take().ok_or(XmlError::Malformed("unbalanced end"))?;
+                    put(&mut params, name, std::mem::take(&mut value))?;
+                    depth = 1;
+                }
+                1 => depth = 0,
+                _ => return Err(XmlError::Malformed("unbalanced end")),
+            },
+            Event::Text(t) => {
+                let raw = t.decode().map_err(|e| XmlError::Syntax(e.into()))?;
+                match depth {
+                    2 => value.push_str(&raw),
+                    _ if raw.trim().is_empty() => {}
+                    _ => return Err(XmlError::Malformed("text outside a field")),
+                }
+            }
+            Event::CData(c) => {
+                let raw = c.decode().map_err(|e| XmlError::Syntax(e.into()))?;
+                if depth != 2 {
+                    return Err(XmlError::Malformed("CDATA outside a field"));
+                }
+                value.push_str(&raw);
+            }
+            Event::GeneralRef(r) => {
+                if depth != 2 {
+                    return Err(XmlError::Malformed("entity reference outside a field"));
+                }
+                if r.is_char_ref() {
+                    match r.resolve_char_ref() {
+                        Ok(Some(c)) => value.push(c),
+                        _ => return Err(XmlError::Malformed("invalid character reference")),
+                    }
+                } else {
+                    let name = r.decode().map_err(|e| XmlError::Syntax(e.into()))?;
+                    let c = match name.as_ref() {
+                        "lt" => '<',
+                        "gt" => '>',
+                        "amp" => '&',
+                        "apos" => '\'',
+                        "quot" => '"',
+                        other => return Err(XmlError::UnknownEntity(other.to_owned())),
+                    };
+                    value.push(c);
+                }
+            }
+        }
+    }
+    if !seen_root {
+        return Err(XmlError::Malformed("no root element"));
+    }
+    if depth != 0 {
+        return Err(XmlError::Malformed("unclosed element"));
+    }
+    Ok(params)
+}
+
+fn decode_name(raw: &[u8]) -> Result<String, XmlError> {
+    // The body was checked to be UTF-8, so a name slice is UTF-8 too.
+    std::str::from_utf8(raw)
+        .map(str::to_owned)
+        .map_err(XmlError::NotUtf8)
+}
+
+fn put(params: &mut Params, name: String, value: String) -> Result<(), XmlError> {
+    if params.contains(&name) {
+        return Err(XmlError::DuplicateField(name));
+    }
+    params.insert(name, value);
+    Ok(())
+}
+
+/// Writes `params` as a `<xml>` document: empty values are left out, plain
+/// digit strings are written bare, everything else in CDATA (a `]]>` inside a
+/// value is split across two sections).
+///
+/// ```
+/// let p: wxpay_core::Params = [("total_fee", "88"), ("body", "a]]>b"), ("attach", "")].into_iter().collect();
+/// assert_eq!(
+///     wxpay_core::xml::to_xml(&p),
+///     "<xml><body><![CDATA[a]]]]><![CDATA[>b]]></body><total_fee>88</total_fee></xml>"
+/// );
+/// ```
+pub fn to_xml(params: &Params) -> String {
+    to_xml_with_root(params, "xml")
+}
+
+/// [`to_xml`] with another root element (`root` for refund-notify payloads).
+pub fn to_xml_with_root(params: &Params, root: &str) -> String {
+    let mut out = String::with_capacity(
+        64 + params
+            .iter()
+            .map(|(k, v)| 2 * k.len() + v.len() + 17)
+            .sum::<usize>(),
+    );
+    out.push('<');
+    out.push_str(root);
+    out.push('>');
+    for (k, v) in params.iter().filter(|(_, v)| !v.is_empty()) {
+        debug_assert!(is_xml_name(k), "field name {k:?} is not an XML name");
+        out.push('<');
+        out.push_str(k);
+        out.push('>');
+        if v.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(v);
+        } else {
+            out.push_str("<![CDATA[");
+            out.push_str(&v.replace("]]>", "]]]]><![CDATA[>"));
+            out.push_str("]]>");
+        }
+        out.push_str("</");
+        out.push_str(k);
+        out.push('>');
+    }
+    out.push_str("</");
+    out.push_str(root);
+    out.push('>');
+    out
+}
+
+fn is_xml_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_wechat_style_with_whitespace_and_declaration() {
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xml>\n  <return_code><![CDATA[SUCCESS]]></return_code>\n  <total_fee>1</total_fee>\n  <device_info><![CDATA[]]></device_info>\n  <attach> a b </attach>\n  <!-- a comment -->\n  <split><![CDATA[x]]>&amp;<![CDATA[y]]></split>\n  <cjk>腾讯&#x5145;&#20540;</cjk>\n</xml>\n";
+        let p = parse(body.as_bytes()).unwrap();
+        assert_eq!(p.get("return_code"), Some("SUCCESS"));
+        assert_eq!(p.get("total_fee"), Some("1"));
+        assert_eq!(p.get("device_info"), Some(""));
+        assert_eq!(p.get("attach"), Some(" a b "), "values are not trimmed");
+        assert_eq!(p.get("split"), Some("x&y"));
+        assert_eq!(p.get("cjk"), Some("腾讯充值"));
+        assert_eq!(p.len(), 6);
+    }
+
+    #[test]
+    fn round_trips_awkward_values() {
+        let p: Params = [
+            ("a", "]]>"),
+            ("b", "<tag>&amp;</tag>"),
+            ("c", "x]]>y]]>z"),
+            ("d", "007"),
+            ("e", "腾讯充值中心-QQ会员充值"),
+            ("f", " spaced "),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(parse(to_xml(&p).as_bytes()).unwrap(), p);
+    }
+
+    fn err(body: &[u8]) -> XmlError {
+        parse(body).expect_err("must be refused")
+    }
+
+    #[test]
+    fn refuses_entity_tricks() {
+        let bomb = br#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]><xml><a>&lol2;</a></xml>"#;
+        assert!(matches!(err(bomb), XmlError::Doctype));
+        let xxe =
+            br#"<!DOCTYPE xml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><xml><a>&xxe;</a></xml>"#;
+        assert!(matches!(err(xxe), XmlError::Doctype));
+        assert!(
+            matches!(err(b"<xml><a>&xxe;</a></xml>"), XmlError::UnknownEntity(e) if e == "xxe")
+        );
+        assert!(matches!(
+            err(b"<?php x ?><xml></xml>"),
+            XmlError::ProcessingInstruction
+        ));
+    }
+
+    #[test]
+    fn refuses_malformed_documents() {
+        assert!(matches!(err(b""), XmlError::Empty));
+        assert!(matches!(err(b"  \n"), XmlError::Empty));
+        assert!(matches!(
+            err(b"<xml><a>1</a>"),
+            XmlError::Malformed(_) | XmlError::Syntax(_)
+        ));
+        assert!(matches!(err(b"<xml><a>1</b></xml>"), XmlError::Syntax(_)));
+        assert!(matches!(
+            err(b"<root><a>1</a></root>"),
+            XmlError::WrongRoot { .. }
+        ));
+        assert!(matches!(err(b"<xml><a><b>1</b></a></xml>"), XmlError::Nested(n) if n == "b"));
+        assert!(
+            matches!(err(b"<xml><a>1</a><a>2</a></xml>"), XmlError::DuplicateField(n) if n == "a")
+        );
+        assert!(matches!(err(b"<xml>text</xml>"), XmlError::Malformed(_)));
+        assert!(matches!(
+            err(b"<xml></xml><xml></xml>"),
+            XmlError::Malformed(_)
+        ));
+        assert!(matches!(
+            err(b"not xml at all"),
+            XmlError::Malformed(_) | XmlError::Syntax(_)
+        ));
+        assert!(matches!(
+            err(b"{\"json\": true}"),
+            XmlError::Malformed(_) | XmlError::Syntax(_)
+        ));
+    }
+
+    #[test]
+    fn refuses_non_utf8_and_oversize() {
+        assert!(matches!(
+            err(b"<xml><a>\xff\xfe</a></xml>"),
+            XmlError::NotUtf8(_)
+        ));
+        // GBK-encoded "充值"
+        assert!(matches!(
+            err(b"<xml><body>\xb3\xe4\xd6\xb5</body></xml>"),
+            XmlError::NotUtf8(_)
+        ));
+        let big = format!("<xml><a>{}</a></xml>", "x".repeat(DEFAULT_MAX_BYTES));
+        assert!(matches!(err(big.as_bytes()), XmlError::TooLarge { .. }));
+        assert!(matches!(
+            parse_with(b"<xml><a>1</a></xml>", "xml", 10),
+            Err(XmlError::TooLarge {
+                size: 19,
+                limit: 10
+            })
+        ));
+    }
+
+    #[test]
+    fn reads_refund_root() {
+        let p = parse_with(b"<root><a>1</a></root>", "root", 100).unwrap();
+        assert_eq!(p.get("a"), Some("1"));
+    }
+}
