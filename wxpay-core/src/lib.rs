@@ -8,6 +8,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod errcode;
+pub mod flow;
 mod params;
 mod secret;
 pub mod sign;

@@ -13,12 +13,16 @@ use subtle::ConstantTimeEq;
 use crate::{ApiKey, Params};
 
 /// The signature algorithm (`sign_type` / `signType` on the wire).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum SignType {
     /// `MD5`, WeChat's default.
     #[default]
+    #[serde(rename = "MD5")]
     Md5,
     /// `HMAC-SHA256`, keyed with the API key.
+    #[serde(rename = "HMAC-SHA256")]
     HmacSha256,
 }
 

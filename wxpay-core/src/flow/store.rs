@@ -1,0 +1,146 @@
+//! [`OrderStore`]: the storage contract apps implement against their database.
+
+use std::{error::Error as StdError, time::Duration};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{Order, OrderState, Transition};
+use crate::OutTradeNo;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// `insert` of an `out_trade_no` that exists.
+    #[error("order {0} already exists")]
+    Duplicate(OutTradeNo),
+    /// A stored row could not be read back as an [`Order`].
+    #[error("stored order is unreadable: {0}")]
+    Corrupt(String),
+    /// The backend failed (connection lost, timeout, …). The operation may
+    /// or may not have been applied; a transition never half-applies.
+    #[error("order store backend error")]
+    Backend(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+impl StoreError {
+    /// Wraps a backend error.
+    pub fn backend(e: impl StdError + Send + Sync + 'static) -> StoreError {
+        StoreError::Backend(Box::new(e))
+    }
+}
+
+/// What a compare-and-set [`OrderStore::transition`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransitionOutcome {
+    /// The order was in one of the expected states and now holds the change.
+    Applied(Order),
+    /// The order was in another state; nothing changed. Carries the order as it is.
+    NotApplied(Order),
+    /// No such order.
+    NotFound,
+}
+
+/// Orders as the payment flow stores them.
+///
+/// Implement this against your own database (see `wxpay-sqlx` for SQLite,
+/// PostgreSQL and MySQL, and [`MemoryStore`](super::MemoryStore) for tests).
+/// The core validates every transition against the state machine before
+/// calling the store; the store's job is to make each call **atomic**.
+///
+/// # Implementer's duties
+/// - [`insert`](OrderStore::insert) fails with [`StoreError::Duplicate`] when
+///   the `out_trade_no` exists, and never overwrites.
+/// - [`transition`](OrderStore::transition) is a compare-and-set: it applies
+///   `to` and the patch (see [`Order::apply`]) **only if** the current state is
+///   one of `from`, and answers with the order after (applied) or as found
+///   (not applied). It must be atomic **across processes**: several app
+///   instances sharing one database receive duplicate notifies at the same
+///   moment, and exactly one may win. In SQL, one conditional
+///   `UPDATE … WHERE out_trade_no = ? AND state IN (…)` whose affected-row
+///   count decides, or a row lock, does it.
+/// - [`claim_fulfilment`](OrderStore::claim_fulfilment) is a compare-and-set
+///   as well: it succeeds for exactly one caller while the fulfilment is
+///   pending or its lease has run out.
+/// - Errors are [`StoreError::Backend`]; a failed call changes nothing that a
+///   later successful call could not see consistently.
+#[async_trait]
+pub trait OrderStore: Send + Sync + 'static {
+    /// Stores a new order.
+    ///
+    /// # Errors
+    /// [`StoreError::Duplicate`] for an existing `out_trade_no`, or a backend error.
+    async fn insert(&self, order: &Order) -> Result<(), StoreError>;
+
+    /// Loads an order.
+    ///
+    /// # Errors
+    /// A backend or corrupt-row error; a missing order is `Ok(None)`.
+    async fn get(&self, out_trade_no: &OutTradeNo) -> Result<Option<Order>, StoreError>;
+
+    /// Atomically moves an order from one of `t.from` to `t.to` with `t.patch`.
+    ///
+    /// # Errors
+    /// A backend error (and then nothing was applied).
+    async fn transition(&self, t: &Transition) -> Result<TransitionOutcome, StoreError>;
+
+    /// Claims the right to run the business effect of a paid order: succeeds
+    /// (`true`) only if the order's fulfilment is `Pending`, or `Claimed` with a
+    /// lease that ended before `now`, and then sets it to `Claimed { until: now + lease }`.
+    ///
+    /// # Errors
+    /// A backend error.
+    async fn claim_fulfilment(
+        &self,
+        out_trade_no: &OutTradeNo,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Marks the business effect done (`Fulfilment::Done { at }`).
+    ///
+    /// # Errors
+    /// A backend error.
+    async fn complete_fulfilment(
+        &self,
+        out_trade_no: &OutTradeNo,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// The optional listing capability, used by the background reconciler.
+    /// Stores that can list return `Some(self)`.
+    fn listing(&self) -> Option<&dyn OrderListing> {
+        None
+    }
+}
+
+/// Which orders to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Orders in any of these states.
+    pub states: Vec<OrderState>,
+    /// Last changed at or before this instant.
+    pub updated_before: DateTime<Utc>,
+    /// At most this many, oldest first.
+    pub limit: usize,
+}
+
+/// Optional capability: listing orders, for reconciliation (lost notifies,
+/// expiry, unfinished fulfilment).
+#[async_trait]
+pub trait OrderListing: Send + Sync {
+    /// Orders matching the filter, oldest `updated_at` first.
+    ///
+    /// # Errors
+    /// A backend error.
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Order>, StoreError>;
+
+    /// Paid orders whose fulfilment is not done (pending, or claimed with an
+    /// expired lease at `now`), oldest first.
+    ///
+    /// # Errors
+    /// A backend error.
+    async fn unfulfilled(&self, now: DateTime<Utc>, limit: usize)
+    -> Result<Vec<Order>, StoreError>;
+}
