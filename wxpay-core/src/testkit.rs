@@ -1,0 +1,697 @@
+//! Test utilities for your own tests (feature `testkit`).
+//!
+//! - [`check_order_store`]: the [`OrderStore`] conformance kit. Run it against
+//!   your store implementation; it panics with a message naming the broken
+//!   duty.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use std::sync::Arc;
+//! use wxpay_core::{flow::MemoryStore, testkit::check_order_store};
+//! check_order_store(Arc::new(MemoryStore::new())).await;
+//! # }
+//! ```
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, TimeZone, Utc};
+use rand::{Rng, distributions::Alphanumeric};
+
+use crate::{
+    Fen, OutTradeNo, SignType, TradeType,
+    flow::{
+        Fulfilment, ListFilter, Order, OrderPatch, OrderState, OrderStore, PendingRefund,
+        StoreError, Transition, TransitionOutcome,
+    },
+};
+
+/// How many tasks race in the concurrency checks.
+const RACERS: usize = 50;
+
+/// Runs the whole [`OrderStore`] contract against `store` and panics with a
+/// clear message at the first violation.
+///
+/// Every case uses fresh, random order numbers, so one store (one database)
+/// can be checked repeatedly and alongside other data. Timestamps are whole
+/// microseconds: a store must keep at least microsecond precision.
+///
+/// What is checked:
+/// - `insert` then `get` returns every field unchanged (all states, every
+///   optional field set and unset, each [`Fulfilment`] variant, non-ASCII text);
+///   `get` of an unknown number is `None`;
+/// - a second `insert` of the same number is [`StoreError::Duplicate`] and
+///   leaves the first order as it was;
+/// - `transition` applies (answering the order after), does not apply when
+///   the state is not in `from` (answering the order as found, storing
+///   nothing), and answers `NotFound` for an unknown number;
+/// - patch semantics: `None` keeps a field, `Some(None)` clears it,
+///   `Some(Some(v))` sets it; `updated_at` becomes the transition's time;
+///   `created_at` and `fulfilment` are untouched;
+/// - 50 concurrent transitions of one order (spawned tokio
+///   tasks): exactly one is applied and every loser sees the winner's result;
+/// - concurrent `claim_fulfilment`: exactly one wins; a live lease blocks
+///   other claims, an expired one does not; `complete_fulfilment` stores
+///   `Done` and nothing can claim it afterwards;
+/// - when [`OrderStore::listing`] is `Some`: `list` filters by state and
+///   `updated_before` (inclusive), sorts oldest first and honours `limit`;
+///   `unfulfilled` returns paid orders whose fulfilment is pending or whose
+///   lease expired, and nothing else.
+///
+/// # Panics
+/// On the first violation of the contract, or on any store error.
+pub async fn check_order_store(store: Arc<dyn OrderStore>) {
+    let kit = Kit::new();
+    kit.roundtrip(&*store).await;
+    kit.duplicate(&*store).await;
+    kit.compare_and_set(&*store).await;
+    kit.patch_semantics(&*store).await;
+    kit.concurrent_transitions(store.clone()).await;
+    kit.fulfilment(store.clone()).await;
+    if store.listing().is_some() {
+        kit.listing(&*store).await;
+    }
+}
+
+struct Kit {
+    run: String,
+}
+
+/// Now, truncated to whole microseconds.
+fn micros_now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).expect("now is representable")
+}
+
+fn secs(n: i64) -> chrono::Duration {
+    chrono::Duration::seconds(n)
+}
+
+fn ok<T>(case: &str, r: Result<T, StoreError>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("OrderStore conformance [{case}]: unexpected store error: {e} ({e:?})"),
+    }
+}
+
+fn fail(case: &str, what: impl std::fmt::Display) -> ! {
+    panic!("OrderStore conformance [{case}]: {what}")
+}
+
+impl Kit {
+    fn new() -> Kit {
+        let run: String = rand::thread_rng()
+            .sample_iter(&Alphanumeric)
+            .take(12)
+            .map(char::from)
+            .collect();
+        Kit {
+            run: format!("K{run}"),
+        }
+    }
+
+    fn no(&self, tag: &str) -> OutTradeNo {
+        OutTradeNo::new(format!("{}-{tag}", self.run)).expect("kit order numbers are valid")
+    }
+
+    fn minimal(&self, tag: &str, state: OrderState, at: DateTime<Utc>) -> Order {
+        let mut o = Order::new(
+            self.no(tag),
+            Fen(1),
+            "kit",
+            TradeType::Jsapi,
+            SignType::Md5,
+            at,
+        );
+        o.state = state;
+        o
+    }
+
+    fn full(&self, tag: &str, state: OrderState, at: DateTime<Utc>) -> Order {
+        Order {
+            out_trade_no: self.no(tag),
+            state,
+            total_fee: Fen(8_800_000_001),
+            body: "腾讯-游戏 <&> \"quoted\" 'x'".into(),
+            trade_type: TradeType::Native,
+            openid: Some("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o".into()),
+            product_id: Some("P-12".into()),
+            attach: Some("深圳分店 & friends".into()),
+            owner: Some("user:42".into()),
+            sign_type: SignType::HmacSha256,
+            prepay_id: Some("wx201410272009395522657a690389285100".into()),
+            code_url: Some("weixin://wxpay/bizpayurl?pr=Mvasgua".into()),
+            prepay_expires_at: Some(at + secs(7200)),
+            transaction_id: Some("4200000483202001042069747825".into()),
+            time_end: Some("20200104183424".into()),
+            bank_type: Some("CMB_DEBIT".into()),
+            cash_fee: Some(Fen(8_800_000_000)),
+            refunded_fee: Fen(17),
+            pending_refund: Some(PendingRefund {
+                out_refund_no: "R-1@x".into(),
+                refund_fee: Fen(3),
+            }),
+            attention: Some("payment on a closed order — 请核对".into()),
+            fulfilment: Fulfilment::Claimed {
+                until: at + secs(30),
+            },
+            created_at: at - secs(100),
+            updated_at: at - secs(50),
+            synced_at: Some(at - secs(10)),
+        }
+    }
+
+    async fn expect_stored(&self, store: &dyn OrderStore, case: &str, want: &Order) {
+        match ok(case, store.get(&want.out_trade_no).await) {
+            Some(got) if &got == want => {}
+            Some(got) => fail(
+                case,
+                format!("stored order differs\n  expected: {want:?}\n  got:      {got:?}"),
+            ),
+            None => fail(case, format!("order {} is missing", want.out_trade_no)),
+        }
+    }
+
+    async fn roundtrip(&self, store: &dyn OrderStore) {
+        let case = "insert/get roundtrip";
+        let now = micros_now();
+        let mut orders = Vec::new();
+        for (i, state) in OrderState::ALL.into_iter().enumerate() {
+            orders.push(self.minimal(&format!("rt-min{i}"), state, now));
+            orders.push(self.full(&format!("rt-full{i}"), state, now));
+        }
+        let mut done = self.full("rt-done", OrderState::Paid, now);
+        done.fulfilment = Fulfilment::Done { at: now };
+        done.trade_type = TradeType::Jsapi;
+        done.sign_type = SignType::Md5;
+        orders.push(done);
+        let mut zero = self.minimal("rt-zero", OrderState::Paid, now);
+        zero.cash_fee = Some(Fen(0));
+        zero.attach = Some(String::new());
+        orders.push(zero);
+
+        for o in &orders {
+            ok(case, store.insert(o).await);
+        }
+        for o in &orders {
+            self.expect_stored(store, case, o).await;
+        }
+        if let Some(o) = ok(case, store.get(&self.no("rt-absent")).await) {
+            fail(case, format!("get of an unknown number returned {o:?}"));
+        }
+    }
+
+    async fn duplicate(&self, store: &dyn OrderStore) {
+        let case = "duplicate insert";
+        let now = micros_now();
+        let first = self.full("dup", OrderState::Prepaid, now);
+        ok(case, store.insert(&first).await);
+        let mut second = self.minimal("dup", OrderState::Created, now);
+        second.total_fee = Fen(999);
+        match store.insert(&second).await {
+            Err(StoreError::Duplicate(no)) if no == first.out_trade_no => {}
+            Err(StoreError::Duplicate(no)) => fail(
+                case,
+                format!("Duplicate names {no}, expected {}", first.out_trade_no),
+            ),
+            Err(e) => fail(case, format!("expected StoreError::Duplicate, got {e:?}")),
+            Ok(()) => fail(case, "a second insert of the same number succeeded"),
+        }
+        self.expect_stored(store, case, &first).await;
+    }
+
+    async fn compare_and_set(&self, store: &dyn OrderStore) {
+        let case = "transition compare-and-set";
+        let now = micros_now();
+        let mut expected = self.minimal("cas", OrderState::Created, now);
+        ok(case, store.insert(&expected).await);
+
+        // applied
+        let patch = OrderPatch {
+            prepay_id: Some(Some("wx-prepay-1".into())),
+            prepay_expires_at: Some(Some(now + secs(7200))),
+            ..OrderPatch::default()
+        };
+        let t = Transition::new(
+            expected.out_trade_no.clone(),
+            &[OrderState::Created],
+            OrderState::Prepaid,
+            patch,
+            now + secs(1),
+        )
+        .expect("legal");
+        expected.apply(t.to, &t.patch, t.at);
+        match ok(case, store.transition(&t).await) {
+            TransitionOutcome::Applied(o) if o == expected => {}
+            other => fail(
+                case,
+                format!("CREATED → PREPAID: expected Applied({expected:?}), got {other:?}"),
+            ),
+        }
+        self.expect_stored(store, case, &expected).await;
+
+        // not applied: the state is not among `from`
+        let t = Transition::new(
+            expected.out_trade_no.clone(),
+            &[OrderState::Created],
+            OrderState::Closed,
+            OrderPatch {
+                attention: Some(Some("must not be stored".into())),
+                ..OrderPatch::default()
+            },
+            now + secs(2),
+        )
+        .expect("legal");
+        match ok(case, store.transition(&t).await) {
+            TransitionOutcome::NotApplied(o) if o == expected => {}
+            other => fail(
+                case,
+                format!(
+                    "[CREATED] → CLOSED on a PREPAID order: expected NotApplied(order as found), got {other:?}"
+                ),
+            ),
+        }
+        self.expect_stored(store, case, &expected).await;
+
+        // the same state again (a fresh prepay), with several `from` states
+        let t = Transition::new(
+            expected.out_trade_no.clone(),
+            &[OrderState::Created, OrderState::Prepaid],
+            OrderState::Prepaid,
+            OrderPatch {
+                prepay_id: Some(Some("wx-prepay-2".into())),
+                ..OrderPatch::default()
+            },
+            now + secs(3),
+        )
+        .expect("legal");
+        expected.apply(t.to, &t.patch, t.at);
+        match ok(case, store.transition(&t).await) {
+            TransitionOutcome::Applied(o) if o == expected => {}
+            other => fail(
+                case,
+                format!("PREPAID → PREPAID: expected Applied({expected:?}), got {other:?}"),
+            ),
+        }
+        self.expect_stored(store, case, &expected).await;
+
+        // not found
+        let t = Transition::new(
+            self.no("cas-absent"),
+            &[OrderState::Created],
+            OrderState::Prepaid,
+            OrderPatch::default(),
+            now,
+        )
+        .expect("legal");
+        match ok(case, store.transition(&t).await) {
+            TransitionOutcome::NotFound => {}
+            other => fail(
+                case,
+                format!("transition of an unknown number: expected NotFound, got {other:?}"),
+            ),
+        }
+        if ok(case, store.get(&t.out_trade_no).await).is_some() {
+            fail(case, "a transition of an unknown number created an order");
+        }
+    }
+
+    async fn step(
+        &self,
+        store: &dyn OrderStore,
+        case: &str,
+        expected: &mut Order,
+        to: OrderState,
+        patch: OrderPatch,
+        at: DateTime<Utc>,
+    ) {
+        let t = Transition::new(
+            expected.out_trade_no.clone(),
+            &[expected.state],
+            to,
+            patch,
+            at,
+        )
+        .expect("legal");
+        expected.apply(t.to, &t.patch, t.at);
+        match ok(case, store.transition(&t).await) {
+            TransitionOutcome::Applied(o) if &o == expected => {}
+            other => fail(
+                case,
+                format!("{:?}\n  expected Applied({expected:?})\n  got {other:?}", t.patch),
+            ),
+        }
+        self.expect_stored(store, case, expected).await;
+    }
+
+    async fn patch_semantics(&self, store: &dyn OrderStore) {
+        let case = "patch semantics";
+        let now = micros_now();
+        let mut expected = self.full("patch", OrderState::Prepaid, now);
+        ok(case, store.insert(&expected).await);
+
+        // Clear every optional field the patch can clear.
+        let clear_all = OrderPatch {
+            prepay_id: Some(None),
+            code_url: Some(None),
+            prepay_expires_at: Some(None),
+            transaction_id: Some(None),
+            time_end: Some(None),
+            bank_type: Some(None),
+            cash_fee: Some(None),
+            refunded_fee: Some(Fen(0)),
+            pending_refund: Some(None),
+            attention: Some(None),
+            synced_at: Some(None),
+        };
+        self.step(store, case, &mut expected, OrderState::Prepaid, clear_all, now + secs(1))
+            .await;
+
+        // An empty patch keeps everything (only state and updated_at change).
+        self.step(
+            store,
+            case,
+            &mut expected,
+            OrderState::Prepaid,
+            OrderPatch::default(),
+            now + secs(2),
+        )
+        .await;
+
+        // Set every field.
+        let set_all = OrderPatch {
+            prepay_id: Some(Some("wx-p".into())),
+            code_url: Some(Some("weixin://wxpay/bizpayurl?pr=abc".into())),
+            prepay_expires_at: Some(Some(now + secs(7200))),
+            transaction_id: Some(Some("4200000000000000000000000001".into())),
+            time_end: Some(Some("20150806125400".into())),
+            bank_type: Some(Some("OTHERS".into())),
+            cash_fee: Some(Some(Fen(77))),
+            refunded_fee: Some(Fen(0)),
+            pending_refund: None,
+            attention: Some(Some("late payment".into())),
+            synced_at: Some(Some(now + secs(3))),
+        };
+        self.step(store, case, &mut expected, OrderState::Paid, set_all, now + secs(3))
+            .await;
+
+        // Some fields set, the rest kept.
+        let refund = OrderPatch {
+            pending_refund: Some(Some(PendingRefund {
+                out_refund_no: "R1".into(),
+                refund_fee: Fen(10),
+            })),
+            ..OrderPatch::default()
+        };
+        self.step(store, case, &mut expected, OrderState::Refunding, refund, now + secs(4))
+            .await;
+        let refunded = OrderPatch {
+            pending_refund: Some(None),
+            refunded_fee: Some(Fen(10)),
+            ..OrderPatch::default()
+        };
+        self.step(
+            store,
+            case,
+            &mut expected,
+            OrderState::PartiallyRefunded,
+            refunded,
+            now + secs(5),
+        )
+        .await;
+    }
+
+    async fn concurrent_transitions(&self, store: Arc<dyn OrderStore>) {
+        let case = "concurrent transitions";
+        let now = micros_now();
+        let order = self.minimal("race", OrderState::Prepaid, now);
+        ok(case, store.insert(&order).await);
+        let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+        let mut tasks = Vec::new();
+        for i in 0..RACERS {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            let t = Transition::new(
+                order.out_trade_no.clone(),
+                &[OrderState::Created, OrderState::Prepaid],
+                OrderState::Paid,
+                OrderPatch {
+                    transaction_id: Some(Some(format!("TX{i}"))),
+                    ..OrderPatch::default()
+                },
+                now + secs(1),
+            )
+            .expect("legal");
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                store.transition(&t).await
+            }));
+        }
+        let mut winners = Vec::new();
+        let mut losers = Vec::new();
+        for task in tasks {
+            let outcome = match task.await {
+                Ok(r) => ok(case, r),
+                Err(e) => fail(case, format!("a racing task panicked: {e}")),
+            };
+            match outcome {
+                TransitionOutcome::Applied(o) => winners.push(o),
+                TransitionOutcome::NotApplied(o) => losers.push(o),
+                TransitionOutcome::NotFound => fail(case, "an existing order was NotFound"),
+            }
+        }
+        if winners.len() != 1 {
+            fail(
+                case,
+                format!(
+                    "{RACERS} concurrent PREPAID → PAID transitions: {} applied, exactly 1 must be \
+                     (the transition is not an atomic compare-and-set)",
+                    winners.len()
+                ),
+            );
+        }
+        let winner = &winners[0];
+        if winner.state != OrderState::Paid {
+            fail(case, format!("the winner answered state {}", winner.state));
+        }
+        for l in &losers {
+            if l.state != OrderState::Paid || l.transaction_id != winner.transaction_id {
+                fail(
+                    case,
+                    format!(
+                        "a losing transition saw {} / {:?}, expected the winner's PAID / {:?}",
+                        l.state, l.transaction_id, winner.transaction_id
+                    ),
+                );
+            }
+        }
+        self.expect_stored(&*store, case, winner).await;
+    }
+
+    async fn fulfilment(&self, store: Arc<dyn OrderStore>) {
+        let case = "fulfilment claims";
+        let now = micros_now();
+        let lease = Duration::from_secs(60);
+        let order = self.minimal("ful", OrderState::Paid, now);
+        let no = order.out_trade_no.clone();
+        ok(case, store.insert(&order).await);
+
+        let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+        let mut tasks = Vec::new();
+        for _ in 0..RACERS {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            let no = no.clone();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                store.claim_fulfilment(&no, now, lease).await
+            }));
+        }
+        let mut won = 0;
+        for task in tasks {
+            let claimed = match task.await {
+                Ok(r) => ok(case, r),
+                Err(e) => fail(case, format!("a claiming task panicked: {e}")),
+            };
+            won += usize::from(claimed);
+        }
+        if won != 1 {
+            fail(
+                case,
+                format!("{RACERS} concurrent claims of a pending fulfilment: {won} won, exactly 1 must"),
+            );
+        }
+        let mut expected = order.clone();
+        expected.fulfilment = Fulfilment::Claimed {
+            until: now + secs(60),
+        };
+        self.expect_stored(&*store, case, &expected).await;
+
+        // A live lease blocks.
+        if ok(case, store.claim_fulfilment(&no, now + secs(59), lease).await) {
+            fail(case, "a claim succeeded while another claim's lease was live");
+        }
+        // An expired lease does not.
+        let later = now + secs(120);
+        if !ok(case, store.claim_fulfilment(&no, later, lease).await) {
+            fail(case, "a claim failed although the previous lease had expired");
+        }
+        expected.fulfilment = Fulfilment::Claimed {
+            until: later + secs(60),
+        };
+        self.expect_stored(&*store, case, &expected).await;
+
+        // Done is final.
+        let done_at = later + secs(1);
+        ok(case, store.complete_fulfilment(&no, done_at).await);
+        expected.fulfilment = Fulfilment::Done { at: done_at };
+        self.expect_stored(&*store, case, &expected).await;
+        if ok(
+            case,
+            store.claim_fulfilment(&no, now + secs(86_400 * 365), lease).await,
+        ) {
+            fail(case, "a claim succeeded on a completed fulfilment");
+        }
+
+        // Unknown orders cannot be claimed.
+        if matches!(
+            store.claim_fulfilment(&self.no("ful-absent"), now, lease).await,
+            Ok(true)
+        ) {
+            fail(case, "a claim of an unknown order succeeded");
+        }
+    }
+
+    async fn listing(&self, store: &dyn OrderStore) {
+        let case = "listing";
+        let listing = store.listing().expect("checked by the caller");
+        let now = micros_now();
+        // Orders of this run get timestamps that are older the later the run
+        // starts, so they sort before what earlier runs left in the store.
+        let mirror = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap()
+            - (now - Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap());
+        let at = |s: i64| mirror + secs(s);
+        let mk = |tag: &str, state: OrderState, s: i64, fulfilment: Fulfilment| {
+            let mut o = self.minimal(tag, state, at(s));
+            o.fulfilment = fulfilment;
+            o
+        };
+        let p = Fulfilment::Pending;
+        let orders = [
+            mk("l1", OrderState::Prepaid, 0, p),
+            mk("l2", OrderState::Created, 1, p),
+            mk("l3", OrderState::Prepaid, 2, p),
+            mk("l4", OrderState::Paid, 1, p),
+            mk("l5", OrderState::Prepaid, 3, p),
+            mk("u1", OrderState::Paid, 4, p),
+            mk(
+                "u2",
+                OrderState::Paid,
+                5,
+                Fulfilment::Claimed {
+                    until: now - secs(3600),
+                },
+            ),
+            mk(
+                "u3",
+                OrderState::Paid,
+                6,
+                Fulfilment::Claimed {
+                    until: now + secs(3600),
+                },
+            ),
+            mk("u4", OrderState::Paid, 7, Fulfilment::Done { at: now }),
+            mk("u5", OrderState::Closed, 8, p),
+            mk("u6", OrderState::Failed, 9, p),
+        ];
+        for o in &orders {
+            ok(case, store.insert(o).await);
+        }
+        let ours = |found: &[Order]| -> Vec<String> {
+            found
+                .iter()
+                .filter(|o| o.out_trade_no.as_str().starts_with(&self.run))
+                .map(|o| o.out_trade_no.as_str()[self.run.len() + 1..].to_owned())
+                .collect()
+        };
+        let sorted = |found: &[Order]| {
+            found
+                .windows(2)
+                .all(|w| w[0].updated_at <= w[1].updated_at)
+        };
+
+        let filter = ListFilter {
+            states: vec![OrderState::Created, OrderState::Prepaid],
+            updated_before: at(2),
+            limit: 1000,
+        };
+        let found = ok(case, listing.list(&filter).await);
+        if ours(&found) != ["l1", "l2", "l3"] || !sorted(&found) {
+            fail(
+                case,
+                format!(
+                    "list(CREATED|PREPAID, updated_before inclusive) returned {:?}, expected [l1, l2, l3] oldest first",
+                    ours(&found)
+                ),
+            );
+        }
+        for o in &found {
+            if !filter.states.contains(&o.state) || o.updated_at > filter.updated_before {
+                fail(case, format!("list returned a non-matching order {o:?}"));
+            }
+        }
+        let limited = ok(
+            case,
+            listing
+                .list(&ListFilter {
+                    limit: 2,
+                    ..filter.clone()
+                })
+                .await,
+        );
+        if limited.len() != 2 || !sorted(&limited) {
+            fail(
+                case,
+                format!("list with limit 2 returned {} orders (or unsorted)", limited.len()),
+            );
+        }
+        for o in &found {
+            if o.out_trade_no.as_str().starts_with(&self.run)
+                && !orders.iter().any(|want| want == o)
+            {
+                fail(case, format!("list returned an order that differs from the stored one: {o:?}"));
+            }
+        }
+
+        let found = ok(case, listing.unfulfilled(now, 1000).await);
+        let got: Vec<String> = ours(&found)
+            .into_iter()
+            .filter(|t| t.starts_with('u') || t.starts_with('l'))
+            .collect();
+        if got != ["l4", "u1", "u2"] || !sorted(&found) {
+            fail(
+                case,
+                format!(
+                    "unfulfilled(now) returned {got:?}, expected [l4, u1, u2]: paid orders whose \
+                     fulfilment is pending or whose lease expired, oldest first"
+                ),
+            );
+        }
+        for o in &found {
+            let free = match o.fulfilment {
+                Fulfilment::Pending => true,
+                Fulfilment::Claimed { until } => until < now,
+                Fulfilment::Done { .. } => false,
+            };
+            if !o.state.is_paid() || !free {
+                fail(case, format!("unfulfilled returned {o:?}"));
+            }
+        }
+        let limited = ok(case, listing.unfulfilled(now, 1).await);
+        if limited.len() != 1 {
+            fail(
+                case,
+                format!("unfulfilled with limit 1 returned {} orders", limited.len()),
+            );
+        }
+    }
+}
