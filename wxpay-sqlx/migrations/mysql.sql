@@ -1,0 +1,34 @@
+-- wxpay-sqlx schema, MySQL / MariaDB. `{table}` is replaced by the table name.
+-- Times are BIGINT nanoseconds since the Unix epoch (UTC); money is BIGINT fen.
+-- Order numbers are case-sensitive, hence the binary collation.
+CREATE TABLE IF NOT EXISTS {table} (
+    out_trade_no       VARCHAR(32)  CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
+    state              VARCHAR(32)  NOT NULL,
+    total_fee          BIGINT       NOT NULL,
+    body               TEXT         NOT NULL,
+    trade_type         VARCHAR(32)  NOT NULL,
+    openid             VARCHAR(128),
+    product_id         VARCHAR(128),
+    attach             TEXT,
+    owner              VARCHAR(255),
+    sign_type          VARCHAR(32)  NOT NULL,
+    prepay_id          VARCHAR(128),
+    code_url           TEXT,
+    prepay_expires_at  BIGINT,
+    transaction_id     VARCHAR(128),
+    time_end           VARCHAR(32),
+    bank_type          VARCHAR(64),
+    cash_fee           BIGINT,
+    refunded_fee       BIGINT       NOT NULL,
+    pending_refund_no  VARCHAR(128),
+    pending_refund_fee BIGINT,
+    attention          TEXT,
+    fulfilment         VARCHAR(16)  NOT NULL,
+    fulfilment_at      BIGINT,
+    created_at         BIGINT       NOT NULL,
+    updated_at         BIGINT       NOT NULL,
+    synced_at          BIGINT,
+    version            BIGINT       NOT NULL DEFAULT 0,
+    INDEX {table}_state_updated (state, updated_at),
+    INDEX {table}_fulfilment_updated (fulfilment, updated_at)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;

@@ -1,0 +1,33 @@
+-- wxpay-sqlx schema, SQLite. `{table}` is replaced by the table name.
+-- Times are INTEGER nanoseconds since the Unix epoch (UTC); money is INTEGER fen.
+CREATE TABLE IF NOT EXISTS {table} (
+    out_trade_no       TEXT    NOT NULL PRIMARY KEY,
+    state              TEXT    NOT NULL,
+    total_fee          INTEGER NOT NULL,
+    body               TEXT    NOT NULL,
+    trade_type         TEXT    NOT NULL,
+    openid             TEXT,
+    product_id         TEXT,
+    attach             TEXT,
+    owner              TEXT,
+    sign_type          TEXT    NOT NULL,
+    prepay_id          TEXT,
+    code_url           TEXT,
+    prepay_expires_at  INTEGER,
+    transaction_id     TEXT,
+    time_end           TEXT,
+    bank_type          TEXT,
+    cash_fee           INTEGER,
+    refunded_fee       INTEGER NOT NULL,
+    pending_refund_no  TEXT,
+    pending_refund_fee INTEGER,
+    attention          TEXT,
+    fulfilment         TEXT    NOT NULL,
+    fulfilment_at      INTEGER,
+    created_at         INTEGER NOT NULL,
+    updated_at         INTEGER NOT NULL,
+    synced_at          INTEGER,
+    version            INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS {table}_state_updated ON {table} (state, updated_at);
+CREATE INDEX IF NOT EXISTS {table}_fulfilment_updated ON {table} (fulfilment, updated_at);
