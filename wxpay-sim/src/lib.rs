@@ -1,1 +1,328 @@
-//! Work in progress.
+//! # wxpay-sim
+//!
+//! A local WeChat Pay v2 simulator: the real pay-API paths, signatures,
+//! error codes and notify retries, plus `jscode2session`, driven by a small
+//! control API, so code that passes against it works against WeChat.
+//!
+//! ```
+//! use wxpay_sim::{SimConfig, Simulator};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = SimConfig::test().with_time_scale(0.001);
+//! let sim = Simulator::start(config.clone()).await?;
+//!
+//! // The mini-program's wx.login: a single-use code for this user.
+//! let code = sim.login("oUser123").await;
+//!
+//! // The merchant server exchanges it, as it would with api.weixin.qq.com.
+//! let url = format!(
+//!     "{}/sns/jscode2session?appid={}&secret={}&js_code={code}&grant_type=authorization_code",
+//!     sim.base_url(),
+//!     config.appid,
+//!     config.app_secret.expose(),
+//! );
+//! let session: serde_json::Value = reqwest::get(&url).await?.json().await?;
+//! assert_eq!(session["openid"], "oUser123");
+//!
+//! // A second exchange of the same code fails, as on WeChat.
+//! let again: serde_json::Value = reqwest::get(&url).await?.json().await?;
+//! assert_eq!(again["errcode"], 40163);
+//!
+//! // Unknown orders cannot be paid.
+//! assert!(sim.pay("no-such-order").await.is_err());
+//! sim.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## What it serves
+//!
+//! One base URL ([`SimHandle::base_url`]) stands in for both
+//! `https://api.mch.weixin.qq.com` and `https://api.weixin.qq.com`:
+//!
+//! * `POST /pay/unifiedorder`, `/pay/orderquery`, `/pay/closeorder`,
+//!   `/secapi/pay/refund`, `/pay/refundquery`: XML in, XML out. Requests
+//!   are verified with their `sign_type` (MD5 by default, HMAC-SHA256) and
+//!   replies signed the same way; `return_code=FAIL` replies carry no sign.
+//! * `GET /sns/jscode2session`: codes minted by [`SimHandle::login`],
+//!   single use (`40163` on reuse, `40029` when unknown or expired).
+//!
+//! Protocol failures (`return_code=FAIL`, `return_msg`): GET on a POST
+//! endpoint (`请使用post方法`), empty body (`post数据为空`), non-UTF-8
+//! (`编码格式错误，请使用UTF-8编码`), malformed XML (`XML格式错误`), an
+//! unknown `sign_type` (`sign_type参数格式错误`) and a wrong signature
+//! (`签名错误`). Everything else is a signed `result_code=FAIL` with the
+//! spec's `err_code`: `MCHID_NOT_EXIST`, `APPID_NOT_EXIST`,
+//! `APPID_MCHID_NOT_MATCH`, `LACK_PARAMS` (`缺少参数…`), malformed or too
+//! long fields (`INVALID_REQUEST` on the order endpoints, `PARAM_ERROR` on
+//! the refund endpoints), `ORDERPAID`, `ORDERCLOSED`, `ORDERNOTEXIST`,
+//! `INVALID_REQUEST` `201 商户订单号重复` (re-entry with other parameters),
+//! `TRADE_STATE_ERROR` (closeorder within 5 minutes of creation),
+//! `REFUND_FEE_MISMATCH`, `NOTENOUGH`, `REFUNDNOTEXIST` and `SYSTEMERROR`
+//! (fault injection).
+//!
+//! ## Control API (JSON)
+//!
+//! * `POST /sim/login {"openid": "...", "unionid"?: "..."}` → `{"code"}`
+//! * `POST /sim/pay {"out_trade_no" | "prepay_id", "result"?: "SUCCESS" | "PAYERROR"}`
+//!   → the order as [`SimOrder`]; a successful payment sends the signed
+//!   payment notify on WeChat's retry schedule.
+//! * `POST /sim/faults` [`Faults`], `GET /sim/faults`
+//! * `GET /sim/orders/{out_trade_no}` → [`SimOrder`]
+//! * `GET /sim/notifies` → `[`[`NotifyAttempt`]`]`
+//! * `GET /sim/cashier/{prepay_id}`: an HTML pay sheet with Pay and Cancel
+//!   buttons for clicking through a demo in a browser.
+//!
+//! Refunds are accepted (`PROCESSING`), succeed after one scaled minute
+//! and then send the encrypted refund notify.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod api;
+mod control;
+mod model;
+mod notify;
+mod state;
+
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use wxpay_core::TradeState;
+
+pub use model::{Faults, NotifyAttempt, NotifyKind, PayResult, SimConfig, SimOrder, SimRefund};
+pub use notify::RETRY_SCHEDULE;
+
+use state::{OrderRef, Sim};
+
+/// Why a simulator action failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// The listener could not be bound.
+    #[error("cannot listen")]
+    Bind(#[source] io::Error),
+    /// `time_scale` is not a positive finite number.
+    #[error("time_scale must be positive and finite, got {0}")]
+    TimeScale(f64),
+    /// No order with this `out_trade_no` / `prepay_id`.
+    #[error("no order {0:?}")]
+    NoSuchOrder(String),
+    /// The order is not waiting for payment.
+    #[error("order {out_trade_no:?} is {trade_state}, not payable")]
+    NotPayable {
+        /// The order.
+        out_trade_no: String,
+        /// Its state.
+        trade_state: TradeState,
+    },
+    /// The prepay session is older than 2 (scaled) hours, or was replaced.
+    #[error("prepay_id {0:?} has expired")]
+    PrepayExpired(String),
+    /// The order's `time_expire` has passed.
+    #[error("order {0:?} is past its time_expire")]
+    OrderExpired(String),
+}
+
+/// Starts simulators.
+#[derive(Debug)]
+pub struct Simulator;
+
+impl Simulator {
+    /// Starts a simulator on `127.0.0.1:0` (an OS-assigned port).
+    ///
+    /// # Errors
+    /// [`SimError::Bind`] when no port can be bound,
+    /// [`SimError::TimeScale`] for a bad `time_scale`.
+    pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
+        Self::start_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts a simulator on `addr`.
+    ///
+    /// # Errors
+    /// As [`Simulator::start`].
+    pub async fn start_on(config: SimConfig, addr: SocketAddr) -> Result<SimHandle, SimError> {
+        if !(config.time_scale.is_finite() && config.time_scale > 0.0) {
+            return Err(SimError::TimeScale(config.time_scale));
+        }
+        let listener = TcpListener::bind(addr).await.map_err(SimError::Bind)?;
+        let addr = listener.local_addr().map_err(SimError::Bind)?;
+        let sim = Arc::new(Sim::new(config));
+        let app = control::router(Arc::clone(&sim));
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = rx.await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "simulator server failed");
+            }
+        });
+        tracing::info!(%addr, "wxpay-sim listening");
+        Ok(SimHandle {
+            addr,
+            sim,
+            shutdown: Some(tx),
+            server: Some(server),
+        })
+    }
+}
+
+/// A running simulator. Dropping it stops the server and every pending
+/// notify; [`SimHandle::shutdown`] does the same and waits for the server.
+#[derive(Debug)]
+pub struct SimHandle {
+    addr: SocketAddr,
+    sim: Arc<Sim>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimHandle {
+    /// The address the simulator listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`: the base of both the pay API and the open
+    /// API (their paths do not overlap).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &SimConfig {
+        &self.sim.config
+    }
+
+    /// Mints a single-use `wx.login` code for `openid`
+    /// (`POST /sim/login`).
+    pub async fn login(&self, openid: &str) -> String {
+        self.sim.login(openid, None)
+    }
+
+    /// [`SimHandle::login`] for a user with a `unionid`.
+    pub async fn login_with_unionid(&self, openid: &str, unionid: &str) -> String {
+        self.sim.login(openid, Some(unionid.to_owned()))
+    }
+
+    /// The user pays the order successfully; the payment notify is sent
+    /// (`POST /sim/pay`).
+    ///
+    /// # Errors
+    /// [`SimError::NoSuchOrder`], [`SimError::NotPayable`],
+    /// [`SimError::PrepayExpired`], [`SimError::OrderExpired`].
+    pub async fn pay(&self, out_trade_no: &str) -> Result<SimOrder, SimError> {
+        self.pay_with(out_trade_no, PayResult::Success).await
+    }
+
+    /// The user pays with the given outcome.
+    ///
+    /// # Errors
+    /// As [`SimHandle::pay`].
+    pub async fn pay_with(
+        &self,
+        out_trade_no: &str,
+        result: PayResult,
+    ) -> Result<SimOrder, SimError> {
+        self.sim
+            .pay(OrderRef::OutTradeNo(out_trade_no.to_owned()), result, None)
+    }
+
+    /// The user pays through the prepay session (what the pay sheet does).
+    ///
+    /// # Errors
+    /// As [`SimHandle::pay`]; a replaced or old session is
+    /// [`SimError::PrepayExpired`].
+    pub async fn pay_prepay(
+        &self,
+        prepay_id: &str,
+        result: PayResult,
+    ) -> Result<SimOrder, SimError> {
+        self.sim
+            .pay(OrderRef::PrepayId(prepay_id.to_owned()), result, None)
+    }
+
+    /// Replaces the fault settings (`POST /sim/faults`).
+    pub async fn set_faults(&self, faults: Faults) {
+        self.sim.set_faults(faults);
+    }
+
+    /// The current fault settings.
+    pub async fn faults(&self) -> Faults {
+        self.sim.faults()
+    }
+
+    /// The order's state (`GET /sim/orders/{out_trade_no}`).
+    pub async fn order(&self, out_trade_no: &str) -> Option<SimOrder> {
+        self.sim.order(out_trade_no)
+    }
+
+    /// Every notify attempt so far, oldest first (`GET /sim/notifies`).
+    pub async fn notifies(&self) -> Vec<NotifyAttempt> {
+        self.sim.notifies()
+    }
+
+    /// Polls [`SimHandle::notifies`] until `pred` holds for the log or
+    /// `timeout` passes; returns the last log seen and whether it held.
+    pub async fn wait_for_notifies(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&[NotifyAttempt]) -> bool,
+    ) -> (Vec<NotifyAttempt>, bool) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let log = self.sim.notifies();
+            if pred(&log) {
+                return (log, true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return (log, false);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops the server and every pending notify, and waits (briefly) for
+    /// the server to finish.
+    pub async fn shutdown(mut self) {
+        self.stop();
+        if let Some(server) = self.server.take() {
+            let abort = server.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(1), server)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.sim.abort_tasks();
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}

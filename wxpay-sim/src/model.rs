@@ -1,0 +1,182 @@
+//! Public value types: configuration, fault settings, order snapshots and
+//! the notify delivery log.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wxpay_core::{ApiKey, AppSecret, Fen, RefundStatus, SignType, TradeState};
+
+/// The merchant the simulator plays WeChat for, and its clock.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The mini-program AppID bound to `mch_id`.
+    pub appid: String,
+    /// The merchant number.
+    pub mch_id: String,
+    /// The API v2 key: checks request signatures, signs replies and notifies,
+    /// and (through its MD5) encrypts refund notifies.
+    pub api_key: ApiKey,
+    /// The mini-program AppSecret `jscode2session` checks.
+    pub app_secret: AppSecret,
+    /// Multiplies every time rule: notify retry delays, the 5-minute
+    /// closeorder rule, the 2-hour prepay expiry, the 1-minute refund
+    /// processing and the 5-minute login-code lifetime. `0.001` turns a
+    /// 15 s retry into 15 ms.
+    pub time_scale: f64,
+    /// Where refund notifies go when the refund request has no `notify_url`
+    /// (the URL "configured in the merchant platform").
+    pub refund_notify_url: Option<String>,
+}
+
+impl SimConfig {
+    /// Fixed test credentials (AppID `wx5f6d3e2c1b0a9f8e`, mch_id
+    /// `1900000109`) at real speed. Same as [`Default`].
+    pub fn test() -> Self {
+        Self {
+            appid: "wx5f6d3e2c1b0a9f8e".into(),
+            mch_id: "1900000109".into(),
+            api_key: ApiKey::new("5imu1at0rApiKey0000000000000000k"),
+            app_secret: AppSecret::new("5imu1at0rAppSecret00000000000000"),
+            time_scale: 1.0,
+            refund_notify_url: None,
+        }
+    }
+
+    /// Sets [`SimConfig::time_scale`].
+    ///
+    /// ```
+    /// let c = wxpay_sim::SimConfig::test().with_time_scale(0.001);
+    /// assert_eq!(c.time_scale, 0.001);
+    /// ```
+    pub fn with_time_scale(mut self, time_scale: f64) -> Self {
+        self.time_scale = time_scale;
+        self
+    }
+
+    /// A real-world duration scaled by [`SimConfig::time_scale`].
+    pub fn scaled(&self, real: Duration) -> Duration {
+        real.mul_f64(self.time_scale)
+    }
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self::test()
+    }
+}
+
+/// Fault injection, set with [`crate::SimHandle::set_faults`] or
+/// `POST /sim/faults`. Missing JSON fields take their default (no fault).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Record notify attempts but never send them (as if the merchant were
+    /// unreachable). The retry schedule keeps running, so turning this off
+    /// lets a later attempt through.
+    pub drop_notifies: bool,
+    /// Send each notify attempt this many extra times, concurrently.
+    pub duplicate_notifies: u32,
+    /// Probability (0.0–1.0) that a pay-API call answers
+    /// `result_code=FAIL`, `err_code=SYSTEMERROR` without changing state
+    /// (`jscode2session` answers `errcode -1`).
+    pub system_error_rate: f64,
+    /// Delay before answering every pay-API and `jscode2session` call.
+    pub delay_ms: u64,
+}
+
+/// Which notify an attempt carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyKind {
+    /// The payment-result notify (signed XML).
+    Payment,
+    /// The refund-result notify (encrypted `req_info`).
+    Refund,
+}
+
+/// One delivery attempt of a notify (an entry of `GET /sim/notifies`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyAttempt {
+    /// The order the notify is about.
+    pub out_trade_no: String,
+    /// The refund, for refund notifies.
+    pub out_refund_no: Option<String>,
+    /// Payment or refund.
+    pub kind: NotifyKind,
+    /// 1 for the first attempt, 2 for the first retry, …
+    pub attempt: u32,
+    /// Whether this was an extra copy sent by `duplicate_notifies`.
+    pub duplicate: bool,
+    /// Where it was sent.
+    pub url: String,
+    /// The XML body that was (or would have been) sent.
+    pub body: String,
+    /// The HTTP status of the reply, if one came.
+    pub status: Option<u16>,
+    /// The reply body, if one came.
+    pub reply: Option<String>,
+    /// Why no usable reply came (connection error, timeout, dropped).
+    pub error: Option<String>,
+    /// Whether the reply was the SUCCESS XML, which ends the retries.
+    pub delivered: bool,
+}
+
+/// A snapshot of a refund (part of [`SimOrder`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimRefund {
+    /// The merchant refund number.
+    pub out_refund_no: String,
+    /// WeChat's refund number.
+    pub refund_id: String,
+    /// The amount refunded.
+    pub refund_fee: Fen,
+    /// `PROCESSING`, then `SUCCESS`.
+    pub refund_status: RefundStatus,
+    /// Where the refund notify goes, if anywhere.
+    pub notify_url: Option<String>,
+    /// `yyyy-MM-dd HH:mm:ss` (Beijing) once the refund succeeded.
+    pub success_time: Option<String>,
+}
+
+/// A snapshot of an order (`GET /sim/orders/{out_trade_no}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimOrder {
+    /// The merchant order number.
+    pub out_trade_no: String,
+    /// The current prepay session.
+    pub prepay_id: String,
+    /// `JSAPI`, `NATIVE`, …
+    pub trade_type: String,
+    /// What orderquery would answer.
+    pub trade_state: TradeState,
+    /// The order amount.
+    pub total_fee: Fen,
+    /// The payer (JSAPI: from the order; NATIVE: set when paid).
+    pub openid: Option<String>,
+    /// NATIVE product id.
+    pub product_id: Option<String>,
+    /// Merchant data echoed in queries and notifies.
+    pub attach: Option<String>,
+    /// Payment notify URL.
+    pub notify_url: String,
+    /// The algorithm of the unifiedorder call, used for the notify.
+    pub sign_type: SignType,
+    /// WeChat's order number once paid.
+    pub transaction_id: Option<String>,
+    /// `yyyyMMddHHmmss` (Beijing) once paid.
+    pub time_end: Option<String>,
+    /// Refunds, oldest first.
+    pub refunds: Vec<SimRefund>,
+}
+
+/// What the user does on the pay sheet (`POST /sim/pay`'s `result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum PayResult {
+    /// The payment goes through; the payment notify is sent.
+    #[default]
+    #[serde(rename = "SUCCESS")]
+    Success,
+    /// The bank refuses; the order ends in `PAYERROR` and no notify is sent.
+    #[serde(rename = "PAYERROR")]
+    PayError,
+}

@@ -1,0 +1,294 @@
+//! Building and delivering payment and refund notifies, on WeChat's retry
+//! schedule.
+
+use std::{sync::Arc, time::Duration};
+
+use aes::{
+    Aes256,
+    cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray},
+};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use md5::{Digest, Md5};
+use wxpay_core::{
+    ApiKey, Params, SignType,
+    sign::sign,
+    types::nonce_str,
+    xml::{parse, to_xml, to_xml_with_root},
+};
+
+use crate::{
+    model::{NotifyAttempt, NotifyKind, SimConfig},
+    state::{Order, Refund, Sim},
+};
+
+/// The delays before notify retries 1–15 (real time; the simulator scales them): 15s/15s/30s/3m/10m/20m/30m/30m/30m/60m/3h/3h/3h/6h/6h.
+pub const RETRY_SCHEDULE: [Duration; 15] = [
+    Duration::from_secs(15),
+    Duration::from_secs(15),
+    Duration::from_secs(30),
+    Duration::from_secs(3 * 60),
+    Duration::from_secs(10 * 60),
+    Duration::from_secs(20 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(60 * 60),
+    Duration::from_secs(3 * 3600),
+    Duration::from_secs(3 * 3600),
+    Duration::from_secs(3 * 3600),
+    Duration::from_secs(6 * 3600),
+    Duration::from_secs(6 * 3600),
+];
+
+pub(crate) struct NotifyJob {
+    pub(crate) kind: NotifyKind,
+    pub(crate) out_trade_no: String,
+    pub(crate) out_refund_no: Option<String>,
+    pub(crate) url: String,
+    pub(crate) body: String,
+}
+
+/// The signed payment notify of a freshly paid order. HMAC orders get no
+/// `sign_type` element (as real WeChat does); MD5 orders carry
+/// `sign_type=MD5`, which is then signed too.
+pub(crate) fn payment_job(config: &SimConfig, order: &Order) -> NotifyJob {
+    let mut p = Params::new();
+    p.insert("return_code", "SUCCESS");
+    p.insert("result_code", "SUCCESS");
+    p.insert("appid", config.appid.as_str());
+    p.insert("mch_id", config.mch_id.as_str());
+    p.insert("nonce_str", nonce_str());
+    p.insert_opt("device_info", order.field("device_info"));
+    p.insert_opt("openid", order.openid());
+    p.insert("is_subscribe", "N");
+    p.insert("trade_type", order.trade_type());
+    p.insert("bank_type", "OTHERS");
+    p.insert("total_fee", order.total_fee().to_string());
+    p.insert("fee_type", order.field("fee_type").unwrap_or("CNY"));
+    p.insert("cash_fee", order.total_fee().to_string());
+    p.insert_opt("transaction_id", order.transaction_id.as_deref());
+    p.insert("out_trade_no", order.out_trade_no.as_str());
+    p.insert_opt("attach", order.field("attach"));
+    p.insert_opt("time_end", order.time_end.as_deref());
+    if order.sign_type == SignType::Md5 {
+        p.insert("sign_type", "MD5");
+    }
+    let s = sign(&p, &config.api_key, order.sign_type);
+    p.insert("sign", s);
+    NotifyJob {
+        kind: NotifyKind::Payment,
+        out_trade_no: order.out_trade_no.clone(),
+        out_refund_no: None,
+        url: order.field("notify_url").unwrap_or_default().to_owned(),
+        body: to_xml(&p),
+    }
+}
+
+/// The refund notify: unsigned, the result inside the encrypted `req_info`.
+pub(crate) fn refund_job(
+    config: &SimConfig,
+    out_trade_no: &str,
+    transaction_id: &str,
+    total_fee: u64,
+    refund: &Refund,
+    url: String,
+) -> NotifyJob {
+    let mut inner = Params::new();
+    inner.insert("transaction_id", transaction_id);
+    inner.insert("out_trade_no", out_trade_no);
+    inner.insert("refund_id", refund.refund_id.as_str());
+    inner.insert("out_refund_no", refund.out_refund_no.as_str());
+    inner.insert("total_fee", total_fee.to_string());
+    inner.insert("settlement_total_fee", total_fee.to_string());
+    inner.insert("refund_fee", refund.refund_fee.to_string());
+    inner.insert("settlement_refund_fee", refund.refund_fee.to_string());
+    inner.insert("refund_status", refund.status.as_str());
+    inner.insert_opt("success_time", refund.success_time.as_deref());
+    inner.insert("refund_recv_accout", "支付用户零钱");
+    inner.insert("refund_account", refund.refund_account.as_str());
+    inner.insert("refund_request_source", "API");
+    let plain = to_xml_with_root(&inner, "root");
+
+    let mut outer = Params::new();
+    outer.insert("return_code", "SUCCESS");
+    outer.insert("appid", config.appid.as_str());
+    outer.insert("mch_id", config.mch_id.as_str());
+    outer.insert("nonce_str", nonce_str());
+    outer.insert("req_info", encrypt_req_info(&plain, &config.api_key));
+    NotifyJob {
+        kind: NotifyKind::Refund,
+        out_trade_no: out_trade_no.to_owned(),
+        out_refund_no: Some(refund.out_refund_no.clone()),
+        url,
+        body: to_xml(&outer),
+    }
+}
+
+/// Base64(AES-256-ECB(PKCS#7 with 16-byte blocks)); the AES key is the 32
+/// ASCII bytes of the lowercase hex MD5 of the API key.
+pub(crate) fn encrypt_req_info(plain: &str, key: &ApiKey) -> String {
+    let hex: String = Md5::digest(key.expose().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let cipher = Aes256::new(GenericArray::from_slice(hex.as_bytes()));
+    let mut data = plain.as_bytes().to_vec();
+    let pad = 16 - data.len() % 16;
+    data.extend(std::iter::repeat_n(pad as u8, pad));
+    for block in data.chunks_exact_mut(16) {
+        cipher.encrypt_block(GenericArray::from_mut_slice(block));
+    }
+    STANDARD.encode(data)
+}
+
+/// Sends the notify, retrying on the (scaled) schedule until a SUCCESS
+/// reply or the schedule runs out.
+pub(crate) async fn deliver(sim: Arc<Sim>, job: NotifyJob) {
+    let job = Arc::new(job);
+    let delays =
+        std::iter::once(Duration::ZERO).chain(RETRY_SCHEDULE.iter().map(|d| sim.scaled(*d)));
+    for (i, delay) in delays.enumerate() {
+        tokio::time::sleep(delay).await;
+        let attempt = i as u32 + 1;
+        let faults = sim.faults();
+        if faults.drop_notifies {
+            record(
+                &sim,
+                &job,
+                attempt,
+                false,
+                Outcome {
+                    error: Some("dropped by fault injection".into()),
+                    ..Outcome::default()
+                },
+            );
+            continue;
+        }
+        for _ in 0..faults.duplicate_notifies {
+            let (sim, job) = (Arc::clone(&sim), Arc::clone(&job));
+            let s = Arc::clone(&sim);
+            s.spawn(async move {
+                let outcome = send(&sim, &job).await;
+                record(&sim, &job, attempt, true, outcome);
+            });
+        }
+        let outcome = send(&sim, &job).await;
+        let delivered = outcome.delivered;
+        record(&sim, &job, attempt, false, outcome);
+        if delivered {
+            return;
+        }
+    }
+    tracing::warn!(out_trade_no = %job.out_trade_no, kind = ?job.kind, "notify retries exhausted");
+}
+
+#[derive(Default)]
+struct Outcome {
+    status: Option<u16>,
+    reply: Option<String>,
+    error: Option<String>,
+    delivered: bool,
+}
+
+async fn send(sim: &Sim, job: &NotifyJob) -> Outcome {
+    let res = sim
+        .http
+        .post(&job.url)
+        .header("content-type", "text/xml; charset=utf-8")
+        .body(job.body.clone())
+        .send()
+        .await;
+    let resp = match res {
+        Ok(r) => r,
+        Err(e) => {
+            return Outcome {
+                error: Some(error_chain(&e)),
+                ..Outcome::default()
+            };
+        }
+    };
+    let status = resp.status().as_u16();
+    match resp.text().await {
+        Ok(text) => {
+            // Only the SUCCESS XML counts; "success", JSON or HTML are failures.
+            let delivered = status == 200
+                && parse(text.as_bytes())
+                    .map(|p| p.get("return_code") == Some("SUCCESS"))
+                    .unwrap_or(false);
+            Outcome {
+                status: Some(status),
+                reply: Some(text),
+                error: None,
+                delivered,
+            }
+        }
+        Err(e) => Outcome {
+            status: Some(status),
+            error: Some(error_chain(&e)),
+            ..Outcome::default()
+        },
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn record(sim: &Sim, job: &NotifyJob, attempt: u32, duplicate: bool, outcome: Outcome) {
+    tracing::info!(
+        kind = ?job.kind,
+        out_trade_no = %job.out_trade_no,
+        attempt,
+        duplicate,
+        url = %job.url,
+        status = ?outcome.status,
+        delivered = outcome.delivered,
+        error = ?outcome.error,
+        "notify attempt"
+    );
+    sim.lock().notifies.push(NotifyAttempt {
+        out_trade_no: job.out_trade_no.clone(),
+        out_refund_no: job.out_refund_no.clone(),
+        kind: job.kind,
+        attempt,
+        duplicate,
+        url: job.url.clone(),
+        body: job.body.clone(),
+        status: outcome.status,
+        reply: outcome.reply,
+        error: outcome.error,
+        delivered: outcome.delivered,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encrypts_the_spec_vectors() {
+        let key = ApiKey::new("192006250b4c09247ec02edce69f6a2d");
+        let r2 = "<root><out_refund_no><![CDATA[R1]]></out_refund_no><refund_status><![CDATA[SUCCESS]]></refund_status></root>";
+        assert_eq!(
+            encrypt_req_info(r2, &key),
+            "WBzGpzQuNpcFxIlFjUUD9BZv+lpBMzd2SHiKCkwfALWid5G8ZvfOussfMIHLbKJmcnxPKdb1ZJEqTAp8ysQv+xa1fj+Eorgndx3fNxf3KAYa3LPgsjvZgxaeYyrhV05Kbjkj6ywg27cEyTTaPZFYNg=="
+        );
+        assert_eq!(
+            encrypt_req_info("<root></root>abc", &key),
+            "cuu2fLORQ9jsMbU86lwM2/wXAd2fVvyZUPuCqJRycuk="
+        );
+    }
+
+    #[test]
+    fn schedule_sums_to_24h4m() {
+        let total: Duration = RETRY_SCHEDULE.iter().sum();
+        assert_eq!(total, Duration::from_secs(24 * 3600 + 4 * 60));
+    }
+}

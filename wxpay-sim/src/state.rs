@@ -1,0 +1,411 @@
+//! The simulator's shared state and the actions the control API performs.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use rand::{Rng, distributions::Alphanumeric};
+use tokio::{task::AbortHandle, time::Instant};
+use wxpay_core::{Fen, Params, RefundStatus, SignType, TradeState, types::format_beijing};
+
+use crate::{
+    SimError,
+    model::{Faults, NotifyAttempt, PayResult, SimConfig, SimOrder, SimRefund},
+    notify,
+};
+
+/// The 2-hour prepay_id lifetime.
+pub(crate) const PREPAY_TTL: Duration = Duration::from_secs(2 * 3600);
+/// closeorder is refused within 5 minutes of creation.
+pub(crate) const CLOSE_MIN_AGE: Duration = Duration::from_secs(5 * 60);
+/// Refunds succeed after a minute.
+pub(crate) const REFUND_DELAY: Duration = Duration::from_secs(60);
+/// Login codes live 5 minutes.
+pub(crate) const CODE_TTL: Duration = Duration::from_secs(5 * 60);
+
+pub(crate) struct Sim {
+    pub(crate) config: SimConfig,
+    pub(crate) state: Mutex<State>,
+    pub(crate) http: reqwest::Client,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) orders: HashMap<String, Order>,
+    /// prepay_id → out_trade_no (also for expired prepay ids).
+    pub(crate) prepay_index: HashMap<String, String>,
+    /// transaction_id → out_trade_no.
+    pub(crate) transaction_index: HashMap<String, String>,
+    /// out_refund_no → out_trade_no.
+    pub(crate) refund_index: HashMap<String, String>,
+    /// refund_id → out_refund_no.
+    pub(crate) refund_id_index: HashMap<String, String>,
+    pub(crate) codes: HashMap<String, LoginCode>,
+    pub(crate) faults: Faults,
+    pub(crate) notifies: Vec<NotifyAttempt>,
+}
+
+pub(crate) struct LoginCode {
+    pub(crate) openid: String,
+    pub(crate) unionid: Option<String>,
+    pub(crate) minted: Instant,
+    pub(crate) used: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OrderState {
+    NotPay,
+    Success,
+    Closed,
+    PayError,
+    Refund,
+}
+
+impl OrderState {
+    pub(crate) fn trade_state(self) -> TradeState {
+        match self {
+            OrderState::NotPay => TradeState::NotPay,
+            OrderState::Success => TradeState::Success,
+            OrderState::Closed => TradeState::Closed,
+            OrderState::PayError => TradeState::PayError,
+            OrderState::Refund => TradeState::Refund,
+        }
+    }
+
+    pub(crate) fn is_paid(self) -> bool {
+        matches!(self, OrderState::Success | OrderState::Refund)
+    }
+}
+
+pub(crate) struct Order {
+    pub(crate) out_trade_no: String,
+    /// The unifiedorder request without `nonce_str`, `sign` and empty
+    /// values: re-entry must repeat it exactly.
+    pub(crate) request: Params,
+    pub(crate) sign_type: SignType,
+    pub(crate) created: Instant,
+    pub(crate) prepay_id: String,
+    pub(crate) prepay_issued: Instant,
+    pub(crate) code_url: Option<String>,
+    pub(crate) state: OrderState,
+    pub(crate) transaction_id: Option<String>,
+    pub(crate) time_end: Option<String>,
+    pub(crate) payer_openid: Option<String>,
+    pub(crate) refunds: Vec<Refund>,
+}
+
+impl Order {
+    pub(crate) fn field(&self, name: &str) -> Option<&str> {
+        self.request.non_empty(name)
+    }
+
+    pub(crate) fn total_fee(&self) -> u64 {
+        self.field("total_fee")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn trade_type(&self) -> &str {
+        self.field("trade_type").unwrap_or("JSAPI")
+    }
+
+    pub(crate) fn openid(&self) -> Option<&str> {
+        self.payer_openid.as_deref().or(self.field("openid"))
+    }
+
+    pub(crate) fn refunded(&self) -> u64 {
+        self.refunds.iter().map(|r| r.refund_fee).sum()
+    }
+
+    fn snapshot(&self) -> SimOrder {
+        SimOrder {
+            out_trade_no: self.out_trade_no.clone(),
+            prepay_id: self.prepay_id.clone(),
+            trade_type: self.trade_type().to_owned(),
+            trade_state: self.state.trade_state(),
+            total_fee: Fen(self.total_fee()),
+            openid: self.openid().map(str::to_owned),
+            product_id: self.field("product_id").map(str::to_owned),
+            attach: self.field("attach").map(str::to_owned),
+            notify_url: self.field("notify_url").unwrap_or_default().to_owned(),
+            sign_type: self.sign_type,
+            transaction_id: self.transaction_id.clone(),
+            time_end: self.time_end.clone(),
+            refunds: self
+                .refunds
+                .iter()
+                .map(|r| SimRefund {
+                    out_refund_no: r.out_refund_no.clone(),
+                    refund_id: r.refund_id.clone(),
+                    refund_fee: Fen(r.refund_fee),
+                    refund_status: r.status.clone(),
+                    notify_url: r.notify_url.clone(),
+                    success_time: r.success_time.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+pub(crate) struct Refund {
+    pub(crate) out_refund_no: String,
+    pub(crate) refund_id: String,
+    pub(crate) total_fee: u64,
+    pub(crate) refund_fee: u64,
+    pub(crate) status: RefundStatus,
+    pub(crate) notify_url: Option<String>,
+    pub(crate) success_time: Option<String>,
+    pub(crate) refund_account: String,
+}
+
+/// Which order a control request means.
+#[derive(Debug, Clone)]
+pub(crate) enum OrderRef {
+    OutTradeNo(String),
+    PrepayId(String),
+}
+
+impl Sim {
+    pub(crate) fn new(config: SimConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        Self {
+            config,
+            state: Mutex::new(State::default()),
+            http,
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn scaled(&self, real: Duration) -> Duration {
+        self.config.scaled(real)
+    }
+
+    /// Spawns a background task that dies with the simulator.
+    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(fut).abort_handle();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle);
+    }
+
+    pub(crate) fn abort_tasks(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
+            t.abort();
+        }
+    }
+
+    pub(crate) fn faults(&self) -> Faults {
+        self.lock().faults.clone()
+    }
+
+    pub(crate) fn set_faults(&self, faults: Faults) {
+        self.lock().faults = faults;
+    }
+
+    /// Whether this call should fail with a simulated system error.
+    pub(crate) fn roll_system_error(&self) -> bool {
+        let rate = self.lock().faults.system_error_rate;
+        rate > 0.0 && rand::thread_rng().gen_bool(rate.clamp(0.0, 1.0))
+    }
+
+    pub(crate) fn login(&self, openid: &str, unionid: Option<String>) -> String {
+        let code = format!("0{}", random_alnum(31));
+        self.lock().codes.insert(
+            code.clone(),
+            LoginCode {
+                openid: openid.to_owned(),
+                unionid,
+                minted: Instant::now(),
+                used: false,
+            },
+        );
+        code
+    }
+
+    pub(crate) fn order(&self, out_trade_no: &str) -> Option<SimOrder> {
+        self.lock().orders.get(out_trade_no).map(Order::snapshot)
+    }
+
+    pub(crate) fn notifies(&self) -> Vec<NotifyAttempt> {
+        self.lock().notifies.clone()
+    }
+
+    /// The user pays (or fails to pay) the order.
+    pub(crate) fn pay(
+        self: &Arc<Self>,
+        which: OrderRef,
+        result: PayResult,
+        payer: Option<String>,
+    ) -> Result<SimOrder, SimError> {
+        let (snapshot, job) = {
+            let mut st = self.lock();
+            let out_trade_no = match &which {
+                OrderRef::OutTradeNo(n) => n.clone(),
+                OrderRef::PrepayId(p) => st
+                    .prepay_index
+                    .get(p)
+                    .cloned()
+                    .ok_or_else(|| SimError::NoSuchOrder(p.clone()))?,
+            };
+            let prepay_ttl = self.scaled(PREPAY_TTL);
+            let order = st
+                .orders
+                .get_mut(&out_trade_no)
+                .ok_or_else(|| SimError::NoSuchOrder(out_trade_no.clone()))?;
+            if let OrderRef::PrepayId(p) = &which {
+                if *p != order.prepay_id {
+                    return Err(SimError::PrepayExpired(p.clone()));
+                }
+            }
+            if order.state != OrderState::NotPay {
+                return Err(SimError::NotPayable {
+                    out_trade_no,
+                    trade_state: order.state.trade_state(),
+                });
+            }
+            if order.prepay_issued.elapsed() > prepay_ttl {
+                return Err(SimError::PrepayExpired(order.prepay_id.clone()));
+            }
+            if let Some(exp) = order.field("time_expire") {
+                if let Ok(t) = wxpay_core::types::parse_beijing("time_expire", exp) {
+                    if Utc::now() > t {
+                        return Err(SimError::OrderExpired(out_trade_no));
+                    }
+                }
+            }
+            if order.payer_openid.is_none() && order.field("openid").is_none() {
+                order.payer_openid =
+                    Some(payer.unwrap_or_else(|| format!("o{}", random_alnum(27))));
+            }
+            let job = match result {
+                PayResult::PayError => {
+                    order.state = OrderState::PayError;
+                    None
+                }
+                PayResult::Success => {
+                    order.state = OrderState::Success;
+                    let tid = transaction_id();
+                    order.transaction_id = Some(tid.clone());
+                    order.time_end = Some(format_beijing(Utc::now()));
+                    let job = notify::payment_job(&self.config, order);
+                    st.transaction_index.insert(tid, out_trade_no.clone());
+                    Some(job)
+                }
+            };
+            let order = &st.orders[&out_trade_no];
+            tracing::info!(
+                out_trade_no = %order.out_trade_no,
+                trade_state = %order.state.trade_state(),
+                "user paid"
+            );
+            (order.snapshot(), job)
+        };
+        if let Some(job) = job {
+            let sim = Arc::clone(self);
+            self.spawn(notify::deliver(sim, job));
+        }
+        Ok(snapshot)
+    }
+
+    /// Schedules the refund's success after the (scaled) processing delay.
+    pub(crate) fn schedule_refund(self: &Arc<Self>, out_trade_no: String, out_refund_no: String) {
+        let sim = Arc::clone(self);
+        let delay = self.scaled(REFUND_DELAY);
+        self.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let job = {
+                let mut st = sim.lock();
+                let Some(order) = st.orders.get_mut(&out_trade_no) else {
+                    return;
+                };
+                let total = order.total_fee();
+                let transaction_id = order.transaction_id.clone().unwrap_or_default();
+                let Some(refund) = order
+                    .refunds
+                    .iter_mut()
+                    .find(|r| r.out_refund_no == out_refund_no)
+                else {
+                    return;
+                };
+                refund.status = RefundStatus::Success;
+                refund.success_time = Some(format_refund_time(Utc::now()));
+                tracing::info!(%out_trade_no, %out_refund_no, "refund succeeded");
+                let url = refund
+                    .notify_url
+                    .clone()
+                    .or_else(|| sim.config.refund_notify_url.clone());
+                url.map(|url| {
+                    notify::refund_job(
+                        &sim.config,
+                        &out_trade_no,
+                        &transaction_id,
+                        total,
+                        refund,
+                        url,
+                    )
+                })
+            };
+            if let Some(job) = job {
+                notify::deliver(sim, job).await;
+            }
+        });
+    }
+}
+
+pub(crate) fn random_alnum(n: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
+}
+
+pub(crate) fn random_digits(n: usize) -> String {
+    let mut rng = rand::thread_rng();
+    (0..n)
+        .map(|_| char::from(b'0' + rng.gen_range(0..10u8)))
+        .collect()
+}
+
+fn random_hex(n: usize) -> String {
+    let mut rng = rand::thread_rng();
+    (0..n)
+        .map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16usize)]))
+        .collect()
+}
+
+/// `wx` + Beijing time + 20 hex digits, 36 characters like the real ones.
+pub(crate) fn prepay_id() -> String {
+    format!("wx{}{}", format_beijing(Utc::now()), random_hex(20))
+}
+
+/// 28 digits starting `4200`, like real WeChat order numbers.
+pub(crate) fn transaction_id() -> String {
+    format!("4200{}", random_digits(24))
+}
+
+/// 29 digits starting `503`, like real refund ids.
+pub(crate) fn refund_id() -> String {
+    format!("503{}", random_digits(26))
+}
+
+/// `yyyy-MM-dd HH:mm:ss`, Beijing time (refund times).
+pub(crate) fn format_refund_time(t: DateTime<Utc>) -> String {
+    t.with_timezone(&wxpay_core::types::beijing())
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
