@@ -1,0 +1,545 @@
+//! The HTTP client: signs requests, verifies every answer before believing it.
+//!
+//! The transport sits behind the small [`Transport`] trait, so an HTTP-client
+//! upgrade is not a breaking change and tests can record the exact request.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use crate::{
+    ApiKey, Config, ErrCode, OutTradeNo, Params, SignType,
+    config::ConfigError,
+    error::{BoxError, Error},
+    messages::{
+        Code2Session, OrderQueryResponse, RefundQueryResponse, RefundRequest, RefundResponse,
+        UnifiedOrderRequest, UnifiedOrderResponse,
+    },
+    paysign::PayParams,
+    sign, xml,
+};
+
+/// An HTTP request the client wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// `GET` when `body` is `None`, else `POST` with an XML body.
+    pub url: String,
+    /// The XML body.
+    pub body: Option<String>,
+    /// Whether the merchant client certificate (mutual TLS) is required.
+    pub client_cert: bool,
+}
+
+/// The transport's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+/// Sends HTTP requests. Implemented by [`ReqwestTransport`]; implement it to
+/// use another client or to record requests in tests.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends one request.
+    fn send(&self, req: HttpRequest)
+    -> impl Future<Output = Result<HttpResponse, BoxError>> + Send;
+}
+
+/// The merchant API client certificate (for refunds).
+#[derive(Clone)]
+pub struct ClientIdentity {
+    pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientIdentity(***)")
+    }
+}
+
+impl ClientIdentity {
+    /// From the PEM pair `apiclient_cert.pem` + `apiclient_key.pem`.
+    pub fn from_pem(cert: &[u8], key: &[u8]) -> ClientIdentity {
+        let mut pem = key.to_vec();
+        pem.push(b'\n');
+        pem.extend_from_slice(cert);
+        ClientIdentity { pem }
+    }
+
+    /// From `apiclient_cert.p12` (PKCS#12); WeChat's password is the `mch_id`.
+    ///
+    /// # Errors
+    /// [`Error::Certificate`] when the archive cannot be opened (the message
+    /// never includes the password).
+    pub fn from_pkcs12(der: &[u8], password: &str) -> Result<ClientIdentity, Error> {
+        use base64::{Engine, engine::general_purpose::STANDARD};
+        let store = p12_keystore::KeyStore::from_pkcs12(
+            der,
+            password,
+            p12_keystore::Pkcs12ImportPolicy::Relaxed,
+        )
+        .map_err(|e| Error::Certificate(format!("cannot open PKCS#12: {e}")))?;
+        let (_, chain) = store
+            .private_key_chain()
+            .ok_or_else(|| Error::Certificate("PKCS#12 holds no private key".into()))?;
+        let block = |label: &str, der: &[u8]| {
+            let b64 = STANDARD.encode(der);
+            let mut s = format!("-----BEGIN {label}-----\n");
+            for line in b64.as_bytes().chunks(64) {
+                s.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+                s.push('\n');
+            }
+            s.push_str(&format!("-----END {label}-----\n"));
+            s
+        };
+        let mut pem = block("PRIVATE KEY", chain.key().as_der());
+        if chain.certs().is_empty() {
+            return Err(Error::Certificate("PKCS#12 holds no certificate".into()));
+        }
+        for cert in chain.certs() {
+            pem.push_str(&block("CERTIFICATE", cert.as_der()));
+        }
+        Ok(ClientIdentity {
+            pem: pem.into_bytes(),
+        })
+    }
+}
+
+/// [`Transport`] on reqwest with rustls (no OpenSSL).
+#[derive(Clone, Debug)]
+pub struct ReqwestTransport {
+    plain: reqwest::Client,
+    with_cert: Option<reqwest::Client>,
+}
+
+impl ReqwestTransport {
+    /// A transport with the config's timeouts and, if given, the client
+    /// certificate for `secapi` calls.
+    ///
+    /// # Errors
+    /// [`Error::Certificate`] for an unusable identity, [`Error::Transport`]
+    /// when the TLS stack cannot start.
+    pub fn new(config: &Config, identity: Option<&ClientIdentity>) -> Result<Self, Error> {
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(config.timeout)
+                .connect_timeout(config.connect_timeout)
+                .user_agent(concat!("wxpay-rs/", env!("CARGO_PKG_VERSION")))
+        };
+        let plain = builder()
+            .build()
+            .map_err(|e| Error::transport("cannot build HTTP client", Some(Box::new(e))))?;
+        let with_cert = match identity {
+            None => None,
+            Some(id) => {
+                let identity = reqwest::Identity::from_pem(&id.pem)
+                    .map_err(|e| Error::Certificate(format!("unusable certificate: {e}")))?;
+                Some(
+                    builder()
+                        .identity(identity)
+                        .build()
+                        .map_err(|e| Error::Certificate(format!("unusable certificate: {e}")))?,
+                )
+            }
+        };
+        Ok(Self { plain, with_cert })
+    }
+}
+
+impl Transport for ReqwestTransport {
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, BoxError> {
+        let client = if req.client_cert {
+            self.with_cert
+                .as_ref()
+                .ok_or("this call needs the merchant client certificate (ClientIdentity)")?
+        } else {
+            &self.plain
+        };
+        let builder = match req.body {
+            Some(body) => client
+                .post(&req.url)
+                .header("content-type", "text/xml; charset=utf-8")
+                .body(body),
+            None => client.get(&req.url),
+        };
+        // `without_url`: jscode2session URLs carry the AppSecret.
+        let resp = builder.send().await.map_err(|e| e.without_url())?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| e.without_url())?.to_vec();
+        Ok(HttpResponse { status, body })
+    }
+}
+
+/// How the client repeats calls the spec says are safe to repeat
+/// (orderquery, closeorder, refundquery) after a transport failure or a
+/// retryable business code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total attempts (1 = no retry).
+    pub attempts: u32,
+    /// Pause before the first retry; doubled each time.
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The WeChat Pay v2 client for one merchant.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), wxpay_core::Error> {
+/// use wxpay_core::{ApiKey, Client, Config, Fen, OutTradeNo, messages::UnifiedOrderRequest};
+/// let config = Config::new("wx…", "1900000109", ApiKey::new(std::env::var("WXPAY_API_KEY").unwrap()))
+///     .with_notify_url("https://shop.example.com/pay/notify");
+/// let client = Client::new(config)?;
+/// let order = UnifiedOrderRequest::jsapi(OutTradeNo::generate(), "shop-vip", Fen(998), "openid…");
+/// let answer = client.unified_order(&order).await?;
+/// let pay_params = client.pay_params(answer.prepay_id.as_deref().unwrap());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Client<T: Transport = ReqwestTransport> {
+    config: Arc<Config>,
+    transport: T,
+    retry: RetryPolicy,
+}
+
+impl Client<ReqwestTransport> {
+    /// A client on reqwest, without a client certificate (refunds will fail).
+    ///
+    /// # Errors
+    /// [`Error::Transport`] when the TLS stack cannot start.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        let transport = ReqwestTransport::new(&config, None)?;
+        Ok(Client::with_transport(config, transport))
+    }
+
+    /// A client on reqwest with the merchant certificate, for refunds.
+    ///
+    /// # Errors
+    /// [`Error::Certificate`] for an unusable identity.
+    pub fn with_identity(config: Config, identity: &ClientIdentity) -> Result<Self, Error> {
+        let transport = ReqwestTransport::new(&config, Some(identity))?;
+        Ok(Client::with_transport(config, transport))
+    }
+}
+
+impl<T: Transport> Client<T> {
+    /// A client over any transport.
+    pub fn with_transport(config: Config, transport: T) -> Self {
+        Client {
+            config: Arc::new(config),
+            transport,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Sets the retry policy for the idempotent query calls.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Adds the common fields, signs, and builds the XML body.
+    fn signed_body(&self, mut params: Params) -> String {
+        let c = &self.config;
+        params.insert("appid", c.appid.as_str());
+        params.insert("mch_id", c.mch_id.as_str());
+        params.insert("nonce_str", crate::types::nonce_str());
+        params.insert("sign_type", c.sign_type.as_str());
+        let signature = sign::sign(&params, &c.api_key, c.sign_type);
+        params.insert("sign", signature);
+        xml::to_xml(&params)
+    }
+
+    /// Sends one signed request and applies the spec's decision procedure
+    /// (4.2): transport → `return_code` → signature → `result_code`.
+    ///
+    /// # Errors
+    /// Any [`Error`].
+    pub async fn call(
+        &self,
+        path: &str,
+        params: Params,
+        client_cert: bool,
+    ) -> Result<Params, Error> {
+        let url = format!("{}{}", self.config.api_base, path);
+        let body = self.signed_body(params);
+        let resp = self
+            .transport
+            .send(HttpRequest {
+                url,
+                body: Some(body),
+                client_cert,
+            })
+            .await
+            .map_err(|e| Error::transport(format!("POST {path} failed"), Some(e)))?;
+        if resp.status != 200 {
+            return Err(Error::transport(
+                format!("POST {path} answered HTTP {}", resp.status),
+                None,
+            ));
+        }
+        let answer = xml::parse(&resp.body)?;
+        check_answer(
+            answer,
+            &self.config.api_key,
+            self.config.sign_type,
+            &self.config,
+        )
+    }
+
+    async fn call_idempotent(&self, path: &str, params: Params) -> Result<Params, Error> {
+        let mut pause = self.retry.backoff;
+        let mut attempt = 1;
+        loop {
+            match self.call(path, params.clone(), false).await {
+                Err(e) if e.is_retryable() && attempt < self.retry.attempts.max(1) => {
+                    tracing::debug!(path, attempt, error = %e, "retrying idempotent call");
+                    tokio_sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// `POST /pay/unifiedorder`. Not retried here: repeat it yourself with
+    /// the *same* request (WeChat accepts identical re-entry).
+    ///
+    /// # Errors
+    /// [`Error::Field`] before sending when a field breaks a rule; any other
+    /// [`Error`] from the call.
+    pub async fn unified_order(
+        &self,
+        req: &UnifiedOrderRequest,
+    ) -> Result<UnifiedOrderResponse, Error> {
+        let params = req.to_params(self.config.notify_url.as_deref())?;
+        let answer = self.call("/pay/unifiedorder", params, false).await?;
+        Ok(UnifiedOrderResponse::from_params(answer)?)
+    }
+
+    /// `POST /pay/orderquery` by `out_trade_no` (retried per [`RetryPolicy`]).
+    ///
+    /// # Errors
+    /// Any [`Error`]; an unknown order is [`ErrCode::OrderNotExist`].
+    pub async fn order_query(
+        &self,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<OrderQueryResponse, Error> {
+        let params: Params = [("out_trade_no", out_trade_no.as_str())]
+            .into_iter()
+            .collect();
+        let answer = self.call_idempotent("/pay/orderquery", params).await?;
+        Ok(OrderQueryResponse::from_params(answer)?)
+    }
+
+    /// `POST /pay/closeorder` (retried per [`RetryPolicy`]). WeChat refuses
+    /// it within 5 minutes of the order's creation.
+    ///
+    /// # Errors
+    /// Any [`Error`]; a paid order is [`ErrCode::OrderPaid`].
+    pub async fn close_order(&self, out_trade_no: &OutTradeNo) -> Result<(), Error> {
+        let params: Params = [("out_trade_no", out_trade_no.as_str())]
+            .into_iter()
+            .collect();
+        match self.call_idempotent("/pay/closeorder", params).await {
+            Ok(_) => Ok(()),
+            Err(Error::Business {
+                err_code: ErrCode::OrderClosed,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /secapi/pay/refund` (mutual TLS). Not retried here: on failure
+    /// repeat it with the same `out_refund_no` and amounts, never a new number.
+    ///
+    /// # Errors
+    /// [`Error::Field`] before sending; any other [`Error`].
+    pub async fn refund(&self, req: &RefundRequest) -> Result<RefundResponse, Error> {
+        let params = req.to_params(self.config.refund_notify_url.as_deref())?;
+        let answer = self.call("/secapi/pay/refund", params, true).await?;
+        Ok(RefundResponse::from_params(answer)?)
+    }
+
+    /// `POST /pay/refundquery` by `out_refund_no` (retried per [`RetryPolicy`]).
+    ///
+    /// # Errors
+    /// Any [`Error`].
+    pub async fn refund_query(&self, out_refund_no: &str) -> Result<RefundQueryResponse, Error> {
+        let params: Params = [("out_refund_no", out_refund_no)].into_iter().collect();
+        let answer = self.call_idempotent("/pay/refundquery", params).await?;
+        Ok(RefundQueryResponse::from_params(answer)?)
+    }
+
+    /// `GET /sns/jscode2session`: trades a `wx.login` code for the openid.
+    ///
+    /// # Errors
+    /// [`Error::Config`] without an AppSecret; [`Error::Login`] for WeChat's
+    /// errcodes (40029 invalid code, 40163 used code, …); transport errors.
+    pub async fn code2session(&self, js_code: &str) -> Result<Code2Session, Error> {
+        let c = &self.config;
+        let secret = c
+            .app_secret
+            .as_ref()
+            .ok_or(Error::Config(ConfigError::Missing("WXPAY_APP_SECRET")))?;
+        let url = format!(
+            "{}/sns/jscode2session?appid={}&secret={}&js_code={}&grant_type=authorization_code",
+            c.open_api_base,
+            query_escape(&c.appid),
+            query_escape(secret.expose()),
+            query_escape(js_code)
+        );
+        let resp = self
+            .transport
+            .send(HttpRequest {
+                url,
+                body: None,
+                client_cert: false,
+            })
+            .await
+            .map_err(|e| Error::transport("GET /sns/jscode2session failed", Some(e)))?;
+        if resp.status != 200 {
+            return Err(Error::transport(
+                format!("GET /sns/jscode2session answered HTTP {}", resp.status),
+                None,
+            ));
+        }
+        parse_code2session(&resp.body)
+    }
+
+    /// Signs `wx.requestPayment` parameters for a `prepay_id` with the
+    /// configured sign type (which unifiedorder used too).
+    pub fn pay_params(&self, prepay_id: &str) -> PayParams {
+        PayParams::new(
+            &self.config.appid,
+            prepay_id,
+            self.config.sign_type,
+            &self.config.api_key,
+        )
+    }
+}
+
+async fn tokio_sleep(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+/// Applies steps 2–4 of the decision procedure to a parsed answer.
+fn check_answer(
+    answer: Params,
+    key: &ApiKey,
+    sign_type: SignType,
+    config: &Config,
+) -> Result<Params, Error> {
+    if answer.get("return_code") != Some("SUCCESS") {
+        return Err(Error::Protocol {
+            return_msg: answer.get("return_msg").unwrap_or("").to_owned(),
+        });
+    }
+    sign::verify(&answer, key, sign_type).map_err(Error::InvalidSignature)?;
+    for (field, ours) in [("appid", &config.appid), ("mch_id", &config.mch_id)] {
+        if let Some(theirs) = answer.non_empty(field)
+            && theirs != ours
+        {
+            return Err(crate::FieldError::new(field, "the answer is for another merchant").into());
+        }
+    }
+    if answer.get("result_code") != Some("SUCCESS") {
+        return Err(Error::Business {
+            err_code: ErrCode::parse(answer.get("err_code").unwrap_or("")),
+            err_code_des: answer.get("err_code_des").unwrap_or("").to_owned(),
+        });
+    }
+    Ok(answer)
+}
+
+fn parse_code2session(body: &[u8]) -> Result<Code2Session, Error> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        openid: Option<String>,
+        session_key: Option<String>,
+        unionid: Option<String>,
+        errcode: Option<i64>,
+        errmsg: Option<String>,
+    }
+    let a: Answer = serde_json::from_slice(body)
+        .map_err(|e| Error::transport("jscode2session answered non-JSON", Some(Box::new(e))))?;
+    match a.errcode {
+        Some(code) if code != 0 => Err(Error::Login {
+            errcode: code,
+            errmsg: a.errmsg.unwrap_or_default(),
+        }),
+        _ => match (a.openid, a.session_key) {
+            (Some(openid), Some(key)) if !openid.is_empty() => Ok(Code2Session {
+                openid,
+                session_key: crate::SessionKey::new(key),
+                unionid: a.unionid.filter(|u| !u.is_empty()),
+            }),
+            _ => Err(crate::FieldError::new("openid", "missing from jscode2session answer").into()),
+        },
+    }
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_query_values() {
+        assert_eq!(query_escape("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+        assert_eq!(query_escape("0a1-_.~"), "0a1-_.~");
+    }
+
+    #[test]
+    fn code2session_answers() {
+        let ok =
+            parse_code2session(br#"{"openid":"o1","session_key":"sk","unionid":"u1"}"#).unwrap();
+        assert_eq!(ok.openid, "o1");
+        assert_eq!(ok.unionid.as_deref(), Some("u1"));
+        let ok0 = parse_code2session(br#"{"openid":"o1","session_key":"sk","errcode":0}"#).unwrap();
+        assert_eq!(ok0.unionid, None);
+        match parse_code2session(br#"{"errcode":40163,"errmsg":"code been used, rid: 1"}"#) {
+            Err(Error::Login { errcode: 40163, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_code2session(b"<html>"),
+            Err(Error::Transport { .. })
+        ));
+        assert!(matches!(parse_code2session(b"{}"), Err(Error::Field(_))));
+        let busy = parse_code2session(br#"{"errcode":-1,"errmsg":"busy"}"#).unwrap_err();
+        assert!(busy.is_retryable());
+    }
+}

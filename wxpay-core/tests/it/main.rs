@@ -1,0 +1,7 @@
+//! wxpay-core protocol integration tests: the spec's vectors, the client
+//! against a recording transport and a real HTTP stub, and notify handling.
+
+mod client;
+mod notify;
+mod support;
+mod vectors;
