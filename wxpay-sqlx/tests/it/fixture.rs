@@ -1,0 +1,201 @@
+//! One fresh database per test: an SQLite file in its own temp dir, a
+//! PostgreSQL schema or a MySQL database, dropped when the fixture drops
+//! (also when the test panics).
+
+use std::{
+    path::PathBuf,
+    str::FromStr,
+    sync::atomic::{AtomicU64, Ordering},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use sqlx::{
+    Connection, MySqlConnection, PgConnection, SqliteConnection,
+    mysql::{MySqlConnectOptions, MySqlPoolOptions},
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use wxpay_sqlx::{PoolConfig, SqlxStore};
+
+pub(crate) const POSTGRES_ENV: &str = "WXPAY_TEST_POSTGRES_URL";
+pub(crate) const MYSQL_ENV: &str = "WXPAY_TEST_MYSQL_URL";
+
+/// A name no other test (or test run) uses.
+pub(crate) fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}{}_{:x}_{}",
+        std::process::id(),
+        nanos & 0xffff_ffff_ffff,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+enum Place {
+    Sqlite { dir: PathBuf, url: String },
+    Postgres { url: String, schema: String },
+    MySql { url: String, database: String },
+}
+
+/// A store on a fresh database, and the means to open more stores on it.
+pub(crate) struct Fixture {
+    pub(crate) store: SqlxStore,
+    place: Place,
+}
+
+fn skipped(env: &str) {
+    println!("SKIPPED: set {env} to run");
+}
+
+impl Fixture {
+    pub(crate) async fn sqlite() -> Option<Fixture> {
+        let dir = std::env::temp_dir().join(unique("wxpay-sqlx-test-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("orders.db").display());
+        let place = Place::Sqlite { dir, url };
+        Some(Fixture {
+            store: open(&place).await,
+            place,
+        })
+    }
+
+    pub(crate) async fn postgres() -> Option<Fixture> {
+        let Ok(url) = std::env::var(POSTGRES_ENV) else {
+            skipped(POSTGRES_ENV);
+            return None;
+        };
+        let schema = unique("wxpay_test_");
+        let mut admin = PgConnection::connect(&url).await.unwrap();
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let place = Place::Postgres { url, schema };
+        Some(Fixture {
+            store: open(&place).await,
+            place,
+        })
+    }
+
+    pub(crate) async fn mysql() -> Option<Fixture> {
+        let Ok(url) = std::env::var(MYSQL_ENV) else {
+            skipped(MYSQL_ENV);
+            return None;
+        };
+        let database = unique("wxpay_test_");
+        let mut admin = MySqlConnection::connect(&url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let place = Place::MySql { url, database };
+        Some(Fixture {
+            store: open(&place).await,
+            place,
+        })
+    }
+
+    /// Another store with its own pool on the same database, as a second
+    /// app instance (or the same app after a restart) has.
+    pub(crate) async fn another_instance(&self) -> SqlxStore {
+        open(&self.place).await
+    }
+
+    /// Runs raw SQL on the test database (to corrupt rows and the like).
+    pub(crate) async fn raw(&self, sql: &str) {
+        let q = sqlx::query(sql);
+        match &self.place {
+            Place::Sqlite { url, .. } => {
+                let mut c = SqliteConnection::connect(url).await.unwrap();
+                q.execute(&mut c).await.unwrap();
+            }
+            Place::Postgres { url, schema } => {
+                let mut c = PgConnection::connect_with(&pg_options(url, schema))
+                    .await
+                    .unwrap();
+                q.execute(&mut c).await.unwrap();
+            }
+            Place::MySql { url, database } => {
+                let mut c = MySqlConnection::connect_with(&mysql_options(url, database))
+                    .await
+                    .unwrap();
+                q.execute(&mut c).await.unwrap();
+            }
+        }
+    }
+}
+
+fn pg_options(url: &str, schema: &str) -> PgConnectOptions {
+    PgConnectOptions::from_str(url)
+        .unwrap()
+        .options([("search_path", schema)])
+}
+
+fn mysql_options(url: &str, database: &str) -> MySqlConnectOptions {
+    MySqlConnectOptions::from_str(url)
+        .unwrap()
+        .database(database)
+}
+
+async fn open(place: &Place) -> SqlxStore {
+    let cfg = PoolConfig::default().max_connections(8);
+    match place {
+        // Through the URL, as apps do.
+        Place::Sqlite { url, .. } => SqlxStore::connect_with(url, cfg).await.unwrap(),
+        // Through a pool the app built.
+        Place::Postgres { url, schema } => {
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .connect_with(pg_options(url, schema))
+                .await
+                .unwrap();
+            SqlxStore::postgres(pool)
+        }
+        Place::MySql { url, database } => {
+            let pool = MySqlPoolOptions::new()
+                .max_connections(8)
+                .connect_with(mysql_options(url, database))
+                .await
+                .unwrap();
+            SqlxStore::mysql(pool)
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let (url, sql) = match &self.place {
+            Place::Sqlite { dir, .. } => {
+                let _ = std::fs::remove_dir_all(dir);
+                return;
+            }
+            Place::Postgres { url, schema } => {
+                (url.clone(), format!("DROP SCHEMA {schema} CASCADE"))
+            }
+            Place::MySql { url, database } => (url.clone(), format!("DROP DATABASE {database}")),
+        };
+        // Drop runs inside the test's runtime: clean up on a thread of our own.
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if url.starts_with("postgres") {
+                    let mut c = PgConnection::connect(&url).await?;
+                    sqlx::query(&sql).execute(&mut c).await?;
+                } else {
+                    let mut c = MySqlConnection::connect(&url).await?;
+                    sqlx::query(&sql).execute(&mut c).await?;
+                }
+                Ok::<_, sqlx::Error>(())
+            })
+        });
+        if let Ok(Err(e)) = cleanup.join() {
+            eprintln!("test cleanup failed: {e}");
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! wxpay-sqlx against real databases: SQLite always, PostgreSQL when
+//! `WXPAY_TEST_POSTGRES_URL` is set, MySQL/MariaDB when `WXPAY_TEST_MYSQL_URL`
+//! is set. Every test gets a database (file, schema, database) of its own.
+
+mod fixture;
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, TimeZone, Utc};
+use fixture::{Fixture, MYSQL_ENV, POSTGRES_ENV};
+use wxpay_core::{
+    Fen, OutTradeNo, SignType, TradeType,
+    flow::{
+        Fulfilment, ListFilter, Order, OrderPatch, OrderState, OrderStore, PendingRefund,
+        StoreError, Transition, TransitionOutcome,
+    },
+    testkit::check_order_store,
+};
+use wxpay_sqlx::{Backend, SqlxStore, UnstorableValue};
+
+fn no(s: &str) -> OutTradeNo {
+    OutTradeNo::new(s).unwrap()
+}
+
+/// A time with nanoseconds, which the store keeps exactly.
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).unwrap() + chrono::Duration::nanoseconds(123_456_789)
+}
+
+fn order(n: &str) -> Order {
+    Order::new(
+        no(n),
+        Fen(100),
+        "咖啡",
+        TradeType::Jsapi,
+        SignType::Md5,
+        t0(),
+    )
+}
+
+fn pay(n: &str, tx: &str) -> Transition {
+    Transition::new(
+        no(n),
+        &[OrderState::Created, OrderState::Prepaid],
+        OrderState::Paid,
+        OrderPatch {
+            transaction_id: Some(Some(tx.to_owned())),
+            ..OrderPatch::default()
+        },
+        t0() + chrono::Duration::seconds(1),
+    )
+    .unwrap()
+}
+
+fn is_backend(r: Result<impl std::fmt::Debug, StoreError>) -> bool {
+    matches!(r, Err(StoreError::Backend(_)))
+}
+
+/// Races `n` PREPAID → PAID transitions of one order, alternating between
+/// `stores`; answers the outcomes.
+async fn race(stores: &[SqlxStore], n: usize, order_no: &str) -> Vec<TransitionOutcome> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let store = stores[i % stores.len()].clone();
+            let barrier = barrier.clone();
+            let t = pay(order_no, &format!("TX{i}"));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.transition(&t).await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap().unwrap());
+    }
+    outcomes
+}
+
+fn exactly_one_winner(outcomes: &[TransitionOutcome]) {
+    let winners: Vec<&Order> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            TransitionOutcome::Applied(o) => Some(o),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one transition may apply");
+    for o in outcomes {
+        match o {
+            TransitionOutcome::NotApplied(o) => {
+                assert_eq!(o.state, OrderState::Paid);
+                assert_eq!(o.transaction_id, winners[0].transaction_id);
+            }
+            TransitionOutcome::Applied(_) => {}
+            TransitionOutcome::NotFound => panic!("NotFound for an existing order"),
+        }
+    }
+}
+
+macro_rules! backend_tests {
+    ($($backend:ident),*) => {$(
+        mod $backend {
+            use super::*;
+
+            async fn fixture() -> Option<Fixture> {
+                Fixture::$backend().await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn conformance_kit() {
+                let Some(fx) = fixture().await else { return };
+                check_order_store(Arc::new(fx.store.clone())).await;
+                // Twice on one database: the kit uses fresh numbers.
+                check_order_store(Arc::new(fx.store.clone())).await;
+            }
+
+            #[tokio::test]
+            async fn every_field_roundtrips_with_nanoseconds() {
+                let Some(fx) = fixture().await else { return };
+                let s = &fx.store;
+                let mut full = order("full");
+                full.trade_type = TradeType::Other("MWEB".into());
+                full.sign_type = SignType::HmacSha256;
+                full.openid = Some("o1".into());
+                full.product_id = Some("p1".into());
+                full.attach = Some(String::new());
+                full.owner = Some("u".into());
+                full.prepay_id = Some("wx1".into());
+                full.code_url = Some("weixin://x".into());
+                full.prepay_expires_at = Some(t0() + chrono::Duration::nanoseconds(1));
+                full.transaction_id = Some("42".into());
+                full.time_end = Some("20250102110405".into());
+                full.bank_type = Some("CMB_DEBIT".into());
+                full.cash_fee = Some(Fen(0));
+                full.refunded_fee = Fen(i64::MAX as u64);
+                full.pending_refund = Some(PendingRefund { out_refund_no: "R".into(), refund_fee: Fen(1) });
+                full.attention = Some("看一下".into());
+                full.fulfilment = Fulfilment::Claimed { until: t0() + chrono::Duration::nanoseconds(7) };
+                full.synced_at = Some(t0() - chrono::Duration::days(365 * 40));
+                let mut done = order("done");
+                done.fulfilment = Fulfilment::Done { at: t0() };
+                let minimal = order("minimal");
+                for o in [&full, &done, &minimal] {
+                    s.insert(o).await.unwrap();
+                    assert_eq!(s.get(&o.out_trade_no).await.unwrap().as_ref(), Some(o));
+                }
+                assert!(matches!(s.insert(&minimal).await, Err(StoreError::Duplicate(n)) if n == minimal.out_trade_no));
+                assert_eq!(s.get(&no("absent")).await.unwrap(), None);
+            }
+
+            #[tokio::test]
+            async fn order_numbers_are_case_sensitive() {
+                let Some(fx) = fixture().await else { return };
+                fx.store.insert(&order("Abc1")).await.unwrap();
+                fx.store.insert(&order("abc1")).await.unwrap();
+                assert!(matches!(fx.store.transition(&pay("ABC1", "x")).await.unwrap(), TransitionOutcome::NotFound));
+            }
+
+            #[tokio::test]
+            async fn compare_and_set() {
+                let Some(fx) = fixture().await else { return };
+                let s = &fx.store;
+                s.insert(&order("cas")).await.unwrap();
+                let TransitionOutcome::Applied(paid) = s.transition(&pay("cas", "T1")).await.unwrap() else {
+                    panic!("first transition must apply");
+                };
+                let mut want = order("cas");
+                let t = pay("cas", "T1");
+                want.apply(t.to, &t.patch, t.at);
+                assert_eq!(paid, want);
+                assert_eq!(s.transition(&pay("cas", "T2")).await.unwrap(), TransitionOutcome::NotApplied(want));
+                assert_eq!(s.transition(&pay("nope", "T3")).await.unwrap(), TransitionOutcome::NotFound);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn fifty_concurrent_transitions_one_applies() {
+                let Some(fx) = fixture().await else { return };
+                fx.store.insert(&order("race")).await.unwrap();
+                exactly_one_winner(&race(std::slice::from_ref(&fx.store), 50, "race").await);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn two_instances_thirty_concurrent_transitions_one_applies() {
+                let Some(fx) = fixture().await else { return };
+                let other = fx.another_instance().await;
+                fx.store.insert(&order("multi")).await.unwrap();
+                exactly_one_winner(&race(&[fx.store.clone(), other], 30, "multi").await);
+            }
+
+            #[tokio::test]
+            async fn fulfilment_claims_and_leases() {
+                let Some(fx) = fixture().await else { return };
+                let (s, other) = (&fx.store, fx.another_instance().await);
+                let mut o = order("ful");
+                o.state = OrderState::Paid;
+                s.insert(&o).await.unwrap();
+                let lease = Duration::from_secs(30);
+                let now = t0();
+                assert!(s.claim_fulfilment(&o.out_trade_no, now, lease).await.unwrap());
+                assert!(!other.claim_fulfilment(&o.out_trade_no, now, lease).await.unwrap());
+                // The lease ends at now + 30 s; it is free only after that.
+                let end = now + chrono::Duration::seconds(30);
+                assert!(!other.claim_fulfilment(&o.out_trade_no, end, lease).await.unwrap());
+                let after = end + chrono::Duration::nanoseconds(1);
+                assert!(other.claim_fulfilment(&o.out_trade_no, after, lease).await.unwrap());
+                other.complete_fulfilment(&o.out_trade_no, after).await.unwrap();
+                assert_eq!(s.get(&o.out_trade_no).await.unwrap().unwrap().fulfilment, Fulfilment::Done { at: after });
+                assert!(!s.claim_fulfilment(&o.out_trade_no, after + chrono::Duration::days(9), lease).await.unwrap());
+                assert!(!s.claim_fulfilment(&no("absent"), now, lease).await.unwrap());
+            }
+
+            #[tokio::test]
+            async fn listing() {
+                let Some(fx) = fixture().await else { return };
+                let s = &fx.store;
+                for (i, state) in [OrderState::Prepaid, OrderState::Paid, OrderState::Prepaid, OrderState::Refunded].into_iter().enumerate() {
+                    let mut o = order(&format!("L{i}"));
+                    o.state = state;
+                    o.updated_at = t0() - chrono::Duration::seconds(i as i64);
+                    s.insert(&o).await.unwrap();
+                }
+                let listing = s.listing().unwrap();
+                let names = |v: Vec<Order>| v.into_iter().map(|o| o.out_trade_no.to_string()).collect::<Vec<_>>();
+                let filter = ListFilter { states: vec![OrderState::Prepaid, OrderState::Refunded], updated_before: t0(), limit: 10 };
+                assert_eq!(names(listing.list(&filter).await.unwrap()), ["L3", "L2", "L0"]);
+                let filter = ListFilter { updated_before: t0() - chrono::Duration::seconds(1), limit: 1, ..filter };
+                assert_eq!(names(listing.list(&filter).await.unwrap()), ["L3"]);
+                assert!(listing.list(&ListFilter { states: vec![], ..filter }).await.unwrap().is_empty());
+                assert_eq!(names(listing.unfulfilled(t0(), 10).await.unwrap()), ["L3", "L1"]);
+                assert_eq!(names(listing.unfulfilled(t0(), 1).await.unwrap()), ["L3"]);
+            }
+
+            #[tokio::test]
+            async fn a_new_pool_sees_the_data_after_a_restart() {
+                let Some(fx) = fixture().await else { return };
+                fx.store.insert(&order("kept")).await.unwrap();
+                fx.store.close().await;
+                let restarted = fx.another_instance().await;
+                assert_eq!(restarted.get(&no("kept")).await.unwrap(), Some(order("kept")));
+            }
+
+            #[tokio::test]
+            async fn a_lost_connection_is_a_backend_error() {
+                let Some(fx) = fixture().await else { return };
+                let s = &fx.store;
+                s.insert(&order("lost")).await.unwrap();
+                s.close().await;
+                let n = no("lost");
+                assert!(is_backend(s.insert(&order("lost2")).await));
+                assert!(is_backend(s.get(&n).await));
+                assert!(is_backend(s.transition(&pay("lost", "T")).await));
+                assert!(is_backend(s.claim_fulfilment(&n, t0(), Duration::from_secs(1)).await));
+                assert!(is_backend(s.complete_fulfilment(&n, t0()).await));
+                assert!(is_backend(s.listing().unwrap().unfulfilled(t0(), 1).await));
+                // Nothing was half-applied.
+                let again = fx.another_instance().await;
+                assert_eq!(again.get(&n).await.unwrap(), Some(order("lost")));
+            }
+
+            #[tokio::test]
+            async fn unstorable_values_are_refused_before_writing() {
+                let Some(fx) = fixture().await else { return };
+                let mut o = order("huge");
+                o.total_fee = Fen(u64::MAX);
+                match fx.store.insert(&o).await {
+                    Err(StoreError::Backend(e)) => assert!(e.downcast_ref::<UnstorableValue>().is_some(), "{e}"),
+                    other => panic!("expected an UnstorableValue backend error, got {other:?}"),
+                }
+                assert_eq!(fx.store.get(&o.out_trade_no).await.unwrap(), None);
+            }
+
+            #[tokio::test]
+            async fn a_corrupt_row_is_reported() {
+                let Some(fx) = fixture().await else { return };
+                fx.store.insert(&order("bad")).await.unwrap();
+                fx.raw("UPDATE wxpay_orders SET state = 'BOGUS' WHERE out_trade_no = 'bad'").await;
+                assert!(matches!(fx.store.get(&no("bad")).await, Err(StoreError::Corrupt(m)) if m.contains("BOGUS")));
+            }
+
+            #[tokio::test]
+            async fn migrations_are_idempotent_and_optional() {
+                let Some(fx) = fixture().await else { return };
+                let manual = fx.another_instance().await.with_table_prefix("manual_").unwrap().auto_migrate(false);
+                assert_eq!(manual.table_name(), "manual_wxpay_orders");
+                // No table yet, and the store was told not to create it.
+                assert!(is_backend(manual.get(&no("x")).await));
+                manual.migrate().await.unwrap();
+                manual.migrate().await.unwrap();
+                manual.insert(&order("x")).await.unwrap();
+                // The default table is a different one.
+                assert_eq!(fx.store.get(&no("x")).await.unwrap(), None);
+                // Concurrent first use by several instances.
+                let mut tasks = Vec::new();
+                for _ in 0..4 {
+                    let s = fx.another_instance().await.with_table_prefix("concurrent_").unwrap();
+                    tasks.push(tokio::spawn(async move { s.get(&no("y")).await }));
+                }
+                for t in tasks {
+                    assert_eq!(t.await.unwrap().unwrap(), None);
+                }
+            }
+        }
+    )*};
+}
+
+backend_tests!(sqlite, postgres, mysql);
+
+#[tokio::test]
+async fn connect_rejects_an_unknown_scheme() {
+    let err = SqlxStore::connect("oracle://x").await.unwrap_err();
+    assert!(matches!(err, sqlx::Error::Configuration(_)), "{err}");
+}
+
+#[tokio::test]
+async fn postgres_connect_by_url() {
+    let Ok(url) = std::env::var(POSTGRES_ENV) else {
+        println!("SKIPPED: set {POSTGRES_ENV} to run");
+        return;
+    };
+    let store = SqlxStore::connect(&url).await.unwrap();
+    assert_eq!(store.backend(), Backend::Postgres);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn mysql_connect_by_url() {
+    let Ok(url) = std::env::var(MYSQL_ENV) else {
+        println!("SKIPPED: set {MYSQL_ENV} to run");
+        return;
+    };
+    for url in [url.clone(), url.replacen("mysql:", "mariadb:", 1)] {
+        let store = SqlxStore::connect(&url).await.unwrap();
+        assert_eq!(store.backend(), Backend::MySql);
+        store.close().await;
+    }
+}
