@@ -337,7 +337,10 @@ impl Kit {
             TransitionOutcome::Applied(o) if &o == expected => {}
             other => fail(
                 case,
-                format!("{:?}\n  expected Applied({expected:?})\n  got {other:?}", t.patch),
+                format!(
+                    "{:?}\n  expected Applied({expected:?})\n  got {other:?}",
+                    t.patch
+                ),
             ),
         }
         self.expect_stored(store, case, expected).await;
@@ -363,8 +366,15 @@ impl Kit {
             attention: Some(None),
             synced_at: Some(None),
         };
-        self.step(store, case, &mut expected, OrderState::Prepaid, clear_all, now + secs(1))
-            .await;
+        self.step(
+            store,
+            case,
+            &mut expected,
+            OrderState::Prepaid,
+            clear_all,
+            now + secs(1),
+        )
+        .await;
 
         // An empty patch keeps everything (only state and updated_at change).
         self.step(
@@ -391,8 +401,15 @@ impl Kit {
             attention: Some(Some("late payment".into())),
             synced_at: Some(Some(now + secs(3))),
         };
-        self.step(store, case, &mut expected, OrderState::Paid, set_all, now + secs(3))
-            .await;
+        self.step(
+            store,
+            case,
+            &mut expected,
+            OrderState::Paid,
+            set_all,
+            now + secs(3),
+        )
+        .await;
 
         // Some fields set, the rest kept.
         let refund = OrderPatch {
@@ -402,8 +419,15 @@ impl Kit {
             })),
             ..OrderPatch::default()
         };
-        self.step(store, case, &mut expected, OrderState::Refunding, refund, now + secs(4))
-            .await;
+        self.step(
+            store,
+            case,
+            &mut expected,
+            OrderState::Refunding,
+            refund,
+            now + secs(4),
+        )
+        .await;
         let refunded = OrderPatch {
             pending_refund: Some(None),
             refunded_fee: Some(Fen(10)),
@@ -517,7 +541,9 @@ impl Kit {
         if won != 1 {
             fail(
                 case,
-                format!("{RACERS} concurrent claims of a pending fulfilment: {won} won, exactly 1 must"),
+                format!(
+                    "{RACERS} concurrent claims of a pending fulfilment: {won} won, exactly 1 must"
+                ),
             );
         }
         let mut expected = order.clone();
@@ -527,13 +553,22 @@ impl Kit {
         self.expect_stored(&*store, case, &expected).await;
 
         // A live lease blocks.
-        if ok(case, store.claim_fulfilment(&no, now + secs(59), lease).await) {
-            fail(case, "a claim succeeded while another claim's lease was live");
+        if ok(
+            case,
+            store.claim_fulfilment(&no, now + secs(59), lease).await,
+        ) {
+            fail(
+                case,
+                "a claim succeeded while another claim's lease was live",
+            );
         }
         // An expired lease does not.
         let later = now + secs(120);
         if !ok(case, store.claim_fulfilment(&no, later, lease).await) {
-            fail(case, "a claim failed although the previous lease had expired");
+            fail(
+                case,
+                "a claim failed although the previous lease had expired",
+            );
         }
         expected.fulfilment = Fulfilment::Claimed {
             until: later + secs(60),
@@ -547,14 +582,18 @@ impl Kit {
         self.expect_stored(&*store, case, &expected).await;
         if ok(
             case,
-            store.claim_fulfilment(&no, now + secs(86_400 * 365), lease).await,
+            store
+                .claim_fulfilment(&no, now + secs(86_400 * 365), lease)
+                .await,
         ) {
             fail(case, "a claim succeeded on a completed fulfilment");
         }
 
         // Unknown orders cannot be claimed.
         if matches!(
-            store.claim_fulfilment(&self.no("ful-absent"), now, lease).await,
+            store
+                .claim_fulfilment(&self.no("ful-absent"), now, lease)
+                .await,
             Ok(true)
         ) {
             fail(case, "a claim of an unknown order succeeded");
@@ -613,11 +652,7 @@ impl Kit {
                 .map(|o| o.out_trade_no.as_str()[self.run.len() + 1..].to_owned())
                 .collect()
         };
-        let sorted = |found: &[Order]| {
-            found
-                .windows(2)
-                .all(|w| w[0].updated_at <= w[1].updated_at)
-        };
+        let sorted = |found: &[Order]| found.windows(2).all(|w| w[0].updated_at <= w[1].updated_at);
 
         let filter = ListFilter {
             states: vec![OrderState::Created, OrderState::Prepaid],
@@ -651,14 +686,20 @@ impl Kit {
         if limited.len() != 2 || !sorted(&limited) {
             fail(
                 case,
-                format!("list with limit 2 returned {} orders (or unsorted)", limited.len()),
+                format!(
+                    "list with limit 2 returned {} orders (or unsorted)",
+                    limited.len()
+                ),
             );
         }
         for o in &found {
             if o.out_trade_no.as_str().starts_with(&self.run)
                 && !orders.iter().any(|want| want == o)
             {
-                fail(case, format!("list returned an order that differs from the stored one: {o:?}"));
+                fail(
+                    case,
+                    format!("list returned an order that differs from the stored one: {o:?}"),
+                );
             }
         }
 

@@ -53,9 +53,7 @@ impl MemoryStore {
     /// Every stored order, oldest `created_at` first (for tests and debugging).
     pub fn snapshot(&self) -> Vec<Order> {
         let mut all: Vec<Order> = self.lock().values().cloned().collect();
-        all.sort_by(|a, b| {
-            (a.created_at, &a.out_trade_no).cmp(&(b.created_at, &b.out_trade_no))
-        });
+        all.sort_by(|a, b| (a.created_at, &a.out_trade_no).cmp(&(b.created_at, &b.out_trade_no)));
         all
     }
 

@@ -1,13 +1,34 @@
 //! The framework-agnostic payment flow: the order state machine, the
-//! [`OrderStore`] contract, an in-memory store, and the `Payments` service.
+//! [`OrderStore`] contract, an in-memory store, and the [`Payments`] service
+//! that adapters expose (checkout, notifies, status, close, refund, login,
+//! reconciliation).
+//!
+//! Apps plug in their storage ([`OrderStore`]), their pricing and
+//! authentication ([`Checkout`]) and their business effects
+//! ([`PaymentEvents`]); wxpay gets the money handling right: verified
+//! notifies only, amounts checked against the stored order, compare-and-set
+//! state changes, `on_paid` exactly once in the normal case (see
+//! [`PaymentEvents`] for the precise guarantee), late payments recorded and
+//! flagged rather than dropped, and lost notifies recovered by orderquery.
 
+mod checkout;
+mod events;
+mod inbound;
 mod memory;
 mod order;
+mod payments;
+mod reconcile;
 mod store;
 
+pub use checkout::{
+    Checkout, CheckoutOutcome, CheckoutRequest, NoCheckout, OrderDraft, Rejection, RejectionKind,
+};
+pub use events::{NoEvents, PaymentEvents};
+pub use inbound::{NotifyOutcome, NotifyRejection, NotifyReply};
 pub use memory::MemoryStore;
-
 pub use order::{
     Fulfilment, IllegalTransition, Order, OrderPatch, OrderState, PendingRefund, Transition,
 };
+pub use payments::{Payments, PaymentsBuilder, PaymentsError, Session};
+pub use reconcile::{ReconcileReport, Reconciler};
 pub use store::{ListFilter, OrderListing, OrderStore, StoreError, TransitionOutcome};

@@ -1,0 +1,83 @@
+//! [`PaymentEvents`]: the app's business effects.
+
+use async_trait::async_trait;
+
+use super::{Order, PendingRefund};
+use crate::BoxError;
+
+/// The app's reaction to money moving: grant what was bought, revoke it on
+/// refund.
+///
+/// # The `on_paid` guarantee
+/// After an order is recorded `PAID`, wxpay claims its fulfilment in the
+/// store (a lease, [`OrderStore::claim_fulfilment`](super::OrderStore::claim_fulfilment)),
+/// calls `on_paid`, and on `Ok` marks it done. Therefore:
+/// - two runs for one order **never overlap**: a run needs the claim, and a
+///   run that outlives most of its lease is cancelled (its future dropped)
+///   before the lease ends (this relies on the app instances' clocks agreeing
+///   to well within the lease);
+/// - in the normal case `on_paid` runs **exactly once**, whichever of the
+///   duplicate notifies, status polls or reconciler passes records the payment;
+/// - if `on_paid` returns `Err`, is cancelled, or the process dies while it
+///   runs (or between recording the payment and completing the fulfilment),
+///   it runs **again** after the lease has expired, from the reconciler
+///   ([`Payments::reconciler`](super::Payments::reconciler)) or the next
+///   duplicate notify. Delivery is then *at least once*.
+///
+/// So make `on_paid` idempotent by `out_trade_no`: record the grant keyed by
+/// `out_trade_no` (a unique key) in the same database transaction that
+/// grants, and treat "already granted" as success.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use wxpay_core::{BoxError, flow::{Order, PaymentEvents}};
+///
+/// struct Grants;
+///
+/// #[async_trait]
+/// impl PaymentEvents for Grants {
+///     async fn on_paid(&self, order: &Order) -> Result<(), BoxError> {
+///         // INSERT INTO grants (out_trade_no, owner, …) ON CONFLICT (out_trade_no) DO NOTHING
+///         let _ = (&order.out_trade_no, &order.owner);
+///         Ok(())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait PaymentEvents: Send + Sync + 'static {
+    /// The order is paid: deliver the goods. See the guarantee above.
+    ///
+    /// # Errors
+    /// Any error: the fulfilment stays unfinished and is retried after the lease.
+    async fn on_paid(&self, order: &Order) -> Result<(), BoxError>;
+
+    /// A refund completed (`order` is `REFUNDED` or `PARTIALLY_REFUNDED`).
+    /// Called once by the instance that records it; not retried: an error
+    /// is only logged. Default: nothing.
+    ///
+    /// # Errors
+    /// Any error; it is logged.
+    async fn on_refunded(&self, order: &Order, refund: &PendingRefund) -> Result<(), BoxError> {
+        let _ = (order, refund);
+        Ok(())
+    }
+
+    /// An order was flagged for a human (see [`Order::attention`]), e.g. a
+    /// payment arrived for a closed order. Default: nothing (the flag and an
+    /// `error`-level log line remain).
+    async fn on_attention(&self, order: &Order) {
+        let _ = order;
+    }
+}
+
+/// The events used when the app configures none: payments are recorded and
+/// nothing else happens.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoEvents;
+
+#[async_trait]
+impl PaymentEvents for NoEvents {
+    async fn on_paid(&self, _order: &Order) -> Result<(), BoxError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,1171 @@
+//! [`Payments`]: the payment service adapters expose.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use tracing::{Instrument, field::Empty};
+
+use super::{
+    Checkout, CheckoutOutcome, CheckoutRequest, MemoryStore, NoCheckout, NoEvents, Order,
+    OrderDraft, OrderPatch, OrderState, OrderStore, PaymentEvents, PendingRefund, Rejection,
+    StoreError, Transition, TransitionOutcome,
+};
+use crate::{
+    Client, Config, ErrCode, Error, Fen, FieldError, OutTradeNo, SessionKey, TradeState,
+    messages::{OrderQueryResponse, RefundRequest, UnifiedOrderRequest},
+};
+
+/// How long a `prepay_id` / `code_url` works.
+pub(crate) const PREPAY_TTL: Duration = Duration::from_secs(2 * 3600);
+
+/// Now, in whole microseconds (what SQL stores keep), so orders read back
+/// from any store equal the ones written.
+pub(crate) fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+pub(crate) fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Why a [`Payments`] operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PaymentsError {
+    /// The app's [`Checkout`] refused the request.
+    #[error("checkout rejected: {0}")]
+    Rejected(#[from] Rejection),
+    /// No such order.
+    #[error("order {0} not found")]
+    NotFound(OutTradeNo),
+    /// The order's state does not allow the operation.
+    #[error("order {out_trade_no} is {state}: cannot {operation}")]
+    InvalidState {
+        /// The order.
+        out_trade_no: OutTradeNo,
+        /// Its state.
+        state: OrderState,
+        /// What was attempted.
+        operation: &'static str,
+    },
+    /// An argument or draft breaks a rule (amounts, field lengths, a draft
+    /// that differs from the existing order with the same number…).
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// WeChat answered with an amount that differs from the stored order:
+    /// nothing was changed; look into it.
+    #[error("order {out_trade_no}: WeChat reports {reported} fen, the order is {expected} fen")]
+    AmountMismatch {
+        /// The order.
+        out_trade_no: OutTradeNo,
+        /// The stored amount.
+        expected: Fen,
+        /// WeChat's amount.
+        reported: Fen,
+    },
+    /// The call to WeChat failed.
+    #[error("WeChat call failed")]
+    Wechat(#[from] Error),
+    /// The order store failed.
+    #[error("order store failed")]
+    Store(#[from] StoreError),
+}
+
+impl PaymentsError {
+    /// The HTTP status an adapter should answer with: 400/401/403 for
+    /// rejections and invalid input, 404, 409 for a wrong state, 502 for
+    /// WeChat failures, 500 for the store and amount mismatches.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            PaymentsError::Rejected(r) => r.kind.status(),
+            PaymentsError::NotFound(_) => 404,
+            PaymentsError::InvalidState { .. } => 409,
+            PaymentsError::Invalid(_) => 400,
+            PaymentsError::Wechat(_) => 502,
+            PaymentsError::AmountMismatch { .. } | PaymentsError::Store(_) => 500,
+        }
+    }
+}
+
+/// A signed-in mini-program user, from `wx.login`'s code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Session {
+    /// The user under this AppID (the payer for JSAPI orders).
+    pub openid: String,
+    /// The user across the Open Platform account, if bound.
+    pub unionid: Option<String>,
+    /// The session key: keep it on the server (its `Debug` prints `***`).
+    pub session_key: SessionKey,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) unifiedorder_attempts: u32,
+    pub(crate) retry_backoff: Duration,
+    pub(crate) lease: Duration,
+    pub(crate) sync_interval: Duration,
+    pub(crate) order_ttl: Duration,
+}
+
+pub(crate) struct Inner {
+    pub(crate) client: Client,
+    pub(crate) store: Arc<dyn OrderStore>,
+    pub(crate) checkout: Arc<dyn Checkout>,
+    pub(crate) events: Arc<dyn PaymentEvents>,
+    pub(crate) settings: Settings,
+    /// Last orderquery per order in this process (for orders whose state
+    /// cannot carry `synced_at`).
+    recent_syncs: Mutex<HashMap<OutTradeNo, Instant>>,
+}
+
+/// The payment service: checkout, notifies, status, close, refund, login,
+/// and the reconciler. Cheap to clone (one `Arc`); share one per merchant.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use async_trait::async_trait;
+/// use wxpay_core::{BoxError, Config, Fen, flow::*};
+///
+/// struct Shop;
+/// #[async_trait]
+/// impl Checkout for Shop {
+///     async fn order(&self, req: &CheckoutRequest) -> Result<OrderDraft, Rejection> {
+///         let openid = req.header("x-openid").ok_or_else(|| Rejection::unauthorized("sign in"))?;
+///         Ok(OrderDraft::jsapi(openid, "Shop-VIP", Fen(990)))
+///     }
+/// }
+/// struct Grants;
+/// #[async_trait]
+/// impl PaymentEvents for Grants {
+///     async fn on_paid(&self, order: &Order) -> Result<(), BoxError> { Ok(()) }
+/// }
+///
+/// let payments = Payments::builder(Config::from_env()?)
+///     .store(Arc::new(MemoryStore::new()))
+///     .checkout(Shop)
+///     .events(Grants)
+///     .build()?;
+/// let _reconciler = payments.reconciler(std::time::Duration::from_secs(60)).spawn();
+/// let outcome = payments
+///     .checkout(CheckoutRequest::new("{}").with_header("x-openid", "o-123"))
+///     .await?;
+/// println!("{:?}", outcome.pay_params);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Payments {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Payments {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Payments")
+            .field("appid", &self.inner.client.config().appid)
+            .field("mch_id", &self.inner.client.config().mch_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds [`Payments`]; see [`Payments::builder`].
+#[must_use]
+pub struct PaymentsBuilder {
+    config: Config,
+    client: Option<Client>,
+    store: Option<Arc<dyn OrderStore>>,
+    checkout: Arc<dyn Checkout>,
+    events: Arc<dyn PaymentEvents>,
+    settings: Settings,
+}
+
+impl fmt::Debug for PaymentsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PaymentsBuilder")
+            .field("config", &self.config)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PaymentsBuilder {
+    /// Uses this client (e.g. one with the merchant certificate for refunds,
+    /// [`Client::with_identity`]); its configuration replaces the builder's.
+    pub fn client(mut self, client: Client) -> Self {
+        self.config = client.config().clone();
+        self.client = Some(client);
+        self
+    }
+
+    /// The order store. Default: a fresh [`MemoryStore`].
+    pub fn store(mut self, store: Arc<dyn OrderStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The app's checkout logic. Default: [`NoCheckout`] (refuses everything).
+    pub fn checkout(mut self, checkout: impl Checkout) -> Self {
+        self.checkout = Arc::new(checkout);
+        self
+    }
+
+    /// The app's business effects. Default: [`NoEvents`].
+    pub fn events(mut self, events: impl PaymentEvents) -> Self {
+        self.events = Arc::new(events);
+        self
+    }
+
+    /// How many times unifiedorder is sent (same number, same fields) while
+    /// the answer is a transport failure or a retryable code. Default 3.
+    pub fn unifiedorder_attempts(mut self, attempts: u32) -> Self {
+        self.settings.unifiedorder_attempts = attempts.max(1);
+        self
+    }
+
+    /// The pause before the first unifiedorder retry, doubled each time.
+    /// Default 200 ms.
+    pub fn retry_backoff(mut self, backoff: Duration) -> Self {
+        self.settings.retry_backoff = backoff;
+        self
+    }
+
+    /// The fulfilment lease: how long one `on_paid` run may hold its claim.
+    /// A run is cancelled after 80 % of it. Default 5 minutes.
+    pub fn fulfilment_lease(mut self, lease: Duration) -> Self {
+        self.settings.lease = lease;
+        self
+    }
+
+    /// The least time between two orderqueries for one order, unless forced.
+    /// Default 5 s.
+    pub fn sync_interval(mut self, interval: Duration) -> Self {
+        self.settings.sync_interval = interval;
+        self
+    }
+
+    /// How long an unpaid order stays open before the reconciler closes it
+    /// (counted from the last `prepay_id`, or from creation). Default 2 hours
+    /// (the `prepay_id` lifetime).
+    pub fn order_ttl(mut self, ttl: Duration) -> Self {
+        self.settings.order_ttl = ttl;
+        self
+    }
+
+    /// Builds the service.
+    ///
+    /// # Errors
+    /// [`Error`] when the HTTP client cannot be created.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use wxpay_core::{ApiKey, Config, flow::{MemoryStore, Payments}};
+    /// let config = Config::new("wxd930ea5d5a258f4f", "10000100", ApiKey::new("192006250b4c09247ec02edce69f6a2d"))
+    ///     .with_notify_url("https://shop.example.com/pay/notify");
+    /// let payments = Payments::builder(config)
+    ///     .store(Arc::new(MemoryStore::new()))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(payments.config().mch_id, "10000100");
+    /// ```
+    pub fn build(self) -> Result<Payments, Error> {
+        let client = match self.client {
+            Some(c) => c,
+            None => Client::new(self.config)?,
+        };
+        Ok(Payments {
+            inner: Arc::new(Inner {
+                client,
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                checkout: self.checkout,
+                events: self.events,
+                settings: self.settings,
+                recent_syncs: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+/// Payment data from a verified notify or orderquery.
+#[derive(Debug, Clone)]
+pub(crate) struct PaidInfo {
+    pub(crate) transaction_id: Option<String>,
+    pub(crate) time_end: Option<String>,
+    pub(crate) bank_type: Option<String>,
+    pub(crate) cash_fee: Option<Fen>,
+    pub(crate) source: &'static str,
+}
+
+/// What recording a payment did.
+#[derive(Debug, Clone)]
+pub(crate) enum Recorded {
+    /// This call moved the order to PAID (`late`: from CLOSED/FAILED).
+    Paid { order: Order, late: bool },
+    /// It was already paid.
+    Already(Order),
+    /// The order vanished.
+    NotFound,
+}
+
+impl Payments {
+    /// Starts a builder over `config` (with a [`MemoryStore`] unless
+    /// [`store`](PaymentsBuilder::store) is called).
+    pub fn builder(config: Config) -> PaymentsBuilder {
+        PaymentsBuilder {
+            config,
+            client: None,
+            store: None,
+            checkout: Arc::new(NoCheckout),
+            events: Arc::new(NoEvents),
+            settings: Settings {
+                unifiedorder_attempts: 3,
+                retry_backoff: Duration::from_millis(200),
+                lease: Duration::from_secs(300),
+                sync_interval: Duration::from_secs(5),
+                order_ttl: PREPAY_TTL,
+            },
+        }
+    }
+
+    /// The merchant configuration.
+    pub fn config(&self) -> &Config {
+        self.inner.client.config()
+    }
+
+    /// The protocol client.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The order store.
+    pub fn store(&self) -> &Arc<dyn OrderStore> {
+        &self.inner.store
+    }
+
+    /// Loads an order as stored (no call to WeChat).
+    ///
+    /// # Errors
+    /// [`PaymentsError::NotFound`], or a store error.
+    pub async fn order(&self, out_trade_no: &OutTradeNo) -> Result<Order, PaymentsError> {
+        self.inner
+            .store
+            .get(out_trade_no)
+            .await?
+            .ok_or_else(|| PaymentsError::NotFound(out_trade_no.clone()))
+    }
+
+    /// Checkout: asks the app's [`Checkout`] what the order is, then
+    /// [`create_order`](Payments::create_order).
+    ///
+    /// # Errors
+    /// [`PaymentsError::Rejected`] from the app; otherwise as
+    /// [`create_order`](Payments::create_order).
+    pub async fn checkout(&self, req: CheckoutRequest) -> Result<CheckoutOutcome, PaymentsError> {
+        let draft = self.inner.checkout.order(&req).await.inspect_err(|r| {
+            tracing::info!(kind = ?r.kind, reason = %r.message, "checkout rejected by the app");
+        })?;
+        self.create_order(draft, req.client_ip.as_deref()).await
+    }
+
+    /// Creates (or re-enters) an order from an authoritative draft: stores it
+    /// `CREATED`, calls unifiedorder (retrying transport failures and
+    /// retryable codes with the same number and fields), stores it `PREPAID`
+    /// and returns what the client needs to pay.
+    ///
+    /// A draft with the number of an existing open order and the same fields
+    /// re-enters it: the stored `prepay_id` while it is valid, else a fresh
+    /// one for the same order (never a second payment).
+    ///
+    /// # Errors
+    /// [`PaymentsError::Invalid`] for a draft that breaks a field rule (or
+    /// differs from the existing order with its number; nothing stored);
+    /// [`PaymentsError::InvalidState`] when that order is no longer open;
+    /// [`PaymentsError::Wechat`] when unifiedorder failed: for good (the
+    /// order is then `FAILED`) or with an unknown outcome (it stays `CREATED`
+    /// and the reconciler settles it); store errors.
+    pub async fn create_order(
+        &self,
+        draft: OrderDraft,
+        client_ip: Option<&str>,
+    ) -> Result<CheckoutOutcome, PaymentsError> {
+        let out_trade_no = draft
+            .out_trade_no
+            .clone()
+            .unwrap_or_else(OutTradeNo::generate);
+        let span = tracing::info_span!(
+            "wxpay.checkout",
+            out_trade_no = %out_trade_no,
+            total_fee = draft.total_fee.0,
+            outcome = Empty
+        );
+        self.create_order_inner(draft, out_trade_no, client_ip)
+            .instrument(span.clone())
+            .await
+            .inspect(|_| {
+                span.record("outcome", "prepaid");
+            })
+            .inspect_err(|e| {
+                span.record("outcome", tracing::field::display(e));
+            })
+    }
+
+    async fn create_order_inner(
+        &self,
+        draft: OrderDraft,
+        out_trade_no: OutTradeNo,
+        client_ip: Option<&str>,
+    ) -> Result<CheckoutOutcome, PaymentsError> {
+        let config = self.config();
+        let request = UnifiedOrderRequest {
+            out_trade_no: out_trade_no.clone(),
+            body: draft.body.clone(),
+            total_fee: draft.total_fee,
+            trade_type: draft.trade_type.clone(),
+            openid: draft.openid.clone(),
+            product_id: draft.product_id.clone(),
+            attach: draft.attach.clone(),
+            spbill_create_ip: client_ip.unwrap_or("127.0.0.1").to_owned(),
+            notify_url: None,
+            time_expire: None,
+            detail: None,
+        };
+        // Check every field rule before anything is stored.
+        request.to_params(config.notify_url.as_deref())?;
+
+        let now = now();
+        let mut order = Order::new(
+            out_trade_no.clone(),
+            draft.total_fee,
+            draft.body.clone(),
+            draft.trade_type.clone(),
+            config.sign_type,
+            now,
+        );
+        order.openid = draft.openid.clone();
+        order.product_id = draft.product_id.clone();
+        order.attach = draft.attach.clone();
+        order.owner = draft.owner.clone();
+
+        let store = &self.inner.store;
+        match store.insert(&order).await {
+            Ok(()) => {}
+            Err(StoreError::Duplicate(_)) => {
+                let existing = self.order(&out_trade_no).await?;
+                let same = existing.total_fee == order.total_fee
+                    && existing.body == order.body
+                    && existing.trade_type == order.trade_type
+                    && existing.openid == order.openid
+                    && existing.product_id == order.product_id
+                    && existing.attach == order.attach
+                    && existing.owner == order.owner;
+                if !same {
+                    return Err(FieldError {
+                        field: "out_trade_no",
+                        problem: "an order with this number exists with other fields".into(),
+                    }
+                    .into());
+                }
+                if !existing.state.is_open() {
+                    return Err(PaymentsError::InvalidState {
+                        out_trade_no,
+                        state: existing.state,
+                        operation: "check out again",
+                    });
+                }
+                if existing.state == OrderState::Prepaid
+                    && existing
+                        .prepay_expires_at
+                        .is_some_and(|t| t > after(now, Duration::from_secs(60)))
+                {
+                    tracing::info!("re-entry: the stored prepay_id is still valid");
+                    return Ok(self.outcome(&existing));
+                }
+                order = existing;
+            }
+            Err(e) => return Err(e.into()),
+        }
+
+        let answer = match self.unified_order_with_retries(&request).await {
+            Ok(a) => a,
+            Err(e) => return Err(self.unifiedorder_failed(&order, e).await),
+        };
+        let now = crate::flow::payments::now();
+        let t = Transition::new(
+            out_trade_no.clone(),
+            &[OrderState::Created, OrderState::Prepaid],
+            OrderState::Prepaid,
+            OrderPatch {
+                prepay_id: Some(answer.prepay_id.clone()),
+                code_url: Some(answer.code_url.clone()),
+                prepay_expires_at: Some(Some(after(now, PREPAY_TTL))),
+                ..OrderPatch::default()
+            },
+            now,
+        )
+        .expect("CREATED/PREPAID → PREPAID is legal");
+        let order = match store.transition(&t).await? {
+            TransitionOutcome::Applied(o) => o,
+            TransitionOutcome::NotApplied(o) => {
+                // A notify (or sync) overtook unifiedorder's answer.
+                tracing::info!(state = %o.state, "order moved on before unifiedorder answered");
+                let mut o = o;
+                o.prepay_id = o.prepay_id.or(answer.prepay_id);
+                o.code_url = o.code_url.or(answer.code_url);
+                o
+            }
+            TransitionOutcome::NotFound => return Err(PaymentsError::NotFound(out_trade_no)),
+        };
+        Ok(self.outcome(&order))
+    }
+
+    fn outcome(&self, order: &Order) -> CheckoutOutcome {
+        CheckoutOutcome {
+            out_trade_no: order.out_trade_no.clone(),
+            total_fee: order.total_fee,
+            trade_type: order.trade_type.clone(),
+            pay_params: order
+                .prepay_id
+                .as_deref()
+                .map(|p| self.inner.client.pay_params(p)),
+            code_url: order.code_url.clone(),
+        }
+    }
+
+    async fn unified_order_with_retries(
+        &self,
+        request: &UnifiedOrderRequest,
+    ) -> Result<crate::messages::UnifiedOrderResponse, Error> {
+        let s = &self.inner.settings;
+        let mut pause = s.retry_backoff;
+        let mut attempt = 1;
+        loop {
+            match self.inner.client.unified_order(request).await {
+                Err(e) if e.is_retryable() && attempt < s.unifiedorder_attempts => {
+                    tracing::warn!(attempt, error = %e, "unifiedorder failed, re-entering with the same fields");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Decides what a failed unifiedorder means for the order.
+    async fn unifiedorder_failed(&self, order: &Order, e: Error) -> PaymentsError {
+        let unknown =
+            e.outcome_unknown() || e.is_retryable() || matches!(e, Error::InvalidSignature(_));
+        match e.err_code() {
+            Some(ErrCode::OrderPaid | ErrCode::OrderClosed | ErrCode::OutTradeNoUsed) => {
+                // WeChat knows this number in another state: learn it.
+                tracing::warn!(error = %e, "unifiedorder refused the number; querying the order");
+                if let Err(se) = self.sync_inner(&order.out_trade_no, true).await {
+                    tracing::warn!(error = %se, "orderquery after a refused unifiedorder failed");
+                }
+            }
+            _ if unknown => {
+                tracing::warn!(error = %e, "unifiedorder outcome unknown; order left for the reconciler");
+            }
+            _ => {
+                tracing::warn!(error = %e, "unifiedorder refused; order FAILED");
+                let t = Transition::new(
+                    order.out_trade_no.clone(),
+                    &[OrderState::Created],
+                    OrderState::Failed,
+                    OrderPatch::default(),
+                    now(),
+                )
+                .expect("CREATED → FAILED is legal");
+                if let Err(se) = self.inner.store.transition(&t).await {
+                    tracing::error!(error = %se, "could not record the failed unifiedorder");
+                }
+            }
+        }
+        PaymentsError::Wechat(e)
+    }
+
+    /// Records a verified payment: CAS to `PAID` from CREATED/PREPAID, or from
+    /// CLOSED/FAILED with the attention flag (money is never dropped).
+    pub(crate) async fn record_payment(
+        &self,
+        out_trade_no: &OutTradeNo,
+        info: &PaidInfo,
+    ) -> Result<Recorded, StoreError> {
+        let store = &self.inner.store;
+        for _ in 0..4 {
+            let at = now();
+            let patch = OrderPatch {
+                transaction_id: Some(info.transaction_id.clone()),
+                time_end: Some(info.time_end.clone()),
+                bank_type: Some(info.bank_type.clone()),
+                cash_fee: Some(info.cash_fee),
+                ..OrderPatch::default()
+            };
+            let t = Transition::new(
+                out_trade_no.clone(),
+                &[OrderState::Created, OrderState::Prepaid],
+                OrderState::Paid,
+                patch.clone(),
+                at,
+            )
+            .expect("CREATED/PREPAID → PAID is legal");
+            let found = match store.transition(&t).await? {
+                TransitionOutcome::Applied(order) => {
+                    return Ok(Recorded::Paid { order, late: false });
+                }
+                TransitionOutcome::NotApplied(o) => o,
+                TransitionOutcome::NotFound => return Ok(Recorded::NotFound),
+            };
+            if found.state.is_paid() {
+                if found.transaction_id.is_some()
+                    && info.transaction_id.is_some()
+                    && found.transaction_id != info.transaction_id
+                {
+                    tracing::error!(
+                        stored = ?found.transaction_id,
+                        reported = ?info.transaction_id,
+                        "a second transaction for a paid order: check for a double payment"
+                    );
+                }
+                return Ok(Recorded::Already(found));
+            }
+            if matches!(found.state, OrderState::Closed | OrderState::Failed) {
+                let t = Transition::new(
+                    out_trade_no.clone(),
+                    &[OrderState::Closed, OrderState::Failed],
+                    OrderState::Paid,
+                    OrderPatch {
+                        attention: Some(Some(format!(
+                            "paid after the order was {} (reported by {}); refund or fulfil by hand",
+                            found.state, info.source
+                        ))),
+                        ..patch
+                    },
+                    at,
+                )
+                .expect("CLOSED/FAILED → PAID is legal");
+                match store.transition(&t).await? {
+                    TransitionOutcome::Applied(order) => {
+                        tracing::error!(
+                            was = %found.state,
+                            "payment arrived for a {} order: recorded PAID and flagged",
+                            found.state
+                        );
+                        return Ok(Recorded::Paid { order, late: true });
+                    }
+                    TransitionOutcome::NotApplied(_) => continue,
+                    TransitionOutcome::NotFound => return Ok(Recorded::NotFound),
+                }
+            }
+        }
+        // The state kept changing under us; the caller reports a store-level
+        // failure so that WeChat delivers again.
+        Err(StoreError::Corrupt(format!(
+            "order {out_trade_no} kept changing state while recording a payment"
+        )))
+    }
+
+    /// After a payment was recorded: alert and fulfil.
+    pub(crate) async fn after_paid(&self, recorded: &Recorded) {
+        match recorded {
+            Recorded::Paid { order, late } => {
+                if *late {
+                    self.inner.events.on_attention(order).await;
+                }
+                self.fulfil(order).await;
+            }
+            Recorded::Already(order)
+                if !matches!(order.fulfilment, super::Fulfilment::Done { .. }) =>
+            {
+                // An earlier run may have died: the claim decides.
+                self.fulfil(order).await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs `on_paid` for a paid order if its fulfilment can be claimed.
+    /// Returns whether it ran to completion here.
+    pub(crate) async fn fulfil(&self, order: &Order) -> bool {
+        let span = tracing::info_span!(
+            "wxpay.fulfil",
+            out_trade_no = %order.out_trade_no,
+            outcome = Empty
+        );
+        async {
+            let s = &self.inner.settings;
+            let store = &self.inner.store;
+            if !order.state.is_paid() {
+                return false;
+            }
+            match store.claim_fulfilment(&order.out_trade_no, now(), s.lease).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::Span::current().record("outcome", "claimed elsewhere or done");
+                    return false;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not claim the fulfilment; the reconciler retries");
+                    return false;
+                }
+            }
+            let budget = s.lease.mul_f64(0.8);
+            match tokio::time::timeout(budget, self.inner.events.on_paid(order)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "on_paid failed; retried after the lease");
+                    tracing::Span::current().record("outcome", "on_paid failed");
+                    return false;
+                }
+                Err(_) => {
+                    tracing::error!(?budget, "on_paid timed out and was cancelled; retried after the lease");
+                    tracing::Span::current().record("outcome", "on_paid timed out");
+                    return false;
+                }
+            }
+            if let Err(e) = store.complete_fulfilment(&order.out_trade_no, now()).await {
+                tracing::error!(error = %e, "on_paid ran but completion was not stored; it may run again after the lease");
+                return false;
+            }
+            tracing::Span::current().record("outcome", "fulfilled");
+            true
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The order, brought up to date first when it awaits payment and was
+    /// not checked recently: an orderquery (at most once per sync interval)
+    /// recovers a lost notify. WeChat errors are logged and the stored order
+    /// is returned. This is what a client polls after `requestPayment:ok`.
+    ///
+    /// # Errors
+    /// [`PaymentsError::NotFound`], or a store error.
+    pub async fn status(&self, out_trade_no: &OutTradeNo) -> Result<Order, PaymentsError> {
+        let order = self.order(out_trade_no).await?;
+        if order.state != OrderState::Prepaid || self.recently_synced(&order) {
+            return Ok(order);
+        }
+        match self.sync_inner(out_trade_no, false).await {
+            Ok(o) => Ok(o),
+            Err(PaymentsError::Wechat(e)) => {
+                tracing::warn!(%out_trade_no, error = %e, "status: orderquery failed, answering the stored order");
+                Ok(order)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn recently_synced(&self, order: &Order) -> bool {
+        let interval = self.inner.settings.sync_interval;
+        if order
+            .synced_at
+            .is_some_and(|t| after(t, interval) > Utc::now())
+        {
+            return true;
+        }
+        let recent = self
+            .inner
+            .recent_syncs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        recent
+            .get(&order.out_trade_no)
+            .is_some_and(|t| t.elapsed() < interval)
+    }
+
+    fn note_synced(&self, out_trade_no: &OutTradeNo) {
+        let interval = self.inner.settings.sync_interval;
+        let mut recent = self
+            .inner
+            .recent_syncs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if recent.len() > 10_000 {
+            recent.retain(|_, t| t.elapsed() < interval);
+        }
+        recent.insert(out_trade_no.clone(), Instant::now());
+    }
+
+    /// Asks WeChat about an order (orderquery) and applies the answer:
+    /// `SUCCESS`/`REFUND` → `PAID` (then fulfilment), `CLOSED`/`REVOKED` →
+    /// `CLOSED`, `PAYERROR` → `FAILED`; still unpaid → unchanged (with
+    /// `synced_at`). Without `force`, an order synced within the sync
+    /// interval is returned as stored. Orders already paid are returned
+    /// without a call.
+    ///
+    /// # Errors
+    /// [`PaymentsError::NotFound`]; [`PaymentsError::Wechat`];
+    /// [`PaymentsError::AmountMismatch`] (nothing changed); store errors.
+    pub async fn sync(
+        &self,
+        out_trade_no: &OutTradeNo,
+        force: bool,
+    ) -> Result<Order, PaymentsError> {
+        self.sync_inner(out_trade_no, force).await
+    }
+
+    pub(crate) async fn sync_inner(
+        &self,
+        out_trade_no: &OutTradeNo,
+        force: bool,
+    ) -> Result<Order, PaymentsError> {
+        let span = tracing::info_span!(
+            "wxpay.sync",
+            out_trade_no = %out_trade_no,
+            state = Empty,
+            outcome = Empty
+        );
+        let result = self
+            .sync_body(out_trade_no, force)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(o) => {
+                span.record("state", o.state.as_str());
+            }
+            Err(e) => {
+                span.record("outcome", tracing::field::display(e));
+            }
+        }
+        result
+    }
+
+    async fn sync_body(
+        &self,
+        out_trade_no: &OutTradeNo,
+        force: bool,
+    ) -> Result<Order, PaymentsError> {
+        let order = self.order(out_trade_no).await?;
+        if !matches!(
+            order.state,
+            OrderState::Created | OrderState::Prepaid | OrderState::Closed | OrderState::Failed
+        ) {
+            return Ok(order);
+        }
+        if !force && self.recently_synced(&order) {
+            tracing::Span::current().record("outcome", "rate-limited");
+            return Ok(order);
+        }
+        self.note_synced(out_trade_no);
+        let answer = match self.inner.client.order_query(out_trade_no).await {
+            Ok(a) => a,
+            Err(Error::Business {
+                err_code: ErrCode::OrderNotExist,
+                ..
+            }) => {
+                tracing::Span::current().record("outcome", "unknown to WeChat");
+                return Ok(order);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.apply_query(order, answer).await
+    }
+
+    async fn apply_query(
+        &self,
+        order: Order,
+        q: OrderQueryResponse,
+    ) -> Result<Order, PaymentsError> {
+        let at = now();
+        let no = order.out_trade_no.clone();
+        tracing::Span::current().record("outcome", q.trade_state.as_str());
+        let move_to = |to: OrderState| {
+            Transition::new(
+                no.clone(),
+                &[OrderState::Created, OrderState::Prepaid],
+                to,
+                OrderPatch {
+                    synced_at: Some(Some(at)),
+                    ..OrderPatch::default()
+                },
+                at,
+            )
+            .expect("open → CLOSED/FAILED/PREPAID is legal")
+        };
+        match q.trade_state {
+            ref s if s.is_paid() => {
+                if let Some(reported) = q.total_fee
+                    && reported != order.total_fee
+                {
+                    tracing::error!(
+                        expected = order.total_fee.0,
+                        reported = reported.0,
+                        "orderquery amount differs from the order; nothing changed"
+                    );
+                    return Err(PaymentsError::AmountMismatch {
+                        out_trade_no: no,
+                        expected: order.total_fee,
+                        reported,
+                    });
+                }
+                let info = PaidInfo {
+                    transaction_id: q.transaction_id.clone(),
+                    time_end: q.time_end.clone(),
+                    bank_type: q.bank_type.clone(),
+                    cash_fee: q.cash_fee,
+                    source: "orderquery",
+                };
+                let recorded = self.record_payment(&no, &info).await?;
+                self.after_paid(&recorded).await;
+                match recorded {
+                    Recorded::Paid { .. } | Recorded::Already(_) => self.order(&no).await,
+                    Recorded::NotFound => Err(PaymentsError::NotFound(no)),
+                }
+            }
+            TradeState::Closed | TradeState::Revoked => {
+                self.apply_transition(move_to(OrderState::Closed), order)
+                    .await
+            }
+            TradeState::PayError => {
+                self.apply_transition(move_to(OrderState::Failed), order)
+                    .await
+            }
+            _ if order.state == OrderState::Prepaid => {
+                let t = Transition::new(
+                    no.clone(),
+                    &[OrderState::Prepaid],
+                    OrderState::Prepaid,
+                    OrderPatch {
+                        synced_at: Some(Some(at)),
+                        ..OrderPatch::default()
+                    },
+                    at,
+                )
+                .expect("PREPAID → PREPAID is legal");
+                self.apply_transition(t, order).await
+            }
+            _ => Ok(order),
+        }
+    }
+
+    async fn apply_transition(
+        &self,
+        t: Transition,
+        fallback: Order,
+    ) -> Result<Order, PaymentsError> {
+        match self.inner.store.transition(&t).await? {
+            TransitionOutcome::Applied(o) | TransitionOutcome::NotApplied(o) => Ok(o),
+            TransitionOutcome::NotFound => Err(PaymentsError::NotFound(fallback.out_trade_no)),
+        }
+    }
+
+    /// Closes an unpaid order: closeorder, then `CLOSED`. If WeChat says it
+    /// was paid meanwhile, the payment is recorded (sync) and the answer is
+    /// [`PaymentsError::InvalidState`] with state `PAID`. An order WeChat
+    /// never saw is closed locally. Closing a closed order is a no-op.
+    /// WeChat refuses closeorder in the first 5 minutes of an order.
+    ///
+    /// # Errors
+    /// [`PaymentsError::NotFound`]; [`PaymentsError::InvalidState`] for a
+    /// paid or failed order; [`PaymentsError::Wechat`]; store errors.
+    pub async fn close(&self, out_trade_no: &OutTradeNo) -> Result<Order, PaymentsError> {
+        let span =
+            tracing::info_span!("wxpay.close", out_trade_no = %out_trade_no, outcome = Empty);
+        async {
+            let order = self.order(out_trade_no).await?;
+            match order.state {
+                OrderState::Closed => return Ok(order),
+                OrderState::Created | OrderState::Prepaid => {}
+                state => {
+                    return Err(PaymentsError::InvalidState {
+                        out_trade_no: out_trade_no.clone(),
+                        state,
+                        operation: "close",
+                    });
+                }
+            }
+            match self.inner.client.close_order(out_trade_no).await {
+                Ok(())
+                | Err(Error::Business {
+                    err_code: ErrCode::OrderNotExist,
+                    ..
+                }) => {}
+                Err(Error::Business {
+                    err_code: ErrCode::OrderPaid,
+                    ..
+                }) => {
+                    tracing::Span::current().record("outcome", "paid meanwhile");
+                    let o = self.sync_inner(out_trade_no, true).await?;
+                    return Err(PaymentsError::InvalidState {
+                        out_trade_no: out_trade_no.clone(),
+                        state: o.state,
+                        operation: "close",
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let at = now();
+            let t = Transition::new(
+                out_trade_no.clone(),
+                &[OrderState::Created, OrderState::Prepaid],
+                OrderState::Closed,
+                OrderPatch::default(),
+                at,
+            )
+            .expect("open → CLOSED is legal");
+            let o = self.apply_transition(t, order).await?;
+            tracing::Span::current().record("outcome", o.state.as_str());
+            Ok(o)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Refunds `refund_fee` of a paid order under the merchant refund number
+    /// `out_refund_no`: the order becomes `REFUNDING` with a pending refund,
+    /// and the refund notify settles it. Calling again with the same number
+    /// and amount while it is pending repeats the request (safe: WeChat
+    /// refunds one number once). Needs a client with the merchant
+    /// certificate ([`PaymentsBuilder::client`]).
+    ///
+    /// # Errors
+    /// [`PaymentsError::NotFound`]; [`PaymentsError::InvalidState`] unless the
+    /// order is `PAID`/`PARTIALLY_REFUNDED` (or `REFUNDING` this very refund);
+    /// [`PaymentsError::Invalid`] for a zero amount or more than what is left;
+    /// [`PaymentsError::Wechat`] (a definite refusal puts the order back; an
+    /// unknown outcome leaves it `REFUNDING` to be repeated); store errors.
+    pub async fn refund(
+        &self,
+        out_trade_no: &OutTradeNo,
+        out_refund_no: &str,
+        refund_fee: Fen,
+    ) -> Result<Order, PaymentsError> {
+        let span = tracing::info_span!(
+            "wxpay.refund",
+            out_trade_no = %out_trade_no,
+            out_refund_no,
+            refund_fee = refund_fee.0,
+            outcome = Empty
+        );
+        self.refund_inner(out_trade_no, out_refund_no, refund_fee)
+            .instrument(span)
+            .await
+    }
+
+    async fn refund_inner(
+        &self,
+        out_trade_no: &OutTradeNo,
+        out_refund_no: &str,
+        refund_fee: Fen,
+    ) -> Result<Order, PaymentsError> {
+        let store = &self.inner.store;
+        let order = self.order(out_trade_no).await?;
+        let pending = PendingRefund {
+            out_refund_no: out_refund_no.to_owned(),
+            refund_fee,
+        };
+        let order = match order.state {
+            OrderState::Refunding if order.pending_refund.as_ref() == Some(&pending) => order,
+            OrderState::Paid | OrderState::PartiallyRefunded => {
+                if refund_fee.0 == 0 || order.refunded_fee.0 + refund_fee.0 > order.total_fee.0 {
+                    return Err(FieldError {
+                        field: "refund_fee",
+                        problem: format!(
+                            "must be 1..={} fen (order {} fen, {} refunded)",
+                            order.total_fee.0 - order.refunded_fee.0,
+                            order.total_fee.0,
+                            order.refunded_fee.0
+                        ),
+                    }
+                    .into());
+                }
+                let t = Transition::new(
+                    out_trade_no.clone(),
+                    &[order.state],
+                    OrderState::Refunding,
+                    OrderPatch {
+                        pending_refund: Some(Some(pending.clone())),
+                        ..OrderPatch::default()
+                    },
+                    now(),
+                )
+                .expect("PAID/PARTIALLY_REFUNDED → REFUNDING is legal");
+                match store.transition(&t).await? {
+                    TransitionOutcome::Applied(o) => o,
+                    TransitionOutcome::NotApplied(o) => {
+                        return Err(PaymentsError::InvalidState {
+                            out_trade_no: out_trade_no.clone(),
+                            state: o.state,
+                            operation: "refund",
+                        });
+                    }
+                    TransitionOutcome::NotFound => {
+                        return Err(PaymentsError::NotFound(out_trade_no.clone()));
+                    }
+                }
+            }
+            state => {
+                return Err(PaymentsError::InvalidState {
+                    out_trade_no: out_trade_no.clone(),
+                    state,
+                    operation: "refund",
+                });
+            }
+        };
+        let req = RefundRequest::new(
+            out_trade_no.clone(),
+            out_refund_no,
+            order.total_fee,
+            refund_fee,
+        );
+        match self.inner.client.refund(&req).await {
+            Ok(_) => {
+                tracing::Span::current().record("outcome", "accepted");
+                Ok(order)
+            }
+            Err(e) if e.outcome_unknown() || e.is_retryable() => {
+                tracing::warn!(error = %e, "refund outcome unknown; repeat it with the same out_refund_no");
+                Err(e.into())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refund refused; order restored");
+                let back = if order.refunded_fee.0 == 0 {
+                    OrderState::Paid
+                } else {
+                    OrderState::PartiallyRefunded
+                };
+                let t = Transition::new(
+                    out_trade_no.clone(),
+                    &[OrderState::Refunding],
+                    back,
+                    OrderPatch {
+                        pending_refund: Some(None),
+                        ..OrderPatch::default()
+                    },
+                    now(),
+                )
+                .expect("REFUNDING → PAID/PARTIALLY_REFUNDED is legal");
+                if let Err(se) = store.transition(&t).await {
+                    tracing::error!(error = %se, "could not restore the order after a refused refund");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Signs a mini-program user in: trades `wx.login`'s code for the
+    /// openid (jscode2session). Keep the session key on the server.
+    ///
+    /// # Errors
+    /// [`PaymentsError::Wechat`] ([`Error::Login`] for an invalid or used
+    /// code, [`Error::Config`] without an AppSecret).
+    pub async fn login(&self, js_code: &str) -> Result<Session, PaymentsError> {
+        let s = self
+            .inner
+            .client
+            .code2session(js_code)
+            .instrument(tracing::info_span!("wxpay.login"))
+            .await?;
+        Ok(Session {
+            openid: s.openid,
+            unionid: s.unionid,
+            session_key: s.session_key,
+        })
+    }
+}

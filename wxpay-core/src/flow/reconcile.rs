@@ -1,0 +1,172 @@
+//! [`Reconciler`]: the background pass that settles what notifies missed.
+
+use std::time::Duration;
+
+use tracing::Instrument;
+
+use super::{
+    ListFilter, OrderState, Payments, PaymentsError,
+    payments::{after, now},
+};
+
+/// Repairs what notifies alone cannot: retries unfinished fulfilments
+/// (crash between recording a payment and `on_paid`), queries open orders
+/// that have been quiet for a while (lost notifies), and closes unpaid
+/// orders past their time to live. Needs a store with
+/// [`OrderStore::listing`](super::OrderStore::listing); without it a pass
+/// does nothing.
+///
+/// Several app instances may run reconcilers at once: every change is a
+/// compare-and-set and every fulfilment needs its claim.
+///
+/// ```no_run
+/// # async fn demo(payments: wxpay_core::flow::Payments) {
+/// use std::time::Duration;
+/// // in the background, every minute:
+/// let handle = payments.reconciler(Duration::from_secs(60)).spawn();
+/// // or one pass from your own scheduler:
+/// let report = payments.reconciler(Duration::from_secs(60)).run_once().await;
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Reconciler {
+    payments: Payments,
+    interval: Duration,
+    quiet: Duration,
+    batch: usize,
+}
+
+/// What one reconciler pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReconcileReport {
+    /// `on_paid` runs completed.
+    pub fulfilled: usize,
+    /// Open orders queried.
+    pub synced: usize,
+    /// Orders found paid by querying.
+    pub paid: usize,
+    /// Orders closed (by WeChat's answer or for expiry).
+    pub closed: usize,
+    /// Operations that failed (logged); retried next pass.
+    pub errors: usize,
+}
+
+impl Payments {
+    /// A reconciler passing every `interval` (see [`Reconciler`]).
+    pub fn reconciler(&self, interval: Duration) -> Reconciler {
+        Reconciler {
+            payments: self.clone(),
+            interval,
+            quiet: Duration::from_secs(60),
+            batch: 100,
+        }
+    }
+}
+
+impl Reconciler {
+    /// Open orders unchanged for this long are queried. Default 60 s.
+    pub fn quiet_after(mut self, quiet: Duration) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
+    /// At most this many orders per kind of work per pass. Default 100.
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// Runs passes forever on the tokio runtime, one every interval. Abort
+    /// the handle to stop.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(self.interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match self.run_once().await {
+                    Ok(r) => tracing::debug!(?r, "reconciler pass"),
+                    Err(e) => tracing::warn!(error = %e, "reconciler pass failed"),
+                }
+            }
+        })
+    }
+
+    /// One pass.
+    ///
+    /// # Errors
+    /// A store error while listing; failures on single orders are logged
+    /// and counted in [`ReconcileReport::errors`] instead.
+    pub async fn run_once(&self) -> Result<ReconcileReport, PaymentsError> {
+        let span = tracing::info_span!("wxpay.reconcile");
+        self.pass().instrument(span).await
+    }
+
+    async fn pass(&self) -> Result<ReconcileReport, PaymentsError> {
+        let mut report = ReconcileReport::default();
+        let p = &self.payments;
+        let store = p.store().clone();
+        let Some(listing) = store.listing() else {
+            tracing::warn!("the order store cannot list orders: nothing to reconcile");
+            return Ok(report);
+        };
+
+        // 1. Unfinished fulfilments (the claim decides who runs them).
+        for order in listing.unfulfilled(now(), self.batch).await? {
+            if p.fulfil(&order).await {
+                report.fulfilled += 1;
+            }
+        }
+
+        // 2. Quiet open orders: ask WeChat, then close what has expired.
+        let t = now();
+        let quiet_since = t - chrono::Duration::from_std(self.quiet).unwrap_or_default();
+        let open = listing
+            .list(&ListFilter {
+                states: vec![OrderState::Created, OrderState::Prepaid],
+                updated_before: quiet_since,
+                limit: self.batch,
+            })
+            .await?;
+        let ttl = p.inner.settings.order_ttl;
+        for order in open {
+            let no = order.out_trade_no.clone();
+            report.synced += 1;
+            let order = match p.sync_inner(&no, true).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(out_trade_no = %no, error = %e, "reconciler: orderquery failed");
+                    report.errors += 1;
+                    continue;
+                }
+            };
+            match order.state {
+                s if s.is_paid() => report.paid += 1,
+                OrderState::Closed => report.closed += 1,
+                OrderState::Created | OrderState::Prepaid => {
+                    let since = order.prepay_expires_at.map_or(order.created_at, |e| {
+                        // prepay_expires_at is issue + 2 h; the ttl counts from issue.
+                        e - chrono::Duration::from_std(super::payments::PREPAY_TTL)
+                            .unwrap_or_default()
+                    });
+                    if after(since, ttl) <= t {
+                        match p.close(&no).await {
+                            Ok(o) if o.state == OrderState::Closed => report.closed += 1,
+                            Ok(_) => {}
+                            Err(PaymentsError::InvalidState { state, .. }) if state.is_paid() => {
+                                report.paid += 1;
+                            }
+                            Err(e) => {
+                                tracing::warn!(out_trade_no = %no, error = %e, "reconciler: close failed");
+                                report.errors += 1;
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(report)
+    }
+}
