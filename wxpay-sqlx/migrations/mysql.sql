@@ -1,6 +1,7 @@
 -- wxpay-sqlx schema, MySQL / MariaDB. `{table}` is replaced by the table name.
 -- Times are BIGINT nanoseconds since the Unix epoch (UTC); money is BIGINT fen.
--- Order numbers are case-sensitive, hence the binary collation.
+-- Order numbers are case-sensitive, hence the binary collation (sqlx reads
+-- binary-collated text as bytes, so the store selects it as CAST(... AS CHAR)).
 CREATE TABLE IF NOT EXISTS {table} (
     out_trade_no       VARCHAR(32)  CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
     state              VARCHAR(32)  NOT NULL,
@@ -31,4 +32,4 @@ CREATE TABLE IF NOT EXISTS {table} (
     version            BIGINT       NOT NULL DEFAULT 0,
     INDEX {table}_state_updated (state, updated_at),
     INDEX {table}_fulfilment_updated (fulfilment, updated_at)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;

@@ -90,6 +90,20 @@ impl Placeholders {
     }
 }
 
+/// The columns to select. MySQL's `out_trade_no` has a binary collation
+/// (order numbers are case-sensitive), which sqlx would only read as bytes.
+fn select_list(dialect: Dialect) -> String {
+    let cols = COLUMNS.join(", ");
+    match dialect {
+        Dialect::MySql => cols.replacen(
+            "out_trade_no",
+            "CAST(out_trade_no AS CHAR) AS out_trade_no",
+            1,
+        ),
+        Dialect::Sqlite | Dialect::Postgres => cols,
+    }
+}
+
 /// The statements of one store (one table, one dialect).
 #[derive(Debug, Clone)]
 pub(crate) struct Statements {
@@ -109,13 +123,14 @@ pub(crate) struct Statements {
 
 impl Statements {
     pub(crate) fn new(dialect: Dialect, table: String) -> Self {
-        let cols = COLUMNS.join(", ");
+        let cols = select_list(dialect);
         let t = &table;
         let ph = || Placeholders::new(dialect);
         let insert = {
             let mut p = ph();
             format!(
-                "INSERT INTO {t} ({cols}) VALUES ({})",
+                "INSERT INTO {t} ({}) VALUES ({})",
+                COLUMNS.join(", "),
                 p.list(COLUMNS.len())
             )
         };
@@ -189,7 +204,7 @@ impl Statements {
         format!(
             "SELECT {cols} FROM {t} WHERE state IN ({states}) AND updated_at <= {before} \
              ORDER BY updated_at, out_trade_no LIMIT {limit}",
-            cols = COLUMNS.join(", "),
+            cols = select_list(self.dialect),
             t = self.table,
         )
     }
@@ -240,10 +255,11 @@ mod tests {
                 format!(
                     "SELECT {} FROM p_wxpay_orders WHERE state IN (?) AND updated_at <= ? \
                      ORDER BY updated_at, out_trade_no LIMIT ?",
-                    COLUMNS.join(", ")
+                    select_list(d)
                 )
             );
             assert!(!s.insert.contains('$'));
+            assert!(s.insert.starts_with("INSERT INTO p_wxpay_orders (out_trade_no, state,"));
         }
     }
 

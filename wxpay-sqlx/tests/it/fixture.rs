@@ -10,7 +10,7 @@ use std::{
 };
 
 use sqlx::{
-    Connection, MySqlConnection, PgConnection, SqliteConnection,
+    Connection, Executor, MySqlConnection, PgConnection, SqliteConnection,
     mysql::{MySqlConnectOptions, MySqlPoolOptions},
     postgres::{PgConnectOptions, PgPoolOptions},
 };
@@ -106,23 +106,22 @@ impl Fixture {
 
     /// Runs raw SQL on the test database (to corrupt rows and the like).
     pub(crate) async fn raw(&self, sql: &str) {
-        let q = sqlx::query(sql);
         match &self.place {
             Place::Sqlite { url, .. } => {
                 let mut c = SqliteConnection::connect(url).await.unwrap();
-                q.execute(&mut c).await.unwrap();
+                c.execute(sql).await.unwrap();
             }
             Place::Postgres { url, schema } => {
                 let mut c = PgConnection::connect_with(&pg_options(url, schema))
                     .await
                     .unwrap();
-                q.execute(&mut c).await.unwrap();
+                c.execute(sql).await.unwrap();
             }
             Place::MySql { url, database } => {
                 let mut c = MySqlConnection::connect_with(&mysql_options(url, database))
                     .await
                     .unwrap();
-                q.execute(&mut c).await.unwrap();
+                c.execute(sql).await.unwrap();
             }
         }
     }

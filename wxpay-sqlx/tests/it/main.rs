@@ -121,7 +121,7 @@ macro_rules! backend_tests {
                 let Some(fx) = fixture().await else { return };
                 let s = &fx.store;
                 let mut full = order("full");
-                full.trade_type = TradeType::Other("MWEB".into());
+                full.trade_type = TradeType::Other("FUTURE_TYPE".into());
                 full.sign_type = SignType::HmacSha256;
                 full.openid = Some("o1".into());
                 full.product_id = Some("p1".into());
