@@ -1,0 +1,294 @@
+//! Test helpers: an independent signer (straight from spec section 2), a
+//! client for the simulator and a scripted notify receiver.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{Router, body::Bytes, extract::State, routing::post};
+use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
+use sha2::Sha256;
+use wxpay_sim::{SimConfig, SimHandle, Simulator};
+
+pub type Fields = BTreeMap<String, String>;
+
+/// stringSignTemp: non-empty fields but `sign`, sorted by name bytes, `&key=K`.
+pub fn string_sign_temp(fields: &Fields, key: &str) -> String {
+    let mut s: String = fields
+        .iter()
+        .filter(|(k, v)| k.as_str() != "sign" && !v.is_empty())
+        .map(|(k, v)| format!("{k}={v}&"))
+        .collect();
+    s.push_str("key=");
+    s.push_str(key);
+    s
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Signs per spec 2.1 with `MD5` or `HMAC-SHA256`.
+pub fn spec_sign(fields: &Fields, key: &str, sign_type: &str) -> String {
+    let temp = string_sign_temp(fields, key);
+    match sign_type {
+        "MD5" => hex_upper(&Md5::digest(temp.as_bytes())),
+        "HMAC-SHA256" => {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+            mac.update(temp.as_bytes());
+            hex_upper(&mac.finalize().into_bytes())
+        }
+        other => panic!("unknown sign type {other}"),
+    }
+}
+
+/// A `<xml>` body with every value in CDATA.
+pub fn xml_body(fields: &Fields) -> String {
+    let mut s = String::from("<xml>");
+    for (k, v) in fields {
+        s.push_str(&format!("<{k}><![CDATA[{v}]]></{k}>"));
+    }
+    s.push_str("</xml>");
+    s
+}
+
+pub fn fields(pairs: &[(&str, &str)]) -> Fields {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub fn parse(body: &str) -> Fields {
+    wxpay_core::xml::parse(body.as_bytes())
+        .unwrap_or_else(|e| panic!("reply is not v2 XML ({e}): {body}"))
+        .into_inner()
+}
+
+pub fn fast_config() -> SimConfig {
+    SimConfig::test().with_time_scale(0.001)
+}
+
+pub struct Env {
+    pub sim: SimHandle,
+    pub cfg: SimConfig,
+    pub http: reqwest::Client,
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        Self::with(fast_config()).await
+    }
+
+    pub async fn with(cfg: SimConfig) -> Env {
+        let sim = Simulator::start(cfg.clone()).await.unwrap();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        Env { sim, cfg, http }
+    }
+
+    pub fn key(&self) -> &str {
+        self.cfg.api_key.expose()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.sim.base_url())
+    }
+
+    /// The common fields, with `sign_type` when `sign_type` is not `None`.
+    pub fn base(&self, sign_type: Option<&str>) -> Fields {
+        let mut f = fields(&[
+            ("appid", &self.cfg.appid),
+            ("mch_id", &self.cfg.mch_id),
+            ("nonce_str", &wxpay_core::types::nonce_str()),
+        ]);
+        if let Some(t) = sign_type {
+            f.insert("sign_type".into(), t.into());
+        }
+        f
+    }
+
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "text/xml")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// Signs `f` (with the algorithm named by its `sign_type`, MD5 if none),
+    /// posts it, and checks the reply: `return_code=FAIL` carries no sign;
+    /// anything else is signed with the request's algorithm and no `sign_type`.
+    pub async fn call(&self, path: &str, mut f: Fields) -> Fields {
+        let st = f.get("sign_type").cloned().unwrap_or_else(|| "MD5".into());
+        let s = spec_sign(&f, self.key(), &st);
+        f.insert("sign".into(), s);
+        self.send_checked(path, &f, &st).await
+    }
+
+    pub async fn send_checked(&self, path: &str, f: &Fields, st: &str) -> Fields {
+        let (status, body) = self.post_raw(path, xml_body(f)).await;
+        assert_eq!(status, 200, "{body}");
+        let reply = parse(&body);
+        assert_reply_signed(&reply, self.key(), st);
+        reply
+    }
+}
+
+/// The spec 2.4 rule for replies.
+pub fn assert_reply_signed(reply: &Fields, key: &str, st: &str) {
+    if reply["return_code"] == "FAIL" {
+        assert!(
+            !reply.contains_key("sign"),
+            "FAIL reply is signed: {reply:?}"
+        );
+        return;
+    }
+    assert_eq!(reply["return_code"], "SUCCESS");
+    assert!(!reply.contains_key("sign_type"), "{reply:?}");
+    let sign = reply.get("sign").expect("SUCCESS reply without sign");
+    assert_eq!(sign.len(), if st == "MD5" { 32 } else { 64 });
+    assert_eq!(*sign, spec_sign(reply, key, st), "reply sign: {reply:?}");
+}
+
+pub fn assert_err(reply: &Fields, code: &str) {
+    assert_eq!(reply["return_code"], "SUCCESS", "{reply:?}");
+    assert_eq!(reply["result_code"], "FAIL", "{reply:?}");
+    assert_eq!(reply["err_code"], code, "{reply:?}");
+    assert!(!reply["err_code_des"].is_empty());
+}
+
+pub fn assert_ok(reply: &Fields) {
+    assert_eq!(reply["return_code"], "SUCCESS", "{reply:?}");
+    assert_eq!(reply["result_code"], "SUCCESS", "{reply:?}");
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", &wxpay_core::types::nonce_str()[..16])
+}
+
+/// A JSAPI unifiedorder request for `out_trade_no`.
+pub fn order_fields(env: &Env, out_trade_no: &str, notify_url: &str, st: Option<&str>) -> Fields {
+    let mut f = env.base(st);
+    for (k, v) in [
+        ("body", "腾讯-游戏"),
+        ("out_trade_no", out_trade_no),
+        ("total_fee", "88"),
+        ("spbill_create_ip", "127.0.0.1"),
+        ("notify_url", notify_url),
+        ("trade_type", "JSAPI"),
+        ("openid", "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"),
+        ("attach", "shop=12&floor=3"),
+    ] {
+        f.insert(k.into(), v.into());
+    }
+    f
+}
+
+pub async fn create_order(
+    env: &Env,
+    out_trade_no: &str,
+    notify_url: &str,
+    st: Option<&str>,
+) -> Fields {
+    let reply = env
+        .call(
+            "/pay/unifiedorder",
+            order_fields(env, out_trade_no, notify_url, st),
+        )
+        .await;
+    assert_ok(&reply);
+    reply
+}
+
+/// A notify receiver on 127.0.0.1:0 answering from a script, then SUCCESS.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<String>>>,
+}
+
+#[derive(Clone)]
+struct RecvState {
+    script: Arc<Mutex<Vec<&'static str>>>,
+    received: Arc<Mutex<Vec<String>>>,
+}
+
+pub const SUCCESS_XML: &str = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>";
+pub const FAIL_XML: &str = "<xml><return_code><![CDATA[FAIL]]></return_code><return_msg><![CDATA[busy]]></return_msg></xml>";
+
+impl Receiver {
+    pub async fn start(script: Vec<&'static str>) -> Receiver {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let state = RecvState {
+            script: Arc::new(Mutex::new(script.into_iter().rev().collect())),
+            received: Arc::clone(&received),
+        };
+        async fn handler(State(s): State<RecvState>, body: Bytes) -> String {
+            s.received
+                .lock()
+                .unwrap()
+                .push(String::from_utf8(body.to_vec()).unwrap());
+            s.script
+                .lock()
+                .unwrap()
+                .pop()
+                .unwrap_or(SUCCESS_XML)
+                .to_owned()
+        }
+        let app = Router::new()
+            .route("/notify", post(handler))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver {
+            url: format!("http://{addr}/notify"),
+            received,
+        }
+    }
+
+    pub fn bodies(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` bodies arrived (bounded).
+    pub async fn wait_for(&self, n: usize) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let b = self.bodies();
+            if b.len() >= n || tokio::time::Instant::now() >= deadline {
+                return b;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some` (bounded by 5 s).
+pub async fn eventually<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

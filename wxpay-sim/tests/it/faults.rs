@@ -1,0 +1,160 @@
+//! Fault injection.
+
+use std::time::{Duration, Instant};
+
+use wxpay_sim::Faults;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn system_errors_change_nothing() {
+    let env = Env::start().await;
+    env.sim
+        .set_faults(Faults {
+            system_error_rate: 1.0,
+            ..Faults::default()
+        })
+        .await;
+    let no = unique("se");
+    let reply = env
+        .call(
+            "/pay/unifiedorder",
+            order_fields(&env, &no, "http://127.0.0.1:9/n", Some("HMAC-SHA256")),
+        )
+        .await;
+    assert_err(&reply, "SYSTEMERROR");
+    assert!(env.sim.order(&no).await.is_none());
+    // jscode2session: errcode -1, and the code survives.
+    let code = env.sim.login("oSys").await;
+    let url = format!(
+        "{}?appid={}&secret={}&js_code={code}&grant_type=authorization_code",
+        env.url("/sns/jscode2session"),
+        env.cfg.appid,
+        env.cfg.app_secret.expose()
+    );
+    let v: serde_json::Value = env
+        .http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["errcode"], -1);
+
+    // Over HTTP, back to normal.
+    let r = env
+        .http
+        .post(env.url("/sim/faults"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(env.sim.faults().await, Faults::default());
+    let bad = env
+        .http
+        .post(env.url("/sim/faults"))
+        .json(&serde_json::json!({ "system_error_rate": 2.0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    create_order(&env, &no, "http://127.0.0.1:9/n", Some("HMAC-SHA256")).await;
+    let v: serde_json::Value = env
+        .http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["openid"], "oSys");
+}
+
+#[tokio::test]
+async fn dropped_notifies_are_logged_and_retried_later() {
+    let env = Env::start().await;
+    let recv = Receiver::start(vec![]).await;
+    let r = env
+        .http
+        .post(env.url("/sim/faults"))
+        .json(&serde_json::json!({ "drop_notifies": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(env.sim.faults().await.drop_notifies);
+    let no = unique("d");
+    create_order(&env, &no, &recv.url, None).await;
+    env.sim.pay(&no).await.unwrap();
+    let (log, ok) = env
+        .sim
+        .wait_for_notifies(Duration::from_secs(5), |l| l.len() >= 3)
+        .await;
+    assert!(ok);
+    assert!(log.iter().all(|a| !a.delivered && a.status.is_none()));
+    assert!(recv.bodies().is_empty(), "dropped notifies were sent");
+    // The "network" comes back: a later retry gets through.
+    env.sim.set_faults(Faults::default()).await;
+    let bodies = recv.wait_for(1).await;
+    assert_eq!(bodies.len(), 1);
+    let (log, ok) = env
+        .sim
+        .wait_for_notifies(Duration::from_secs(5), |l| l.iter().any(|a| a.delivered))
+        .await;
+    assert!(ok);
+    let last = log.iter().find(|a| a.delivered).unwrap();
+    assert!(last.attempt >= 4, "delivered on attempt {}", last.attempt);
+}
+
+#[tokio::test]
+async fn duplicate_notifies_arrive_concurrently() {
+    let env = Env::start().await;
+    let recv = Receiver::start(vec![]).await;
+    env.sim
+        .set_faults(Faults {
+            duplicate_notifies: 2,
+            ..Faults::default()
+        })
+        .await;
+    let no = unique("dup");
+    create_order(&env, &no, &recv.url, None).await;
+    env.sim.pay(&no).await.unwrap();
+    let bodies = recv.wait_for(3).await;
+    assert_eq!(bodies.len(), 3);
+    assert!(
+        bodies.iter().all(|b| *b == bodies[0]),
+        "copies of one notify"
+    );
+    let (log, ok) = env
+        .sim
+        .wait_for_notifies(Duration::from_secs(5), |l| l.len() >= 3)
+        .await;
+    assert!(ok);
+    assert_eq!(log.iter().filter(|a| a.duplicate).count(), 2);
+    assert!(log.iter().all(|a| a.attempt == 1));
+}
+
+#[tokio::test]
+async fn delay_slows_every_answer() {
+    let env = Env::start().await;
+    env.sim
+        .set_faults(Faults {
+            delay_ms: 150,
+            ..Faults::default()
+        })
+        .await;
+    let started = Instant::now();
+    let q = env
+        .call("/pay/orderquery", {
+            let mut f = env.base(None);
+            f.insert("out_trade_no".into(), "nosuchorder9".into());
+            f
+        })
+        .await;
+    assert_err(&q, "ORDERNOTEXIST");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+}

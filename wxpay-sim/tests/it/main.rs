@@ -1,0 +1,10 @@
+//! Integration tests for the simulator, signing every request and checking
+//! every reply with an independent implementation of spec section 2.
+
+mod common;
+mod faults;
+mod login;
+mod notifies;
+mod orders;
+mod protocol;
+mod refunds;
