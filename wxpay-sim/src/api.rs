@@ -161,7 +161,7 @@ pub(crate) fn handle(sim: &Arc<Sim>, endpoint: Endpoint, body: &[u8]) -> Reply {
                 Endpoint::UnifiedOrder => unifiedorder(sim, &mut st, &req, sign_type, &mut out),
                 Endpoint::OrderQuery => orderquery(&st, &req, &mut out),
                 Endpoint::CloseOrder => closeorder(sim, &mut st, &req, &mut out),
-                Endpoint::Refund => refund(sim, &mut st, &req, &mut out),
+                Endpoint::Refund => refund(&mut st, &req, &mut out),
                 Endpoint::RefundQuery => refundquery(&st, &req, &mut out),
             }
         });
@@ -359,10 +359,8 @@ fn unifiedorder(
         "JSAPI" | "NATIVE" | "APP" | "MWEB" => {}
         _ => return Err(biz("INVALID_REQUEST", "trade_type参数格式错误")),
     }
-    if let Some(f) = req.non_empty("fee_type") {
-        if f != "CNY" {
-            return Err(biz("INVALID_REQUEST", "fee_type参数格式错误"));
-        }
+    if req.non_empty("fee_type").is_some_and(|f| f != "CNY") {
+        return Err(biz("INVALID_REQUEST", "fee_type参数格式错误"));
     }
     let mut request: Params = req
         .iter()
@@ -501,7 +499,7 @@ fn closeorder(sim: &Sim, st: &mut SimState, req: &Params, out: &mut Params) -> O
 /// The most partial refunds an order can have.
 const MAX_REFUNDS: usize = 50;
 
-fn refund(sim: &Sim, st: &mut SimState, req: &Params, out: &mut Params) -> Outcome {
+fn refund(st: &mut SimState, req: &Params, out: &mut Params) -> Outcome {
     if req.non_empty("transaction_id").is_none() && req.non_empty("out_trade_no").is_none() {
         return Err(biz("LACK_PARAMS", "缺少参数out_trade_no"));
     }
@@ -519,10 +517,12 @@ fn refund(sim: &Sim, st: &mut SimState, req: &Params, out: &mut Params) -> Outco
         .non_empty("out_refund_no")
         .unwrap_or_default()
         .to_owned();
-    if let Some(owner) = st.refund_index.get(&out_refund_no) {
-        if *owner != out_trade_no {
-            return Err(biz("INVALID_REQUEST", "退款单号已存在，且属于另一笔订单"));
-        }
+    if st
+        .refund_index
+        .get(&out_refund_no)
+        .is_some_and(|owner| *owner != out_trade_no)
+    {
+        return Err(biz("INVALID_REQUEST", "退款单号已存在，且属于另一笔订单"));
     }
     let order = st.orders.get_mut(&out_trade_no).expect("found above");
     if !order.state.is_paid() {
@@ -574,7 +574,6 @@ fn refund(sim: &Sim, st: &mut SimState, req: &Params, out: &mut Params) -> Outco
     let order = st.orders.get_mut(&out_trade_no).expect("found above");
     order.refunds.push(refund);
     order.state = OrderState::Refund;
-    let _ = sim;
     Ok(Some((out_trade_no, out_refund_no)))
 }
 

@@ -70,7 +70,7 @@
 //!   payment notify on WeChat's retry schedule.
 //! * `POST /sim/faults` [`Faults`], `GET /sim/faults`
 //! * `GET /sim/orders/{out_trade_no}` → [`SimOrder`]
-//! * `GET /sim/notifies` → `[`[`NotifyAttempt`]`]`
+//! * `GET /sim/notifies` → a JSON array of [`NotifyAttempt`]
 //! * `GET /sim/cashier/{prepay_id}`: an HTML pay sheet with Pay and Cancel
 //!   buttons for clicking through a demo in a browser.
 //!

@@ -266,10 +266,10 @@ impl Sim {
                 .orders
                 .get_mut(&out_trade_no)
                 .ok_or_else(|| SimError::NoSuchOrder(out_trade_no.clone()))?;
-            if let OrderRef::PrepayId(p) = &which {
-                if *p != order.prepay_id {
-                    return Err(SimError::PrepayExpired(p.clone()));
-                }
+            if let OrderRef::PrepayId(p) = &which
+                && *p != order.prepay_id
+            {
+                return Err(SimError::PrepayExpired(p.clone()));
             }
             if order.state != OrderState::NotPay {
                 return Err(SimError::NotPayable {
@@ -280,12 +280,12 @@ impl Sim {
             if order.prepay_issued.elapsed() > prepay_ttl {
                 return Err(SimError::PrepayExpired(order.prepay_id.clone()));
             }
-            if let Some(exp) = order.field("time_expire") {
-                if let Ok(t) = wxpay_core::types::parse_beijing("time_expire", exp) {
-                    if Utc::now() > t {
-                        return Err(SimError::OrderExpired(out_trade_no));
-                    }
-                }
+            let expired = order
+                .field("time_expire")
+                .and_then(|exp| wxpay_core::types::parse_beijing("time_expire", exp).ok())
+                .is_some_and(|t| Utc::now() > t);
+            if expired {
+                return Err(SimError::OrderExpired(out_trade_no));
             }
             if order.payer_openid.is_none() && order.field("openid").is_none() {
                 order.payer_openid =
