@@ -3,6 +3,9 @@
 //! - [`check_order_store`]: the [`OrderStore`] conformance kit. Run it against
 //!   your store implementation; it panics with a message naming the broken
 //!   duty.
+//! - Notify fixtures signed like WeChat's, for testing your notify route:
+//!   [`signed_payment_notify`], [`payment_notify_params`] + [`sign_notify`]
+//!   (to alter fields first), and [`refund_notify`] (encrypted `req_info`).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -735,4 +738,117 @@ impl Kit {
             );
         }
     }
+}
+
+/// The fields of a successful payment notify for `order`, unsigned: change
+/// what you need, then [`sign_notify`].
+///
+/// `total_fee` and `cash_fee` are the order's amount, `time_end` is now
+/// (Beijing), `openid` and `trade_type` are the order's.
+pub fn payment_notify_params(
+    config: &crate::Config,
+    order: &Order,
+    transaction_id: &str,
+) -> crate::Params {
+    let mut p = crate::Params::new();
+    p.insert("return_code", "SUCCESS");
+    p.insert("return_msg", "OK");
+    p.insert("appid", config.appid.as_str());
+    p.insert("mch_id", config.mch_id.as_str());
+    p.insert("nonce_str", crate::types::nonce_str());
+    p.insert("result_code", "SUCCESS");
+    p.insert("openid", order.openid.as_deref().unwrap_or("oTestOpenid"));
+    p.insert("is_subscribe", "N");
+    p.insert("trade_type", order.trade_type.as_str());
+    p.insert("bank_type", "OTHERS");
+    p.insert("total_fee", order.total_fee.to_string());
+    p.insert("fee_type", "CNY");
+    p.insert("cash_fee", order.total_fee.to_string());
+    p.insert("transaction_id", transaction_id);
+    p.insert("out_trade_no", order.out_trade_no.as_str());
+    p.insert_opt("attach", order.attach.as_deref());
+    p.insert("time_end", crate::types::format_beijing(Utc::now()));
+    p
+}
+
+/// Signs notify fields with the config's key and `sign_type` (no `sign_type`
+/// element is added, as WeChat usually sends none) and returns the XML body.
+pub fn sign_notify(
+    config: &crate::Config,
+    mut params: crate::Params,
+    sign_type: SignType,
+) -> String {
+    params.remove("sign");
+    let sign = crate::sign::sign(&params, &config.api_key, sign_type);
+    params.insert("sign", sign);
+    crate::xml::to_xml(&params)
+}
+
+/// A successful payment notify for `order`, signed with the order's sign
+/// type, as WeChat would POST it.
+///
+/// ```
+/// use wxpay_core::{ApiKey, Config, Fen, OutTradeNo, SignType, TradeType, flow::Order, testkit};
+/// let config = Config::new("wxd930ea5d5a258f4f", "10000100", ApiKey::new("192006250b4c09247ec02edce69f6a2d"));
+/// let order = Order::new(OutTradeNo::new("A1").unwrap(), Fen(88), "Shop-VIP", TradeType::Jsapi, SignType::Md5, chrono::Utc::now());
+/// let body = testkit::signed_payment_notify(&config, &order, "4200000000000000000000000001");
+/// let n = wxpay_core::notify::verify_payment_notify(body.as_bytes(), &config, SignType::Md5).unwrap();
+/// assert_eq!(n.total_fee, Fen(88));
+/// ```
+pub fn signed_payment_notify(
+    config: &crate::Config,
+    order: &Order,
+    transaction_id: &str,
+) -> String {
+    sign_notify(
+        config,
+        payment_notify_params(config, order, transaction_id),
+        order.sign_type,
+    )
+}
+
+/// A refund notify for `order`, with `req_info` encrypted under the
+/// config's key as WeChat does.
+pub fn refund_notify(
+    config: &crate::Config,
+    order: &Order,
+    out_refund_no: &str,
+    refund_fee: Fen,
+    status: crate::RefundStatus,
+) -> String {
+    let mut inner = crate::Params::new();
+    inner.insert("out_trade_no", order.out_trade_no.as_str());
+    inner.insert_opt("transaction_id", order.transaction_id.as_deref());
+    inner.insert("out_refund_no", out_refund_no);
+    inner.insert(
+        "refund_id",
+        format!("5000{}", crate::types::nonce_str()[..20].to_owned()),
+    );
+    inner.insert("total_fee", order.total_fee.to_string());
+    inner.insert("refund_fee", refund_fee.to_string());
+    inner.insert("settlement_refund_fee", refund_fee.to_string());
+    inner.insert("refund_status", status.as_str());
+    inner.insert("refund_recv_accout", "支付用户零钱");
+    inner.insert("refund_account", "REFUND_SOURCE_RECHARGE_FUNDS");
+    inner.insert("refund_request_source", "API");
+    if status == crate::RefundStatus::Success {
+        inner.insert(
+            "success_time",
+            Utc::now()
+                .with_timezone(&crate::types::beijing())
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string(),
+        );
+    }
+    let plain = crate::xml::to_xml_with_root(&inner, "root");
+    let mut outer = crate::Params::new();
+    outer.insert("return_code", "SUCCESS");
+    outer.insert("appid", config.appid.as_str());
+    outer.insert("mch_id", config.mch_id.as_str());
+    outer.insert("nonce_str", crate::types::nonce_str());
+    outer.insert(
+        "req_info",
+        crate::crypto::encrypt_req_info(&plain, &config.api_key),
+    );
+    crate::xml::to_xml(&outer)
 }

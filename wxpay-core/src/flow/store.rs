@@ -65,6 +65,11 @@ pub enum TransitionOutcome {
 ///   pending or its lease has run out.
 /// - Errors are [`StoreError::Backend`]; a failed call changes nothing that a
 ///   later successful call could not see consistently.
+/// - Every field round-trips exactly; timestamps with at least microsecond
+///   precision (the flow writes whole microseconds).
+///
+/// Check an implementation with `wxpay_core::testkit::check_order_store`
+/// (feature `testkit`).
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
     /// Stores a new order.
@@ -136,8 +141,9 @@ pub trait OrderListing: Send + Sync {
     /// A backend error.
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Order>, StoreError>;
 
-    /// Paid orders whose fulfilment is not done (pending, or claimed with an
-    /// expired lease at `now`), oldest first.
+    /// Paid orders (a state with [`OrderState::is_paid`]) whose fulfilment is
+    /// not done (pending, or claimed with a lease that ended before `now`),
+    /// oldest `updated_at` first.
     ///
     /// # Errors
     /// A backend error.

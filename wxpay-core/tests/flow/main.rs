@@ -1,4 +1,6 @@
-//! The payment flow end to end: the store contract, `Payments` against an
-//! in-process WeChat stub.
+//! The payment flow end to end: the store contract, and `Payments` against
+//! an in-process WeChat stub (axum on 127.0.0.1:0).
 
+mod payments;
 mod store;
+mod stub;
