@@ -3,14 +3,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use aes::{
-    Aes256,
-    cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray},
-};
-use base64::{Engine, engine::general_purpose::STANDARD};
-use md5::{Digest, Md5};
 use wxpay_core::{
-    ApiKey, Params, SignType,
+    Params, SignType,
+    crypto::encrypt_req_info,
     sign::sign,
     types::nonce_str,
     xml::{parse, to_xml, to_xml_with_root},
@@ -122,23 +117,6 @@ pub(crate) fn refund_job(
         url,
         body: to_xml(&outer),
     }
-}
-
-/// Base64(AES-256-ECB(PKCS#7 with 16-byte blocks)); the AES key is the 32
-/// ASCII bytes of the lowercase hex MD5 of the API key.
-pub(crate) fn encrypt_req_info(plain: &str, key: &ApiKey) -> String {
-    let hex: String = Md5::digest(key.expose().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let cipher = Aes256::new(GenericArray::from_slice(hex.as_bytes()));
-    let mut data = plain.as_bytes().to_vec();
-    let pad = 16 - data.len() % 16;
-    data.extend(std::iter::repeat_n(pad as u8, pad));
-    for block in data.chunks_exact_mut(16) {
-        cipher.encrypt_block(GenericArray::from_mut_slice(block));
-    }
-    STANDARD.encode(data)
 }
 
 /// Sends the notify, retrying on the (scaled) schedule until a SUCCESS
@@ -271,20 +249,6 @@ fn record(sim: &Sim, job: &NotifyJob, attempt: u32, duplicate: bool, outcome: Ou
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn encrypts_the_spec_vectors() {
-        let key = ApiKey::new("192006250b4c09247ec02edce69f6a2d");
-        let r2 = "<root><out_refund_no><![CDATA[R1]]></out_refund_no><refund_status><![CDATA[SUCCESS]]></refund_status></root>";
-        assert_eq!(
-            encrypt_req_info(r2, &key),
-            "WBzGpzQuNpcFxIlFjUUD9BZv+lpBMzd2SHiKCkwfALWid5G8ZvfOussfMIHLbKJmcnxPKdb1ZJEqTAp8ysQv+xa1fj+Eorgndx3fNxf3KAYa3LPgsjvZgxaeYyrhV05Kbjkj6ywg27cEyTTaPZFYNg=="
-        );
-        assert_eq!(
-            encrypt_req_info("<root></root>abc", &key),
-            "cuu2fLORQ9jsMbU86lwM2/wXAd2fVvyZUPuCqJRycuk="
-        );
-    }
 
     #[test]
     fn schedule_sums_to_24h4m() {
