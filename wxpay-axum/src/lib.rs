@@ -1,1 +1,109 @@
-//! Work in progress.
+//! # wxpay-axum
+//!
+//! The [axum](https://docs.rs/axum) adapter of wxpay: [`router`] returns a
+//! [`Router`] to [`nest`](Router::nest) under any prefix of your app. It only
+//! extracts the request, calls [`wxpay_core::flow::http::handle`] and builds
+//! the response; routes, statuses and bodies are the core's.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use async_trait::async_trait;
+//! use axum::{Router, routing::get};
+//! use wxpay_core::{Config, Fen, flow::*};
+//!
+//! struct Shop;
+//! #[async_trait]
+//! impl Checkout for Shop {
+//!     async fn order(&self, req: &CheckoutRequest) -> Result<OrderDraft, Rejection> {
+//!         // Your session, your prices: never the client's.
+//!         let user = req.header("x-user").ok_or_else(|| Rejection::unauthorized("sign in first"))?;
+//!         Ok(OrderDraft::jsapi(format!("openid-of-{user}"), "Shop-VIP", Fen(990)).with_owner(user))
+//!     }
+//!     async fn identify(&self, req: &CheckoutRequest) -> Result<Option<String>, Rejection> {
+//!         Ok(req.header("x-user").map(str::to_owned))
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let payments = Payments::builder(Config::from_env()?) // notify_url: https://…/pay/notify
+//!     .store(Arc::new(MemoryStore::new()))
+//!     .checkout(Shop)
+//!     .build()?;
+//!
+//! let app = Router::new()
+//!     .route("/", get(|| async { "my shop" }))
+//!     // POST /pay/orders, GET /pay/orders/{no}, POST /pay/orders/{no}/close,
+//!     // POST /pay/notify, POST /pay/refund-notify
+//!     .nest("/pay", wxpay_axum::router(payments));
+//!
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+//! // `with_connect_info` lets checkout send the payer's IP to WeChat.
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Bodies are read up to [`MAX_BODY_BYTES`] (1 MiB): a larger one is a
+//! `FAIL` reply on the notify routes and `413` elsewhere. The client IP comes
+//! from [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo) when the app
+//! is served with it.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::net::SocketAddr;
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{ConnectInfo, Request, State},
+    http::{HeaderValue, StatusCode, header},
+    response::Response,
+};
+pub use wxpay_core::flow::http::MAX_BODY_BYTES;
+use wxpay_core::flow::{
+    Payments,
+    http::{HttpIn, HttpOut, handle},
+};
+
+/// The payment routes as a router to nest under a prefix (see the crate
+/// docs). Every path under the prefix is answered by wxpay: unknown ones
+/// with `404`, wrong methods with `405`.
+pub fn router<S>(payments: Payments) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new().fallback(serve).with_state(payments)
+}
+
+async fn serve(State(payments): State<Payments>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    // Inside `nest`, the URI path is relative to the prefix.
+    let mut input = HttpIn::new(parts.method.as_str(), parts.uri.path(), Vec::new());
+    for (name, value) in &parts.headers {
+        input.add_header(name.as_str(), value.as_bytes());
+    }
+    input.client_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string());
+    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => input.body = bytes.into(),
+        Err(_) => input = input.with_body_too_large(),
+    }
+    response(handle(&payments, input).await)
+}
+
+/// The one mapping from the core's answer to an axum response.
+fn response(out: HttpOut) -> Response {
+    let mut res = Response::new(Body::from(out.body));
+    *res.status_mut() =
+        StatusCode::from_u16(out.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(out.content_type),
+    );
+    if let Some(allow) = out.allow {
+        headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    res
+}

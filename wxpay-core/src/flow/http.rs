@@ -63,7 +63,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{CheckoutOutcome, CheckoutRequest, Order, Payments, PaymentsError, Rejection};
-use crate::{OutTradeNo, notify};
+use crate::{OutTradeNo, TradeType, notify};
 
 /// The most body bytes an adapter reads (1 MiB). Real notifies are a few
 /// KiB; checkout bodies are small JSON.
@@ -327,7 +327,13 @@ fn checkout_json(o: &CheckoutOutcome) -> Value {
         "total_fee": o.total_fee.0,
         "trade_type": o.trade_type.as_str(),
     });
-    if let Some(p) = &o.pay_params {
+    // `wx.requestPayment` parameters only make sense for JSAPI; a NATIVE
+    // order is paid by scanning `code_url`.
+    if let Some(p) = o
+        .pay_params
+        .as_ref()
+        .filter(|_| o.trade_type != TradeType::Native)
+    {
         v["pay_params"] = serde_json::to_value(p).unwrap_or(Value::Null);
     }
     if let Some(u) = &o.code_url {
@@ -626,8 +632,10 @@ pub mod testkit {
         let bob = [("x-user", "bob")];
 
         // Route table.
+        // The mount point itself may be answered by the framework.
+        let r = send(request("GET", "/", &[], b"")).await;
+        assert_eq!(r.status, 404, "GET /");
         for (method, path) in [
-            ("GET", "/"),
             ("GET", "/nope"),
             ("POST", "/orders/A1/refund"),
             ("GET", "/orders/"),
