@@ -165,9 +165,7 @@ impl WxpayService {
     {
         let (parts, body) = req.into_parts();
         // A path outside the prefix becomes one the core does not know (404).
-        let path = self
-            .relative_path(parts.uri.path())
-            .unwrap_or_else(String::new);
+        let path = self.relative_path(parts.uri.path()).unwrap_or_default();
         let mut input = HttpIn::new(parts.method.as_str(), path, Vec::new());
         for (name, value) in &parts.headers {
             input.add_header(name.as_str(), value.as_bytes());
