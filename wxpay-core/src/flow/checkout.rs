@@ -238,6 +238,23 @@ pub trait Checkout: Send + Sync + 'static {
     /// # Errors
     /// A [`Rejection`] the adapter turns into a 400/401/403 response.
     async fn order(&self, req: &CheckoutRequest) -> Result<OrderDraft, Rejection>;
+
+    /// Who is calling, for the order routes (status, close): the app's user
+    /// id from the request's headers (its own session), `None` for an
+    /// anonymous caller. The routes answer only the order whose
+    /// [`Order::owner`](super::Order::owner) equals it (others get `404`),
+    /// so set the same id with [`OrderDraft::with_owner`] in
+    /// [`order`](Checkout::order). Only headers and `client_ip` are filled in
+    /// (the body is empty).
+    ///
+    /// Default: `Ok(None)`, which lets nobody see any order through the routes.
+    ///
+    /// # Errors
+    /// A [`Rejection`] (e.g. 401 for an expired session) answered as is.
+    async fn identify(&self, req: &CheckoutRequest) -> Result<Option<String>, Rejection> {
+        let _ = req;
+        Ok(None)
+    }
 }
 
 /// The checkout used when the app configures none: refuses everything, so

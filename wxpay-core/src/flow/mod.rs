@@ -13,6 +13,7 @@
 
 mod checkout;
 mod events;
+pub mod http;
 mod inbound;
 mod memory;
 mod order;

@@ -5,7 +5,11 @@ use wxpay_core::{ClientIdentity, Error, ReqwestTransport};
 use crate::support::config;
 
 fn data(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/data/cert/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/data/cert/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 #[test]

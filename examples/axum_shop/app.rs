@@ -1,0 +1,44 @@
+//! The axum routes of the shop (shared with the end-to-end tests).
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode, header::AUTHORIZATION},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+
+use crate::shop::{Reply, Shop};
+
+/// Serves the shop on `listener` until the process ends.
+pub async fn serve(shop: Arc<Shop>, listener: std::net::TcpListener) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    axum::serve(listener, router(shop)).await
+}
+
+/// `/login`, `/me`, and wxpay under `/pay`.
+pub fn router(shop: Arc<Shop>) -> Router {
+    Router::new()
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .with_state(shop.clone())
+        .nest("/pay", wxpay_axum::router(shop.payments.clone()))
+}
+
+async fn login(State(shop): State<Arc<Shop>>, body: Bytes) -> Response {
+    respond(shop.login(&body).await)
+}
+
+async fn me(State(shop): State<Arc<Shop>>, headers: HeaderMap) -> Response {
+    let auth = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    respond(shop.me(auth).await)
+}
+
+fn respond((status, body): Reply) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(body)).into_response()
+}

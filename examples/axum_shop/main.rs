@@ -1,0 +1,21 @@
+//! The shop backend on axum: `/login`, `/me`, and wxpay's routes under `/pay`.
+//!
+//! ```sh
+//! cargo run --example axum_shop -- --sim --listen 127.0.0.1:8080
+//! ```
+
+mod app;
+#[path = "../shop/mod.rs"]
+mod shop;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> Result<(), wxpay_core::BoxError> {
+    let args = shop::Args::parse();
+    let listener = shop::init(&args)?;
+    let shop = shop::Shop::start(&args, listener.local_addr()?).await?;
+    println!("axum shop listening on http://{}", listener.local_addr()?);
+    app::serve(std::sync::Arc::new(shop), listener).await?;
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! One WeChat Pay payment through every step, against the simulator started
+//! in-process: no configuration, no network, no merchant account.
+//!
+//! ```sh
+//! cargo run --example quickstart
+//! ```
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use wxpay_core::{
+    BoxError, Config, Fen,
+    flow::{
+        Checkout, CheckoutRequest, MemoryStore, Order, OrderDraft, OrderState, PaymentEvents,
+        Payments, Rejection,
+    },
+};
+use wxpay_sim::{SimConfig, Simulator};
+
+/// The app's pricing: one product, priced here, never by the client.
+struct Coffee;
+
+#[async_trait]
+impl Checkout for Coffee {
+    async fn order(&self, req: &CheckoutRequest) -> Result<OrderDraft, Rejection> {
+        // A real app reads the payer from its own session; here a header.
+        let openid = req
+            .header("x-openid")
+            .ok_or_else(|| Rejection::unauthorized("sign in first"))?;
+        Ok(OrderDraft::jsapi(openid, "wxpay demo-coffee", Fen(1)).with_owner(openid))
+    }
+}
+
+/// The app's business effect, run once per paid order.
+struct Serve;
+
+#[async_trait]
+impl PaymentEvents for Serve {
+    async fn on_paid(&self, order: &Order) -> Result<(), BoxError> {
+        println!("   on_paid: serving coffee for {}", order.out_trade_no);
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    // WeChat Pay, simulated: notify retries run 100x faster than real time.
+    let sim_config = SimConfig::test().with_time_scale(0.01);
+    let sim = Simulator::start(sim_config.clone()).await?;
+    println!("1. simulator listening on {}", sim.base_url());
+
+    // Our server: the wxpay routes (notify included) on an OS-assigned port.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let config = Config::new(sim_config.appid, sim_config.mch_id, sim_config.api_key)
+        .with_app_secret(sim_config.app_secret)
+        .with_api_base(sim.base_url())
+        .with_open_api_base(sim.base_url())
+        .with_notify_url(format!("http://{addr}/pay/notify"));
+    println!("   merchant config: {config:?}");
+    let payments = Payments::builder(config)
+        .store(Arc::new(MemoryStore::new()))
+        .checkout(Coffee)
+        .events(Serve)
+        .build()?;
+    let app = axum::Router::new().nest("/pay", wxpay_axum::router(payments.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    println!("   our server listening on http://{addr}, notify at /pay/notify");
+
+    // The mini-program: wx.login gives a code; the server trades it for the openid.
+    let code = sim.login("o-quickstart-user").await;
+    let session = payments.login(&code).await?;
+    println!("2. wx.login code {code} -> openid {}", session.openid);
+
+    // Checkout: priced by the app, unifiedorder signed and sent, paySign made.
+    let checkout = payments
+        .checkout(CheckoutRequest::new("{}").with_header("x-openid", &session.openid))
+        .await?;
+    let pay_params = checkout
+        .pay_params
+        .as_ref()
+        .ok_or("JSAPI orders have pay params")?;
+    println!(
+        "3. order {} for {} fen -> {}",
+        checkout.out_trade_no, checkout.total_fee, pay_params.package
+    );
+    println!(
+        "4. wx.requestPayment params: {}",
+        serde_json::to_string_pretty(pay_params)?
+    );
+
+    // The user pays in WeChat; WeChat POSTs the signed notify to our server.
+    sim.pay(checkout.out_trade_no.as_str()).await?;
+    println!("5. the user paid in WeChat");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let order = loop {
+        let order = payments.order(&checkout.out_trade_no).await?;
+        if order.state == OrderState::Paid || tokio::time::Instant::now() > deadline {
+            break order;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for attempt in sim.notifies().await {
+        println!(
+            "6. WeChat's notify #{} to {}:\n   {}",
+            attempt.attempt, attempt.url, attempt.body
+        );
+        println!(
+            "   our reply (HTTP {}): {}",
+            attempt.status.unwrap_or(0),
+            attempt.reply.as_deref().unwrap_or("-")
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    println!(
+        "7. final state: {} (transaction_id {})",
+        order.state,
+        order.transaction_id.as_deref().unwrap_or("-")
+    );
+    if order.state != OrderState::Paid {
+        return Err("the order did not reach PAID".into());
+    }
+    Ok(())
+}

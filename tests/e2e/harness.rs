@@ -1,0 +1,179 @@
+//! Starting a shop on a free port and talking to it.
+
+use std::{net::TcpListener, path::PathBuf, sync::Arc, time::Duration};
+
+use serde_json::{Value, json};
+use wxpay_core::{OutTradeNo, SignType, flow::Order};
+use wxpay_sim::SimHandle;
+
+use crate::shop::{Args, Shop};
+
+/// Which example app serves the shop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framework {
+    Axum,
+}
+
+/// A shop server and its simulator, stopped on drop.
+pub struct Running {
+    pub base: String,
+    pub shop: Arc<Shop>,
+    pub http: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// A fresh SQLite file for one test.
+pub fn temp_db(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "wxpay-e2e-{}-{}-{}",
+        name,
+        std::process::id(),
+        wxpay_core::types::nonce_str()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("shop.db")
+}
+
+impl Running {
+    pub async fn start(framework: Framework, sign_type: SignType, db_path: PathBuf) -> Running {
+        Self::start_with(framework, sign_type, db_path, 3).await
+    }
+
+    pub async fn start_with(
+        framework: Framework,
+        sign_type: SignType,
+        db_path: PathBuf,
+        unifiedorder_attempts: u32,
+    ) -> Running {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let args = Args {
+            listen: addr,
+            sim: true,
+            database_url: format!("sqlite://{}?mode=rwc", db_path.display()),
+            sim_sign_type: sign_type,
+            sim_time_scale: 0.001,
+        };
+        let shop = Shop::start_with(&args, addr, |b| {
+            b.sync_interval(Duration::from_millis(50))
+                .retry_backoff(Duration::from_millis(5))
+                .unifiedorder_attempts(unifiedorder_attempts)
+        })
+        .await
+        .expect("shop starts");
+        let shop = Arc::new(shop);
+        let server = match framework {
+            Framework::Axum => {
+                let shop = shop.clone();
+                tokio::spawn(async move {
+                    crate::axum_app::serve(shop, listener).await.unwrap();
+                })
+            }
+        };
+        Running {
+            base: format!("http://{addr}"),
+            shop,
+            http: reqwest::Client::new(),
+            server,
+        }
+    }
+
+    pub fn sim(&self) -> &SimHandle {
+        self.shop.sim.as_ref().expect("started with --sim")
+    }
+
+    /// wx.login on the simulator, then `POST /login`.
+    pub async fn login(&self, openid: &str) -> String {
+        let code = self.sim().login(openid).await;
+        let (status, body) = self
+            .post_json("/login", None, json!({ "code": code }))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST /pay/orders` for `quantity` VIP months; returns the answer.
+    pub async fn order(&self, token: &str, quantity: u32) -> Value {
+        let (status, body) = self
+            .post_json(
+                "/pay/orders",
+                Some(token),
+                json!({ "sku": "vip-month", "quantity": quantity, "total_fee": 1 }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    /// The stored order, straight from the store.
+    pub async fn stored(&self, out_trade_no: &str) -> Order {
+        self.shop
+            .payments
+            .order(&OutTradeNo::new(out_trade_no).unwrap())
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_notify(&self, body: Vec<u8>) -> (u16, String) {
+        let resp = self
+            .http
+            .post(format!("{}/pay/notify", self.base))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    }
+
+    pub async fn vip_days(&self, token: &str) -> i64 {
+        let (status, me) = self.get_json("/me", Some(token)).await;
+        assert_eq!(status, 200, "{me}");
+        me["vip_days"].as_i64().unwrap()
+    }
+
+    /// Polls `GET /pay/orders/{no}` (which syncs stale orders) until `state`.
+    pub async fn wait_state(&self, token: &str, out_trade_no: &str, state: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, body) = self
+                .get_json(&format!("/pay/orders/{out_trade_no}"), Some(token))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            if body["state"] == state {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "order {out_trade_no} never became {state}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

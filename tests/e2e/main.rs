@@ -1,0 +1,67 @@
+//! End to end: each shop example (axum, actix-web, tower/hyper) served on
+//! 127.0.0.1:0 against an in-process wxpay-sim, driven over real HTTP like a
+//! mini-program and WeChat would.
+
+#[path = "../../examples/shop/mod.rs"]
+mod shop;
+
+#[path = "../../examples/axum_shop/app.rs"]
+mod axum_app;
+
+mod harness;
+mod scenarios;
+
+/// Runs every scenario against one framework.
+macro_rules! e2e_suite {
+    ($module:ident, $framework:expr) => {
+        mod $module {
+            use crate::{harness::Framework, scenarios};
+            use wxpay_core::SignType;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn pays_and_fulfils_once_md5() {
+                scenarios::pays_and_fulfils_once($framework, SignType::Md5).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn pays_and_fulfils_once_hmac_sha256() {
+                scenarios::pays_and_fulfils_once($framework, SignType::HmacSha256).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn bad_notifies_change_nothing() {
+                scenarios::bad_notifies_change_nothing($framework).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_duplicate_notifies_fulfil_once() {
+                scenarios::concurrent_duplicate_notifies_fulfil_once($framework).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn dropped_notifies_are_recovered_by_polling() {
+                scenarios::dropped_notifies_are_recovered_by_polling($framework).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn half_system_errors_still_create_orders() {
+                scenarios::half_system_errors_still_create_orders($framework).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn orders_close() {
+                scenarios::orders_close($framework).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn restart_on_the_same_sqlite_file_loses_nothing() {
+                scenarios::restart_loses_nothing($framework).await;
+            }
+
+            #[allow(dead_code)]
+            const _: Framework = $framework;
+        }
+    };
+}
+
+e2e_suite!(axum, Framework::Axum);

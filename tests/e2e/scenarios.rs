@@ -1,0 +1,330 @@
+//! The scenarios every adapter must pass.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
+use serde_json::Value;
+use sha2::Sha256;
+use wxpay_core::{
+    Fen, Params, SignType,
+    flow::{Order, OrderState},
+    testkit, xml,
+};
+use wxpay_sim::Faults;
+
+use crate::harness::{Framework, Running, temp_db};
+
+const SUCCESS: &str = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>";
+
+/// paySign recomputed from the spec's rules, independently of wxpay.
+fn check_pay_sign(pay: &Value, key: &str) {
+    let field = |k: &str| pay[k].as_str().unwrap_or_else(|| panic!("{k} in {pay}"));
+    let string = format!(
+        "appId={}&nonceStr={}&package={}&signType={}&timeStamp={}&key={key}",
+        field("appId"),
+        field("nonceStr"),
+        field("package"),
+        field("signType"),
+        field("timeStamp"),
+    );
+    let expected = match field("signType") {
+        "MD5" => format!("{:X}", Md5::digest(string.as_bytes())),
+        "HMAC-SHA256" => {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+            mac.update(string.as_bytes());
+            mac.finalize()
+                .into_bytes()
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect()
+        }
+        other => panic!("signType {other}"),
+    };
+    assert_eq!(field("paySign"), expected);
+}
+
+pub async fn pays_and_fulfils_once(fw: Framework, sign_type: SignType) {
+    let app = Running::start(fw, sign_type, temp_db("pay")).await;
+    let alice = app.login("o-alice").await;
+    let bob = app.login("o-bob").await;
+
+    // no token: 401; unknown sku: 400
+    let (status, _) = app
+        .post_json("/pay/orders", None, serde_json::json!({"sku": "vip-month"}))
+        .await;
+    assert_eq!(status, 401);
+    let (status, body) = app
+        .post_json(
+            "/pay/orders",
+            Some(&alice),
+            serde_json::json!({"sku": "gold"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    // priced by the shop: 2 × 998, whatever the client said
+    let order = app.order(&alice, 2).await;
+    assert_eq!(order["total_fee"], 1996);
+    assert_eq!(order["trade_type"], "JSAPI");
+    let pay = &order["pay_params"];
+    assert_eq!(pay["signType"], sign_type.as_str());
+    check_pay_sign(pay, app.sim().config().api_key.expose());
+    let no = order["out_trade_no"].as_str().unwrap();
+    assert_eq!(app.sim().order(no).await.unwrap().total_fee, Fen(1996));
+
+    // only the owner sees it
+    let (status, _) = app.get_json(&format!("/pay/orders/{no}"), Some(&bob)).await;
+    assert_eq!(status, 404);
+    let (status, body) = app
+        .get_json(&format!("/pay/orders/{no}"), Some(&alice))
+        .await;
+    assert_eq!((status, &body["state"]), (200, &Value::from("PREPAID")));
+
+    // the user pays; WeChat's notify arrives
+    app.sim().pay(no).await.unwrap();
+    let paid = app.wait_state(&alice, no, "PAID").await;
+    assert_eq!(paid["total_fee"], 1996);
+    assert!(
+        paid["transaction_id"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+    let (delivered, ok) = app
+        .sim()
+        .wait_for_notifies(Duration::from_secs(5), |log| {
+            log.iter().any(|a| a.delivered)
+        })
+        .await;
+    assert!(ok, "{delivered:?}");
+    assert_eq!(
+        delivered
+            .iter()
+            .find(|a| a.delivered)
+            .unwrap()
+            .reply
+            .as_deref(),
+        Some(SUCCESS)
+    );
+    assert_eq!(app.vip_days(&alice).await, 60);
+    assert_eq!(app.vip_days(&bob).await, 0);
+    // the stored order carries the payment and a finished fulfilment
+    let stored = app.stored(no).await;
+    assert_eq!(stored.sign_type, sign_type);
+    assert!(matches!(
+        stored.fulfilment,
+        wxpay_core::flow::Fulfilment::Done { .. }
+    ));
+}
+
+fn notify_for(app: &Running, order: &Order) -> Params {
+    testkit::payment_notify_params(
+        app.shop.payments.config(),
+        order,
+        "4200000000000000000000000042",
+    )
+}
+
+pub async fn bad_notifies_change_nothing(fw: Framework) {
+    let app = Running::start(fw, SignType::Md5, temp_db("bad")).await;
+    let alice = app.login("o-alice").await;
+    let no = app.order(&alice, 1).await["out_trade_no"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = app.stored(&no).await;
+    let config = app.shop.payments.config().clone();
+
+    let mut forged = notify_for(&app, &before);
+    let signed = testkit::sign_notify(&config, forged.clone(), SignType::Md5);
+    forged = xml::parse(signed.as_bytes()).unwrap();
+    forged.insert("total_fee", "1"); // changed after signing
+    let mut foreign = notify_for(&app, &before);
+    foreign.insert("appid", "wx0000000000000000");
+    let mut cheap = notify_for(&app, &before);
+    cheap.insert("total_fee", "1");
+    cheap.insert("cash_fee", "1");
+    let mut unknown = notify_for(&app, &before);
+    unknown.insert("out_trade_no", "NO_SUCH_ORDER_1");
+
+    let mut bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("forged sign", xml::to_xml(&forged).into_bytes()),
+        ("foreign appid", testkit::sign_notify(&config, foreign, SignType::Md5).into_bytes()),
+        ("wrong amount", testkit::sign_notify(&config, cheap, SignType::Md5).into_bytes()),
+        ("unknown order", testkit::sign_notify(&config, unknown, SignType::Md5).into_bytes()),
+        ("malformed", b"<xml><return_code>SUCCESS</return_code>".to_vec()),
+        (
+            "entity bomb",
+            br#"<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><xml><return_code>&c;</return_code></xml>"#.to_vec(),
+        ),
+        ("not utf-8", b"<xml><body>\xb3\xe4\xd6\xb5</body></xml>".to_vec()),
+        ("empty", Vec::new()),
+    ];
+    let mut big = b"<xml><attach>".to_vec();
+    big.resize(2 * 1024 * 1024, b'a');
+    big.extend_from_slice(b"</attach></xml>");
+    bodies.push(("2 MiB", big));
+
+    for (what, body) in bodies {
+        let (status, reply) = app.post_notify(body).await;
+        assert!(status == 200 || status == 413, "{what}: HTTP {status}");
+        if status == 200 {
+            let reply =
+                xml::parse(reply.as_bytes()).unwrap_or_else(|e| panic!("{what}: {e}: {reply}"));
+            assert_eq!(reply.get("return_code"), Some("FAIL"), "{what}");
+        }
+        assert_eq!(app.stored(&no).await, before, "{what} changed the order");
+    }
+    let resp = app
+        .http
+        .get(format!("{}/pay/notify", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(app.stored(&no).await, before);
+    assert_eq!(app.vip_days(&alice).await, 0);
+}
+
+pub async fn concurrent_duplicate_notifies_fulfil_once(fw: Framework) {
+    let app = Running::start(fw, SignType::Md5, temp_db("dup")).await;
+    let alice = app.login("o-alice").await;
+    let no = app.order(&alice, 1).await["out_trade_no"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order = app.stored(&no).await;
+    let body = testkit::sign_notify(
+        app.shop.payments.config(),
+        notify_for(&app, &order),
+        SignType::Md5,
+    );
+    let replies = futures_join(20, |_| {
+        let http = app.http.clone();
+        let url = format!("{}/pay/notify", app.base);
+        let body = body.clone();
+        async move {
+            http.post(url)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    assert!(replies.iter().all(|r| r == SUCCESS), "{replies:?}");
+    assert_eq!(app.stored(&no).await.state, OrderState::Paid);
+    assert_eq!(app.vip_days(&alice).await, 30);
+}
+
+async fn futures_join<F, Fut>(n: usize, f: F) -> Vec<String>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = String> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(f(i))).collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+pub async fn dropped_notifies_are_recovered_by_polling(fw: Framework) {
+    let app = Running::start(fw, SignType::Md5, temp_db("drop")).await;
+    let alice = app.login("o-alice").await;
+    let no = app.order(&alice, 1).await["out_trade_no"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.sim()
+        .set_faults(Faults {
+            drop_notifies: true,
+            ..Faults::default()
+        })
+        .await;
+    app.sim().pay(&no).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(app.sim().notifies().await.iter().all(|a| !a.delivered));
+    app.wait_state(&alice, &no, "PAID").await;
+    assert_eq!(app.vip_days(&alice).await, 30);
+}
+
+pub async fn half_system_errors_still_create_orders(fw: Framework) {
+    let app = Running::start_with(fw, SignType::Md5, temp_db("syserr"), 12).await;
+    let alice = app.login("o-alice").await;
+    app.sim()
+        .set_faults(Faults {
+            system_error_rate: 0.5,
+            ..Faults::default()
+        })
+        .await;
+    for _ in 0..6 {
+        let order = app.order(&alice, 1).await;
+        let no = order["out_trade_no"].as_str().unwrap();
+        assert_eq!(app.stored(no).await.state, OrderState::Prepaid);
+        assert!(app.sim().order(no).await.is_some());
+    }
+}
+
+pub async fn orders_close(fw: Framework) {
+    let app = Running::start(fw, SignType::Md5, temp_db("close")).await;
+    let alice = app.login("o-alice").await;
+    let bob = app.login("o-bob").await;
+    let no = app.order(&alice, 1).await["out_trade_no"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // WeChat refuses closing within 5 (scaled) minutes
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, _) = app
+        .post_json(&format!("/pay/orders/{no}/close"), Some(&bob), Value::Null)
+        .await;
+    assert_eq!(status, 404, "only the owner may close");
+    let (status, body) = app
+        .post_json(
+            &format!("/pay/orders/{no}/close"),
+            Some(&alice),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "CLOSED");
+    assert_eq!(app.stored(&no).await.state, OrderState::Closed);
+    assert_eq!(
+        app.sim().order(&no).await.unwrap().trade_state,
+        wxpay_core::TradeState::Closed
+    );
+    assert!(
+        app.sim().pay(&no).await.is_err(),
+        "a closed order cannot be paid"
+    );
+}
+
+pub async fn restart_loses_nothing(fw: Framework) {
+    let db = temp_db("restart");
+    let (token, no) = {
+        let app = Running::start(fw, SignType::Md5, db.clone()).await;
+        let alice = app.login("o-alice").await;
+        let no = app.order(&alice, 3).await["out_trade_no"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        app.sim().pay(&no).await.unwrap();
+        app.wait_state(&alice, &no, "PAID").await;
+        assert_eq!(app.vip_days(&alice).await, 90);
+        (alice, no)
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let app = Running::start(fw, SignType::Md5, db).await;
+    let (status, body) = app
+        .get_json(&format!("/pay/orders/{no}"), Some(&token))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "PAID");
+    assert_eq!(body["total_fee"], 2994);
+    assert_eq!(app.vip_days(&token).await, 90);
+}
