@@ -12,6 +12,7 @@ use crate::shop::{Args, Shop};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framework {
     Axum,
+    Tower,
 }
 
 /// A shop server and its simulator, stopped on drop.
@@ -73,6 +74,12 @@ impl Running {
                 let shop = shop.clone();
                 tokio::spawn(async move {
                     crate::axum_app::serve(shop, listener).await.unwrap();
+                })
+            }
+            Framework::Tower => {
+                let shop = shop.clone();
+                tokio::spawn(async move {
+                    crate::tower_app::serve(shop, listener).await.unwrap();
                 })
             }
         };

@@ -7,6 +7,8 @@ mod shop;
 
 #[path = "../../examples/axum_shop/app.rs"]
 mod axum_app;
+#[path = "../../examples/tower_shop/app.rs"]
+mod tower_app;
 
 mod harness;
 mod scenarios;
@@ -65,3 +67,4 @@ macro_rules! e2e_suite {
 }
 
 e2e_suite!(axum, Framework::Axum);
+e2e_suite!(tower, Framework::Tower);
