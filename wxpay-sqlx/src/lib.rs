@@ -93,6 +93,11 @@
 //! - `transition`: `UPDATE … SET state = ?, updated_at = ?, version = version + 1, <patched columns>
 //!   WHERE out_trade_no = ? AND state IN (…)`, then the row is read back in
 //!   the same transaction; one affected row means applied.
+//!   Concurrent updates of one row wait for each other's row lock and then
+//!   re-check `state`, so exactly one wins under the default isolation levels
+//!   (PostgreSQL `READ COMMITTED`, InnoDB `REPEATABLE READ`, SQLite's single
+//!   writer). Under `SERIALIZABLE` the losers fail with
+//!   [`StoreError::Backend`] instead of answering `NotApplied`.
 //! - `claim_fulfilment`: `UPDATE … SET fulfilment = 'CLAIMED', fulfilment_at = <lease end>
 //!   WHERE out_trade_no = ? AND (fulfilment = 'PENDING' OR (fulfilment = 'CLAIMED' AND fulfilment_at < <now>))`.
 //! - `unfulfilled` lists orders in a paid state (`PAID`, `REFUNDING`,
@@ -132,7 +137,7 @@ pub const TABLE: &str = "wxpay_orders";
 /// The database behind a [`SqlxStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Backend {
+pub enum DatabaseKind {
     /// SQLite.
     Sqlite,
     /// PostgreSQL.
@@ -242,7 +247,7 @@ pub struct SqlxStore {
 impl fmt::Debug for SqlxStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqlxStore")
-            .field("backend", &self.backend())
+            .field("kind", &self.kind())
             .field("table", &self.table_name())
             .field("auto_migrate", &self.auto_migrate)
             .finish_non_exhaustive()
@@ -376,11 +381,11 @@ impl SqlxStore {
     }
 
     /// The database kind.
-    pub fn backend(&self) -> Backend {
+    pub fn kind(&self) -> DatabaseKind {
         match self.sql.dialect {
-            Dialect::Sqlite => Backend::Sqlite,
-            Dialect::Postgres => Backend::Postgres,
-            Dialect::MySql => Backend::MySql,
+            Dialect::Sqlite => DatabaseKind::Sqlite,
+            Dialect::Postgres => DatabaseKind::Postgres,
+            Dialect::MySql => DatabaseKind::MySql,
         }
     }
 

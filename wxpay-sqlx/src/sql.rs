@@ -259,7 +259,10 @@ mod tests {
                 )
             );
             assert!(!s.insert.contains('$'));
-            assert!(s.insert.starts_with("INSERT INTO p_wxpay_orders (out_trade_no, state,"));
+            assert!(
+                s.insert
+                    .starts_with("INSERT INTO p_wxpay_orders (out_trade_no, state,")
+            );
         }
     }
 

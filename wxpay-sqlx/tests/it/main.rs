@@ -16,7 +16,7 @@ use wxpay_core::{
     },
     testkit::check_order_store,
 };
-use wxpay_sqlx::{Backend, SqlxStore, UnstorableValue};
+use wxpay_sqlx::{DatabaseKind, SqlxStore, UnstorableValue};
 
 fn no(s: &str) -> OutTradeNo {
     OutTradeNo::new(s).unwrap()
@@ -320,7 +320,7 @@ async fn postgres_connect_by_url() {
         return;
     };
     let store = SqlxStore::connect(&url).await.unwrap();
-    assert_eq!(store.backend(), Backend::Postgres);
+    assert_eq!(store.kind(), DatabaseKind::Postgres);
     store.close().await;
 }
 
@@ -332,7 +332,7 @@ async fn mysql_connect_by_url() {
     };
     for url in [url.clone(), url.replacen("mysql:", "mariadb:", 1)] {
         let store = SqlxStore::connect(&url).await.unwrap();
-        assert_eq!(store.backend(), Backend::MySql);
+        assert_eq!(store.kind(), DatabaseKind::MySql);
         store.close().await;
     }
 }
