@@ -13,6 +13,7 @@ use crate::shop::{Args, Shop};
 pub enum Framework {
     Axum,
     Tower,
+    Actix,
 }
 
 /// A shop server and its simulator, stopped on drop.
@@ -74,6 +75,25 @@ impl Running {
                 let shop = shop.clone();
                 tokio::spawn(async move {
                     crate::axum_app::serve(shop, listener).await.unwrap();
+                })
+            }
+            Framework::Actix => {
+                // actix-web runs its own system (and workers) on a thread.
+                let shop = shop.clone();
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                std::thread::spawn(move || {
+                    actix_web::rt::System::new().block_on(async move {
+                        let server = crate::actix_app::serve(shop, listener);
+                        tokio::select! {
+                            r = server => r.unwrap(),
+                            _ = rx => {}
+                        }
+                    })
+                });
+                tokio::spawn(async move {
+                    // dropping `tx` (when this task is aborted) stops the server
+                    let _keep = tx;
+                    std::future::pending::<()>().await
                 })
             }
             Framework::Tower => {

@@ -5,6 +5,8 @@
 #[path = "../../examples/shop/mod.rs"]
 mod shop;
 
+#[path = "../../examples/actix_shop/app.rs"]
+mod actix_app;
 #[path = "../../examples/axum_shop/app.rs"]
 mod axum_app;
 #[path = "../../examples/tower_shop/app.rs"]
@@ -68,3 +70,4 @@ macro_rules! e2e_suite {
 
 e2e_suite!(axum, Framework::Axum);
 e2e_suite!(tower, Framework::Tower);
+e2e_suite!(actix, Framework::Actix);

@@ -1,0 +1,39 @@
+//! The actix-web app of the shop (shared with the end-to-end tests).
+
+use std::sync::Arc;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, http::StatusCode, web};
+
+use crate::shop::{Reply, Shop};
+
+/// Serves the shop on `listener` until the process ends.
+pub async fn serve(shop: Arc<Shop>, listener: std::net::TcpListener) -> std::io::Result<()> {
+    HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::from(shop.clone()))
+            .route("/login", web::post().to(login))
+            .route("/me", web::get().to(me))
+            .service(wxpay_actix::scope("/pay", shop.payments.clone()))
+    })
+    .workers(2)
+    .listen(listener)?
+    .run()
+    .await
+}
+
+async fn login(shop: web::Data<Shop>, body: web::Bytes) -> HttpResponse {
+    respond(shop.login(&body).await)
+}
+
+async fn me(shop: web::Data<Shop>, req: HttpRequest) -> HttpResponse {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    respond(shop.me(auth).await)
+}
+
+fn respond((status, body): Reply) -> HttpResponse {
+    HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .json(body)
+}
