@@ -383,10 +383,10 @@ fn error_out(e: &PaymentsError) -> HttpOut {
 /// every adapter of [`handle`] runs in-process, so that all of them expose
 /// the same routes, statuses, JSON and XML.
 ///
-/// Implement [`AdapterClient`] over your framework's test client (prefixing
-/// the relative paths with your mount point), then call [`check_adapter`]
+/// Implement [`AdapterClient`](testkit::AdapterClient) over your framework's test client (prefixing
+/// the relative paths with your mount point), then call [`check_adapter`](testkit::check_adapter)
 /// with a function that mounts a [`Payments`] and returns the client.
-/// [`check_adapter_checkout`] adds successful checkouts against a WeChat
+/// [`check_adapter_checkout`](testkit::check_adapter_checkout) adds successful checkouts against a WeChat
 /// (e.g. the `wxpay-sim` simulator) behind [`Config::with_api_base`](crate::Config::with_api_base).
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit {
