@@ -99,6 +99,19 @@ fn exactly_one_winner(outcomes: &[TransitionOutcome]) {
     }
 }
 
+/// Counts `on_paid` runs.
+struct CountPaid(Arc<std::sync::atomic::AtomicUsize>);
+
+#[async_trait::async_trait]
+impl wxpay_core::flow::PaymentEvents for CountPaid {
+    async fn on_paid(&self, _order: &Order) -> Result<(), wxpay_core::BoxError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // long enough for the other instance's notifies to arrive meanwhile
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok(())
+    }
+}
+
 macro_rules! backend_tests {
     ($($backend:ident),*) => {$(
         mod $backend {
@@ -187,6 +200,45 @@ macro_rules! backend_tests {
                 let other = fx.another_instance().await;
                 fx.store.insert(&order("multi")).await.unwrap();
                 exactly_one_winner(&race(&[fx.store.clone(), other], 30, "multi").await);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn two_payments_instances_thirty_duplicate_notifies_one_on_paid() {
+                let Some(fx) = fixture().await else { return };
+                let config = wxpay_core::Config::new(
+                    "wx5f6d3e2c1b0a9f8e",
+                    "1900000109",
+                    wxpay_core::ApiKey::new("multi-instance-test-api-key-0001"),
+                );
+                let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let instance = |store: SqlxStore| {
+                    wxpay_core::flow::Payments::builder(config.clone())
+                        .store(Arc::new(store))
+                        .events(CountPaid(runs.clone()))
+                        .build()
+                        .unwrap()
+                };
+                let (a, b) = (instance(fx.store.clone()), instance(fx.another_instance().await));
+                let mut o = order("twoapps");
+                o.state = OrderState::Prepaid;
+                o.fulfilment = Fulfilment::Pending;
+                fx.store.insert(&o).await.unwrap();
+                let body = wxpay_core::testkit::signed_payment_notify(&config, &o, "4200000000000000000000000030");
+                let tasks: Vec<_> = (0..30)
+                    .map(|i| {
+                        let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+                        let body = body.clone();
+                        tokio::spawn(async move { app.handle_notify(body.as_bytes()).await })
+                    })
+                    .collect();
+                for t in tasks {
+                    let reply = t.await.unwrap();
+                    assert!(reply.is_success(), "{reply:?}");
+                }
+                assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1, "on_paid runs once");
+                let stored = fx.store.get(&o.out_trade_no).await.unwrap().unwrap();
+                assert_eq!(stored.state, OrderState::Paid);
+                assert!(matches!(stored.fulfilment, Fulfilment::Done { .. }));
             }
 
             #[tokio::test]
