@@ -7,7 +7,7 @@ use super::{
     payments::{PaidInfo, Recorded, now},
 };
 use crate::{
-    Fen, NotifyError, OutTradeNo, RefundStatus,
+    Fen, NotifyError, OutTradeNo, RefundStatus, SignType,
     notify::{self, PaymentResult},
 };
 
@@ -197,7 +197,17 @@ impl Payments {
         let order = match self.inner.store.get(&claimed).await {
             Ok(Some(o)) => o,
             Ok(None) => {
-                tracing::warn!("notify for an unknown order");
+                // Verify before answering, so that the reply is no oracle for
+                // which order numbers exist.
+                let fallback = unverified
+                    .params()
+                    .get("sign")
+                    .and_then(SignType::from_signature_len)
+                    .unwrap_or(self.config().sign_type);
+                if let Err(e) = unverified.verify(self.config(), fallback) {
+                    return reject(&e);
+                }
+                tracing::warn!("verified notify for an unknown order");
                 return NotifyReply::fail(
                     "订单不存在",
                     NotifyOutcome::Rejected(NotifyRejection::UnknownOrder),

@@ -333,8 +333,15 @@ async fn refused_notifies_change_nothing_and_answer_fail() {
         ),
         (
             "unknown order",
-            sign_notify(c, unknown, SignType::Md5),
+            sign_notify(c, unknown.clone(), SignType::Md5),
             NotifyRejection::UnknownOrder,
+        ),
+        (
+            // no oracle for which order numbers exist: a forged notify for
+            // an unknown order is a bad signature, like any forged notify
+            "unknown order, forged",
+            sign_notify(&wrong_key, unknown.clone(), SignType::Md5),
+            NotifyRejection::BadSignature,
         ),
         (
             "malformed",
