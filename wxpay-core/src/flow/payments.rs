@@ -16,7 +16,7 @@ use super::{
     StoreError, Transition, TransitionOutcome,
 };
 use crate::{
-    Client, Config, ErrCode, Error, Fen, FieldError, OutTradeNo, SessionKey, TradeState,
+    Client, Config, ErrCode, Error, Fen, FieldError, OutTradeNo, SessionKey, TradeState, TradeType,
     messages::{OrderQueryResponse, RefundRequest, UnifiedOrderRequest},
 };
 
@@ -528,9 +528,12 @@ impl Payments {
             out_trade_no: order.out_trade_no.clone(),
             total_fee: order.total_fee,
             trade_type: order.trade_type.clone(),
+            // wx.requestPayment parameters exist only for JSAPI: a NATIVE
+            // order also has a prepay_id, but is paid by scanning code_url.
             pay_params: order
                 .prepay_id
                 .as_deref()
+                .filter(|_| order.trade_type == TradeType::Jsapi)
                 .map(|p| self.inner.client.pay_params(p)),
             code_url: order.code_url.clone(),
         }

@@ -148,6 +148,19 @@ async fn checkout_prices_on_the_server_and_stores_prepaid() {
 }
 
 #[tokio::test]
+async fn native_orders_get_a_code_url_and_no_pay_params() {
+    let w = world().await;
+    let native = OrderDraft::native("sku-qr", "Shop-QR", Fen(1990));
+    let out = w.payments.create_order(native, None).await.unwrap();
+    assert!(out.pay_params.is_none(), "{out:?}");
+    assert!(out.code_url.as_deref().is_some_and(|u| !u.is_empty()));
+    let sent = w.stub.requests("/pay/unifiedorder");
+    assert_eq!(sent[0].get("trade_type"), Some("NATIVE"));
+    assert_eq!(sent[0].get("product_id"), Some("sku-qr"));
+    assert_eq!(sent[0].get("openid"), None);
+}
+
+#[tokio::test]
 async fn rejected_checkouts_store_nothing() {
     let w = world().await;
     let e = w
