@@ -42,15 +42,19 @@ pub fn temp_db(name: &str) -> PathBuf {
     dir.join("shop.db")
 }
 
+pub fn sqlite_url(path: &std::path::Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
 impl Running {
     pub async fn start(framework: Framework, sign_type: SignType, db_path: PathBuf) -> Running {
-        Self::start_with(framework, sign_type, db_path, 3).await
+        Self::start_with(framework, sign_type, sqlite_url(&db_path), 3).await
     }
 
     pub async fn start_with(
         framework: Framework,
         sign_type: SignType,
-        db_path: PathBuf,
+        database_url: String,
         unifiedorder_attempts: u32,
     ) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -58,7 +62,7 @@ impl Running {
         let args = Args {
             listen: addr,
             sim: true,
-            database_url: format!("sqlite://{}?mode=rwc", db_path.display()),
+            database_url,
             sim_sign_type: sign_type,
             sim_time_scale: 0.001,
         };

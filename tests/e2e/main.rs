@@ -14,6 +14,7 @@ mod tower_app;
 
 mod harness;
 mod scenarios;
+mod shared_db;
 
 /// Runs every scenario against one framework.
 macro_rules! e2e_suite {

@@ -13,7 +13,7 @@ use wxpay_core::{
 };
 use wxpay_sim::Faults;
 
-use crate::harness::{Framework, Running, temp_db};
+use crate::harness::{Framework, Running, sqlite_url, temp_db};
 
 const SUCCESS: &str = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>";
 
@@ -254,7 +254,7 @@ pub async fn dropped_notifies_are_recovered_by_polling(fw: Framework) {
 }
 
 pub async fn half_system_errors_still_create_orders(fw: Framework) {
-    let app = Running::start_with(fw, SignType::Md5, temp_db("syserr"), 12).await;
+    let app = Running::start_with(fw, SignType::Md5, sqlite_url(&temp_db("syserr")), 12).await;
     let alice = app.login("o-alice").await;
     app.sim()
         .set_faults(Faults {

@@ -47,7 +47,10 @@ pub(crate) struct Fixture {
 }
 
 fn skipped(env: &str) {
-    println!("SKIPPED: set {env} to run");
+    // Straight to stderr: the test harness captures `println!`, and a skip
+    // must be visible in a normal `cargo test` run.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: set {env} to run");
 }
 
 impl Fixture {
