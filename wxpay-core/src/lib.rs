@@ -2,7 +2,66 @@
 //!
 //! WeChat Pay v2 for Rust servers: the protocol (signing, the flat XML
 //! codec, typed messages, the HTTP client) and the framework-agnostic
-//! payment flow.
+//! payment flow ([`flow::Payments`]) that the web adapters mount.
+//!
+//! A payment notify, handled the way a mounted `/pay/notify` route does it:
+//! verified (signature first, then merchant and amount against the stored
+//! order), recorded as `PAID` once, answered with WeChat's exact XML.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use wxpay_core::{
+//!     ApiKey, Config, Fen, OutTradeNo, Params, SignType, TradeType,
+//!     flow::{MemoryStore, Order, OrderState, OrderStore, Payments},
+//!     notify, sign, xml,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::new("wx5f6d3e2c1b0a9f8e", "1900000109", ApiKey::new("an-api-key-from-the-merchant-pf"));
+//! let store = Arc::new(MemoryStore::new());
+//! let payments = Payments::builder(config.clone()).store(store.clone()).build()?;
+//!
+//! // An order the app priced and checked out earlier (normally `payments.checkout`).
+//! let no = OutTradeNo::new("20261123A0001")?;
+//! let mut order = Order::new(no.clone(), Fen(998), "shop-VIP", TradeType::Jsapi, SignType::Md5, chrono::Utc::now());
+//! order.state = OrderState::Prepaid;
+//! store.insert(&order).await?;
+//!
+//! // What WeChat POSTs once the user has paid.
+//! let mut fields: Params = [
+//!     ("return_code", "SUCCESS"), ("result_code", "SUCCESS"),
+//!     ("appid", "wx5f6d3e2c1b0a9f8e"), ("mch_id", "1900000109"), ("nonce_str", "n0nce"),
+//!     ("out_trade_no", "20261123A0001"), ("transaction_id", "4200000000000000000000000001"),
+//!     ("total_fee", "998"), ("cash_fee", "998"), ("bank_type", "OTHERS"),
+//!     ("time_end", "20261123120000"), ("trade_type", "JSAPI"), ("openid", "o-alice"),
+//! ].into_iter().collect();
+//! fields.insert("sign", sign::sign(&fields, &config.api_key, SignType::Md5));
+//! let body = xml::to_xml(&fields);
+//!
+//! let reply = payments.handle_notify(body.as_bytes()).await;
+//! assert_eq!(reply.body, notify::REPLY_SUCCESS);
+//! assert_eq!(store.get(&no).await?.unwrap().state, OrderState::Paid);
+//!
+//! // WeChat delivers again: answered SUCCESS, nothing happens twice.
+//! assert!(payments.handle_notify(body.as_bytes()).await.is_success());
+//!
+//! // A forged one (amount changed after signing) is refused and changes nothing.
+//! let forged = body.replace("<total_fee>998</total_fee>", "<total_fee>1</total_fee>");
+//! assert!(!payments.handle_notify(forged.as_bytes()).await.is_success());
+//! # Ok(()) }
+//! ```
+//!
+//! ## Layout
+//! - Protocol: [`sign`] (MD5 / HMAC-SHA256, constant-time verification),
+//!   [`xml`] (flat codec, no DTDs), [`messages`] (typed requests and
+//!   answers), [`notify`] (payment and refund notifies as pure functions),
+//!   [`crypto`] (refund `req_info`), [`paysign`] (`wx.requestPayment`),
+//!   [`client`] (signed calls, every answer verified), [`config`], [`error`].
+//! - Flow: [`flow`] — the order state machine, the [`flow::OrderStore`]
+//!   contract, [`flow::MemoryStore`], [`flow::Payments`], events, the
+//!   reconciler, and the framework-free router the adapters use.
+//! - `testkit` feature: the store conformance kit and notify fixtures.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
