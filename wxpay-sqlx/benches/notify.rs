@@ -1,0 +1,207 @@
+//! `Payments::handle_notify` throughput per order store.
+//!
+//! - `notify/first/<backend>`: the paying notify of a `PREPAID` order: parse,
+//!   load, verify (MD5), CAS to `PAID`, fulfilment claim + complete around a
+//!   no-op `on_paid`. Orders are inserted before each timed batch
+//!   (`iter_custom`), so only the notify is measured.
+//! - `notify/duplicate/<backend>`: the same notify again for an order that is
+//!   already `PAID` with its fulfilment done (parse, load, verify, answer).
+//!
+//! Backends: MemoryStore and SQLite (temp file) always; PostgreSQL / MySQL
+//! when `WXPAY_TEST_POSTGRES_URL` / `WXPAY_TEST_MYSQL_URL` are set (the bench
+//! creates and drops its own schema / database), otherwise they print SKIPPED.
+//!
+//! ```sh
+//! cargo bench -p wxpay-sqlx --bench notify -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sqlx::{Connection, Executor};
+use tokio::runtime::Runtime;
+use wxpay_core::{
+    ApiKey, Config, Fen, OutTradeNo, SignType, TradeType,
+    flow::{MemoryStore, Order, OrderState, OrderStore, Payments},
+    testkit,
+};
+use wxpay_sqlx::SqlxStore;
+
+static N: AtomicU64 = AtomicU64::new(0);
+
+fn name() -> String {
+    format!(
+        "wxpay_bench_{}_{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    )
+}
+
+fn config() -> Config {
+    Config::new(
+        "wxd930ea5d5a258f4f",
+        "10000100",
+        ApiKey::new("192006250b4c09247ec02edce69f6a2d"),
+    )
+}
+
+/// A `PREPAID` JSAPI order, as unifiedorder would have left it.
+fn prepaid_order() -> Order {
+    let no = OutTradeNo::new(format!(
+        "N{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+    .unwrap();
+    let mut order = Order::new(
+        no,
+        Fen(998),
+        "bench",
+        TradeType::Jsapi,
+        SignType::Md5,
+        chrono::Utc::now(),
+    );
+    order.openid = Some("oBenchOpenid".into());
+    order.prepay_id = Some("wx_bench_prepay".into());
+    order.state = OrderState::Prepaid;
+    order
+}
+
+/// Inserts `n` PREPAID orders and returns their signed first notifies.
+async fn prepare(payments: &Payments, n: u64) -> Vec<String> {
+    let mut bodies = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let order = prepaid_order();
+        payments.store().insert(&order).await.unwrap();
+        bodies.push(testkit::signed_payment_notify(
+            payments.config(),
+            &order,
+            &format!("42000{i:023}"),
+        ));
+    }
+    bodies
+}
+
+fn bench_store(c: &mut Criterion, rt: &Runtime, backend: &str, store: Arc<dyn OrderStore>) {
+    let payments = Payments::builder(config()).store(store).build().unwrap();
+    let mut group = c.benchmark_group("notify");
+    group.throughput(Throughput::Elements(1));
+
+    group.bench_function(format!("first/{backend}"), |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let bodies = prepare(&payments, iters).await;
+                let start = Instant::now();
+                for body in &bodies {
+                    let reply = payments.handle_notify(body.as_bytes()).await;
+                    assert!(reply.is_success(), "{reply:?}");
+                }
+                start.elapsed()
+            })
+        })
+    });
+
+    let body = rt.block_on(async {
+        let body = prepare(&payments, 1).await.pop().unwrap();
+        assert!(payments.handle_notify(body.as_bytes()).await.is_success());
+        body
+    });
+    group.bench_function(format!("duplicate/{backend}"), |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let reply = payments.handle_notify(body.as_bytes()).await;
+                    assert!(reply.is_success(), "{reply:?}");
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    bench_store(c, &rt, "memory", Arc::new(MemoryStore::new()));
+
+    let dir = std::env::temp_dir().join(name());
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("bench.db").display());
+    let store = Arc::new(rt.block_on(SqlxStore::connect(&url)).unwrap());
+    bench_store(c, &rt, "sqlite", store.clone());
+    rt.block_on(store.close());
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    match std::env::var("WXPAY_TEST_POSTGRES_URL") {
+        Ok(url) => {
+            let schema = name();
+            let store = rt.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+                admin
+                    .execute(format!("CREATE SCHEMA {schema}").as_str())
+                    .await
+                    .unwrap();
+                let sep = if url.contains('?') { '&' } else { '?' };
+                let url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+                Arc::new(SqlxStore::connect(&url).await.unwrap())
+            });
+            bench_store(c, &rt, "postgres", store.clone());
+            rt.block_on(async {
+                store.close().await;
+                let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+                admin
+                    .execute(format!("DROP SCHEMA {schema} CASCADE").as_str())
+                    .await
+                    .unwrap();
+            });
+        }
+        Err(_) => println!("notify/*/postgres: SKIPPED (WXPAY_TEST_POSTGRES_URL not set)"),
+    }
+
+    match std::env::var("WXPAY_TEST_MYSQL_URL") {
+        Ok(url) => {
+            let db = name();
+            let base = url
+                .rsplit_once('/')
+                .map_or(url.as_str(), |(b, _)| b)
+                .to_owned();
+            let store = rt.block_on(async {
+                let mut admin = sqlx::MySqlConnection::connect(&url).await.unwrap();
+                admin
+                    .execute(format!("CREATE DATABASE {db}").as_str())
+                    .await
+                    .unwrap();
+                Arc::new(SqlxStore::connect(&format!("{base}/{db}")).await.unwrap())
+            });
+            bench_store(c, &rt, "mysql", store.clone());
+            rt.block_on(async {
+                store.close().await;
+                let mut admin = sqlx::MySqlConnection::connect(&url).await.unwrap();
+                admin
+                    .execute(format!("DROP DATABASE {db}").as_str())
+                    .await
+                    .unwrap();
+            });
+        }
+        Err(_) => println!("notify/*/mysql: SKIPPED (WXPAY_TEST_MYSQL_URL not set)"),
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20);
+    targets = bench
+}
+criterion_main!(benches);
