@@ -105,7 +105,9 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
     let mut depth = 0u8;
     let mut seen_root = false;
     let mut field: Option<String> = None;
-    let mut value = String::new();
+    // Most fields are one text or CDATA event: keep it borrowed until the
+    // end tag, and allocate once.
+    let mut value: std::borrow::Cow<'_, str> = std::borrow::Cow::Borrowed("");
 
     loop {
         let event = reader.read_event().map_err(XmlError::Syntax)?;
@@ -137,7 +139,7 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
                 }
                 depth = 2;
                 field = Some(name);
-                value.clear();
+                value = std::borrow::Cow::Borrowed("");
             }
             Event::Empty(start) => {
                 let name = decode_name(start.name().as_ref())?;
@@ -149,7 +151,8 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
             Event::End(_) => match depth {
                 2 => {
                     let name = field.take().ok_or(XmlError::Malformed("unbalanced end"))?;
-                    put(&mut params, name, std::mem::take(&mut value))?;
+                    let v = std::mem::replace(&mut value, std::borrow::Cow::Borrowed(""));
+                    put(&mut params, name, v.into_owned())?;
                     depth = 1;
                 }
                 1 => depth = 0,
@@ -158,7 +161,7 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
             Event::Text(t) => {
                 let raw = t.decode().map_err(|e| XmlError::Syntax(e.into()))?;
                 match depth {
-                    2 => value.push_str(&raw),
+                    2 => append(&mut value, raw),
                     _ if raw.trim().is_empty() => {}
                     _ => return Err(XmlError::Malformed("text outside a field")),
                 }
@@ -168,7 +171,7 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
                 if depth != 2 {
                     return Err(XmlError::Malformed("CDATA outside a field"));
                 }
-                value.push_str(&raw);
+                append(&mut value, raw);
             }
             Event::GeneralRef(r) => {
                 if depth != 2 {
@@ -176,7 +179,7 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
                 }
                 if r.is_char_ref() {
                     match r.resolve_char_ref() {
-                        Ok(Some(c)) => value.push(c),
+                        Ok(Some(c)) => value.to_mut().push(c),
                         _ => return Err(XmlError::Malformed("invalid character reference")),
                     }
                 } else {
@@ -189,7 +192,7 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
                         "quot" => '"',
                         other => return Err(XmlError::UnknownEntity(other.to_owned())),
                     };
-                    value.push(c);
+                    value.to_mut().push(c);
                 }
             }
         }
@@ -201,6 +204,15 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
         return Err(XmlError::Malformed("unclosed element"));
     }
     Ok(params)
+}
+
+/// Appends a piece of text, borrowing when it is the first piece.
+fn append<'a>(value: &mut std::borrow::Cow<'a, str>, piece: std::borrow::Cow<'a, str>) {
+    if value.is_empty() {
+        *value = piece;
+    } else {
+        value.to_mut().push_str(&piece);
+    }
 }
 
 fn decode_name(raw: &[u8]) -> Result<String, XmlError> {
