@@ -244,19 +244,31 @@ struct Db {
 impl Db {
     async fn open(url: &str) -> Result<Db, sqlx::Error> {
         sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite");
         let pool = AnyPoolOptions::new()
             .max_connections(5)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // per connection: wait for the one writer instead of
+                        // failing, and let readers run beside it
+                        for pragma in [
+                            "PRAGMA busy_timeout = 5000",
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = NORMAL",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
         let db = Db {
             pool,
             postgres: url.starts_with("postgres"),
         };
-        if url.starts_with("sqlite") {
-            sqlx::query("PRAGMA busy_timeout = 5000")
-                .execute(&db.pool)
-                .await?;
-        }
         for ddl in [
             "CREATE TABLE IF NOT EXISTS shop_sessions (token VARCHAR(64) PRIMARY KEY, openid VARCHAR(128) NOT NULL)",
             "CREATE TABLE IF NOT EXISTS shop_grants (out_trade_no VARCHAR(32) PRIMARY KEY, openid VARCHAR(128) NOT NULL, days BIGINT NOT NULL)",
