@@ -100,7 +100,9 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
     cfg.check_end_names = true;
     cfg.expand_empty_elements = false;
 
-    let mut params = Params::new();
+    // Collected in document order and sorted once at the end (WeChat sends
+    // fields sorted, so that is a linear pass), then bulk-built into a map.
+    let mut fields: Vec<(String, String)> = Vec::with_capacity(32);
     // depth 0: before/after root; 1: inside root; 2: inside a field
     let mut depth = 0u8;
     let mut seen_root = false;
@@ -146,13 +148,13 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
                 if depth == 2 {
                     return Err(XmlError::Nested(name));
                 }
-                put(&mut params, name, String::new())?;
+                fields.push((name, String::new()));
             }
             Event::End(_) => match depth {
                 2 => {
                     let name = field.take().ok_or(XmlError::Malformed("unbalanced end"))?;
                     let v = std::mem::replace(&mut value, std::borrow::Cow::Borrowed(""));
-                    put(&mut params, name, v.into_owned())?;
+                    fields.push((name, v.into_owned()));
                     depth = 1;
                 }
                 1 => depth = 0,
@@ -203,7 +205,11 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
     if depth != 0 {
         return Err(XmlError::Malformed("unclosed element"));
     }
-    Ok(params)
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(pair) = fields.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(XmlError::DuplicateField(pair[0].0.clone()));
+    }
+    Ok(Params::from(fields.into_iter().collect::<std::collections::BTreeMap<_, _>>()))
 }
 
 /// Appends a piece of text, borrowing when it is the first piece.
@@ -220,14 +226,6 @@ fn decode_name(raw: &[u8]) -> Result<String, XmlError> {
     std::str::from_utf8(raw)
         .map(str::to_owned)
         .map_err(XmlError::NotUtf8)
-}
-
-fn put(params: &mut Params, name: String, value: String) -> Result<(), XmlError> {
-    if params.contains(&name) {
-        return Err(XmlError::DuplicateField(name));
-    }
-    params.insert(name, value);
-    Ok(())
 }
 
 /// Writes `params` as a `<xml>` document: empty values are left out, plain
