@@ -64,7 +64,7 @@ impl Running {
             sim: true,
             database_url,
             sim_sign_type: sign_type,
-            sim_time_scale: 0.001,
+            sim_time_scale: 0.01,
         };
         let shop = Shop::start_with(&args, addr, |b| {
             b.sync_interval(Duration::from_millis(50))

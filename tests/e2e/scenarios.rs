@@ -278,8 +278,21 @@ pub async fn orders_close(fw: Framework) {
         .as_str()
         .unwrap()
         .to_owned();
-    // WeChat refuses closing within 5 (scaled) minutes
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // WeChat refuses closing within 5 (scaled: 3 s) minutes
+    let early = app
+        .post_json(
+            &format!("/pay/orders/{no}/close"),
+            Some(&alice),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        early.0, 502,
+        "closing too early is WeChat's refusal: {}",
+        early.1
+    );
+    assert_eq!(app.stored(&no).await.state, OrderState::Prepaid);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let (status, _) = app
         .post_json(&format!("/pay/orders/{no}/close"), Some(&bob), Value::Null)
         .await;

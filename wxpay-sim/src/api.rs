@@ -16,8 +16,8 @@ use wxpay_core::{
 };
 
 use crate::state::{
-    CLOSE_MIN_AGE, CODE_TTL, Order, OrderState, PREPAY_TTL, Refund, Sim, State as SimState,
-    prepay_id, random_alnum, refund_id,
+    CLOSE_MIN_AGE, CODE_TTL, CODE_TTL_FLOOR, Order, OrderState, PREPAY_TTL, Refund, Sim,
+    State as SimState, prepay_id, random_alnum, refund_id,
 };
 
 /// The pay-API endpoints.
@@ -706,7 +706,9 @@ fn code2session(sim: &Sim, q: &HashMap<String, String>) -> serde_json::Value {
     if sim.roll_system_error() {
         return err(-1, "system error");
     }
-    let ttl = sim.scaled(CODE_TTL);
+    // Scaled like every time rule, but never under CODE_TTL_FLOOR: at a fast
+    // time scale a code must not expire between a test minting and using it.
+    let ttl = sim.scaled(CODE_TTL).max(CODE_TTL_FLOOR);
     let mut st = sim.lock();
     let Some(entry) = st.codes.get_mut(code) else {
         return err(40029, "invalid code");

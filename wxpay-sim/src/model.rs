@@ -20,7 +20,8 @@ pub struct SimConfig {
     pub app_secret: AppSecret,
     /// Multiplies every time rule: notify retry delays, the 5-minute
     /// closeorder rule, the 2-hour prepay expiry, the 1-minute refund
-    /// processing and the 5-minute login-code lifetime. `0.001` turns a
+    /// processing and the 5-minute login-code lifetime (which never drops
+    /// below 10 real seconds, so fast tests do not race it). `0.001` turns a
     /// 15 s retry into 15 ms.
     pub time_scale: f64,
     /// Where refund notifies go when the refund request has no `notify_url`

@@ -25,6 +25,8 @@ pub(crate) const CLOSE_MIN_AGE: Duration = Duration::from_secs(5 * 60);
 pub(crate) const REFUND_DELAY: Duration = Duration::from_secs(60);
 /// Login codes live 5 minutes.
 pub(crate) const CODE_TTL: Duration = Duration::from_secs(5 * 60);
+/// The shortest a scaled login-code lifetime gets (real time).
+pub(crate) const CODE_TTL_FLOOR: Duration = Duration::from_secs(10);
 
 pub(crate) struct Sim {
     pub(crate) config: SimConfig,
