@@ -213,8 +213,14 @@ async fn refund_goes_processing_then_success_with_an_encrypted_notify() {
     let t = &inner["success_time"];
     assert!(wxpay_core::types::parse_beijing("success_time", t).is_ok() && t.len() == 19);
 
-    // The wrong key does not decrypt it to a document.
-    let log = env.sim.notifies().await;
+    // The receiver has the body before the simulator has logged the attempt
+    // (it logs after reading the reply): wait for the log, bounded.
+    let (log, _) = env
+        .sim
+        .wait_for_notifies(std::time::Duration::from_secs(5), |log| {
+            log.iter().filter(|a| a.kind == NotifyKind::Refund).count() >= 2
+        })
+        .await;
     let attempts: Vec<_> = log
         .iter()
         .filter(|a| a.kind == NotifyKind::Refund)
