@@ -209,7 +209,11 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
     if let Some(pair) = fields.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(XmlError::DuplicateField(pair[0].0.clone()));
     }
-    Ok(Params::from(fields.into_iter().collect::<std::collections::BTreeMap<_, _>>()))
+    Ok(Params::from(
+        fields
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    ))
 }
 
 /// Appends a piece of text, borrowing when it is the first piece.
