@@ -28,6 +28,12 @@ use crate::BoxError;
 /// `out_trade_no` (a unique key) in the same database transaction that
 /// grants, and treat "already granted" as success.
 ///
+/// `on_paid` runs inside the notify request, before WeChat gets its answer,
+/// and WeChat waits at most 5 seconds: keep it short (a database write), and
+/// hand slow work (mail, shipping calls) to a queue of your own. A slow
+/// `on_paid` is not unsafe — WeChat delivers again and the repeat is a
+/// duplicate — but it costs retries.
+///
 /// ```
 /// use async_trait::async_trait;
 /// use wxpay_core::{BoxError, flow::{Order, PaymentEvents}};
