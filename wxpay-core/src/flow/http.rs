@@ -63,7 +63,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::{CheckoutOutcome, CheckoutRequest, Order, Payments, PaymentsError, Rejection};
-use crate::{OutTradeNo, TradeType, notify};
+use crate::{OutTradeNo, notify};
 
 /// The most body bytes an adapter reads (1 MiB). Real notifies are a few
 /// KiB; checkout bodies are small JSON.
@@ -327,13 +327,8 @@ fn checkout_json(o: &CheckoutOutcome) -> Value {
         "total_fee": o.total_fee.0,
         "trade_type": o.trade_type.as_str(),
     });
-    // `wx.requestPayment` parameters only make sense for JSAPI; a NATIVE
-    // order is paid by scanning `code_url`.
-    if let Some(p) = o
-        .pay_params
-        .as_ref()
-        .filter(|_| o.trade_type != TradeType::Native)
-    {
+    // `Payments` gives pay params for JSAPI only; NATIVE has `code_url`.
+    if let Some(p) = &o.pay_params {
         v["pay_params"] = serde_json::to_value(p).unwrap_or(Value::Null);
     }
     if let Some(u) = &o.code_url {
