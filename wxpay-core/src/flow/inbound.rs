@@ -134,6 +134,16 @@ fn rejection_of(e: &NotifyError) -> NotifyRejection {
     }
 }
 
+/// Runs a notify handler inside `span` and records its outcome there.
+async fn traced(
+    span: tracing::Span,
+    handler: impl std::future::Future<Output = NotifyReply>,
+) -> NotifyReply {
+    let reply = handler.instrument(span.clone()).await;
+    span.record("outcome", tracing::field::debug(&reply.outcome));
+    reply
+}
+
 fn reject(e: &NotifyError) -> NotifyReply {
     tracing::warn!(error = %e, "notify refused");
     NotifyReply::fail(e.reply_message(), NotifyOutcome::Rejected(rejection_of(e)))
@@ -164,12 +174,7 @@ impl Payments {
             state = Empty,
             outcome = Empty
         );
-        let reply = self
-            .handle_notify_inner(body)
-            .instrument(span.clone())
-            .await;
-        span.record("outcome", tracing::field::debug(&reply.outcome));
-        reply
+        traced(span, self.handle_notify_inner(body)).await
     }
 
     async fn handle_notify_inner(&self, body: &[u8]) -> NotifyReply {
@@ -299,12 +304,7 @@ impl Payments {
             out_refund_no = Empty,
             outcome = Empty
         );
-        let reply = self
-            .handle_refund_notify_inner(body)
-            .instrument(span.clone())
-            .await;
-        span.record("outcome", tracing::field::debug(&reply.outcome));
-        reply
+        traced(span, self.handle_refund_notify_inner(body)).await
     }
 
     async fn handle_refund_notify_inner(&self, body: &[u8]) -> NotifyReply {
