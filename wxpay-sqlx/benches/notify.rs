@@ -24,24 +24,16 @@ use std::{
 };
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sqlx::{Connection, Executor};
 use tokio::runtime::Runtime;
 use wxpay_core::{
     ApiKey, Config, Fen, OutTradeNo, SignType, TradeType,
     flow::{MemoryStore, Order, OrderState, OrderStore, Payments},
     testkit,
 };
-use wxpay_sqlx::SqlxStore;
+
+mod scratch;
 
 static N: AtomicU64 = AtomicU64::new(0);
-
-fn name() -> String {
-    format!(
-        "wxpay_bench_{}_{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_micros()
-    )
-}
 
 fn config() -> Config {
     Config::new(
@@ -129,71 +121,10 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, backend: &str, store: Arc<dyn Or
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-
     bench_store(c, &rt, "memory", Arc::new(MemoryStore::new()));
-
-    let dir = std::env::temp_dir().join(name());
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.join("bench.db").display());
-    let store = Arc::new(rt.block_on(SqlxStore::connect(&url)).unwrap());
-    bench_store(c, &rt, "sqlite", store.clone());
-    rt.block_on(store.close());
-    drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
-
-    match std::env::var("WXPAY_TEST_POSTGRES_URL") {
-        Ok(url) => {
-            let schema = name();
-            let store = rt.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-                admin
-                    .execute(format!("CREATE SCHEMA {schema}").as_str())
-                    .await
-                    .unwrap();
-                let sep = if url.contains('?') { '&' } else { '?' };
-                let url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-                Arc::new(SqlxStore::connect(&url).await.unwrap())
-            });
-            bench_store(c, &rt, "postgres", store.clone());
-            rt.block_on(async {
-                store.close().await;
-                let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-                admin
-                    .execute(format!("DROP SCHEMA {schema} CASCADE").as_str())
-                    .await
-                    .unwrap();
-            });
-        }
-        Err(_) => println!("notify/*/postgres: SKIPPED (WXPAY_TEST_POSTGRES_URL not set)"),
-    }
-
-    match std::env::var("WXPAY_TEST_MYSQL_URL") {
-        Ok(url) => {
-            let db = name();
-            let base = url
-                .rsplit_once('/')
-                .map_or(url.as_str(), |(b, _)| b)
-                .to_owned();
-            let store = rt.block_on(async {
-                let mut admin = sqlx::MySqlConnection::connect(&url).await.unwrap();
-                admin
-                    .execute(format!("CREATE DATABASE {db}").as_str())
-                    .await
-                    .unwrap();
-                Arc::new(SqlxStore::connect(&format!("{base}/{db}")).await.unwrap())
-            });
-            bench_store(c, &rt, "mysql", store.clone());
-            rt.block_on(async {
-                store.close().await;
-                let mut admin = sqlx::MySqlConnection::connect(&url).await.unwrap();
-                admin
-                    .execute(format!("DROP DATABASE {db}").as_str())
-                    .await
-                    .unwrap();
-            });
-        }
-        Err(_) => println!("notify/*/mysql: SKIPPED (WXPAY_TEST_MYSQL_URL not set)"),
-    }
+    scratch::for_each_backend(&rt, "notify/*", |backend, store| {
+        bench_store(c, &rt, backend, Arc::new(store.clone()));
+    });
 }
 
 criterion_group! {
