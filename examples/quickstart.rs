@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use wxpay_core::{
-    BoxError, Config, Fen,
+    BoxError, Fen,
     flow::{
         Checkout, CheckoutRequest, MemoryStore, Order, OrderDraft, OrderState, PaymentEvents,
         Payments, Rejection,
@@ -45,17 +45,14 @@ impl PaymentEvents for Serve {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     // WeChat Pay, simulated: notify retries run 100x faster than real time.
-    let sim_config = SimConfig::test().with_time_scale(0.01);
-    let sim = Simulator::start(sim_config.clone()).await?;
+    let sim = Simulator::start(SimConfig::test().with_time_scale(0.01)).await?;
     println!("1. simulator listening on {}", sim.base_url());
 
     // Our server: the wxpay routes (notify included) on an OS-assigned port.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let config = Config::new(sim_config.appid, sim_config.mch_id, sim_config.api_key)
-        .with_app_secret(sim_config.app_secret)
-        .with_api_base(sim.base_url())
-        .with_open_api_base(sim.base_url())
+    let config = sim
+        .merchant_config()
         .with_notify_url(format!("http://{addr}/pay/notify"));
     println!("   merchant config: {config:?}");
     let payments = Payments::builder(config)

@@ -93,11 +93,9 @@ impl Shop {
     ) -> Result<Shop, BoxError> {
         let (config, sim) = if args.sim {
             let sim_config = SimConfig::test().with_time_scale(args.sim_time_scale);
-            let sim = Simulator::start(sim_config.clone()).await?;
-            let config = Config::new(sim_config.appid, sim_config.mch_id, sim_config.api_key)
-                .with_app_secret(sim_config.app_secret)
-                .with_api_base(sim.base_url())
-                .with_open_api_base(sim.base_url())
+            let sim = Simulator::start(sim_config).await?;
+            let config = sim
+                .merchant_config()
                 .with_notify_url(format!("http://{addr}/pay/notify"))
                 .with_refund_notify_url(format!("http://{addr}/pay/refund-notify"))
                 .with_sign_type(args.sim_sign_type);

@@ -207,6 +207,27 @@ impl SimHandle {
         &self.sim.config
     }
 
+    /// A merchant [`wxpay_core::Config`] that talks to this simulator: its
+    /// AppID, mch_id, API key and AppSecret, with the pay-API and open-API
+    /// bases both pointing here. Add your server's notify URL.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sim = wxpay_sim::Simulator::start(wxpay_sim::SimConfig::test()).await?;
+    /// let config = sim.merchant_config().with_notify_url("http://127.0.0.1:8080/pay/notify");
+    /// assert_eq!(config.api_base, sim.base_url());
+    /// assert_eq!(config.open_api_base, sim.base_url());
+    /// # Ok(()) }
+    /// ```
+    pub fn merchant_config(&self) -> wxpay_core::Config {
+        let c = self.config();
+        wxpay_core::Config::new(c.appid.clone(), c.mch_id.clone(), c.api_key.clone())
+            .with_app_secret(c.app_secret.clone())
+            .with_api_base(self.base_url())
+            .with_open_api_base(self.base_url())
+    }
+
     /// Mints a single-use `wx.login` code for `openid`
     /// (`POST /sim/login`).
     pub async fn login(&self, openid: &str) -> String {

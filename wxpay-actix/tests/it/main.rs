@@ -72,9 +72,8 @@ async fn checkout_against_the_simulator() {
     let sim = wxpay_sim::Simulator::start(wxpay_sim::SimConfig::test())
         .await
         .unwrap();
-    let c = sim.config();
-    let config = wxpay_core::Config::new(c.appid.clone(), c.mch_id.clone(), c.api_key.clone())
-        .with_api_base(sim.base_url())
+    let config = sim
+        .merchant_config()
         .with_notify_url("http://127.0.0.1:9/pay/notify");
     testkit::check_adapter_checkout(config, async |p| mount(p, false).await).await;
     sim.shutdown().await;
