@@ -312,7 +312,7 @@ impl<T: Transport> Client<T> {
             match self.call(path, params.clone(), false).await {
                 Err(e) if e.is_retryable() && attempt < self.retry.attempts.max(1) => {
                     tracing::debug!(path, attempt, error = %e, "retrying idempotent call");
-                    tokio_sleep(pause).await;
+                    tokio::time::sleep(pause).await;
                     pause *= 2;
                     attempt += 1;
                 }
@@ -437,10 +437,6 @@ impl<T: Transport> Client<T> {
             &self.config.api_key,
         )
     }
-}
-
-async fn tokio_sleep(d: Duration) {
-    tokio::time::sleep(d).await;
 }
 
 /// Applies steps 2–4 of the decision procedure to a parsed answer.

@@ -103,14 +103,7 @@ impl OutTradeNo {
     /// A fresh number: Beijing time `yyyyMMddHHmmss` plus 18 random
     /// alphanumerics (32 characters, sortable by creation time).
     pub fn generate() -> Self {
-        let mut s = format_beijing(Utc::now());
-        s.extend(
-            rand::thread_rng()
-                .sample_iter(&Alphanumeric)
-                .take(18)
-                .map(char::from),
-        );
-        Self(s)
+        Self(format_beijing(Utc::now()) + &random_alphanumeric(18))
     }
 
     /// The number as a string.
@@ -298,9 +291,13 @@ pub fn parse_beijing(field: &'static str, s: &str) -> Result<DateTime<FixedOffse
 
 /// A random 32-character alphanumeric `nonce_str`.
 pub fn nonce_str() -> String {
+    random_alphanumeric(32)
+}
+
+fn random_alphanumeric(len: usize) -> String {
     rand::thread_rng()
         .sample_iter(&Alphanumeric)
-        .take(32)
+        .take(len)
         .map(char::from)
         .collect()
 }
