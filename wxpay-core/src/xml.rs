@@ -7,9 +7,11 @@
 //! and bodies over the size cap. Writing wraps text in CDATA (splitting
 //! `]]>`) and writes plain digits bare, as WeChat does.
 
+use std::borrow::Cow;
+
 use quick_xml::events::Event;
 
-use crate::Params;
+use crate::{Params, params::ParamsBuilder};
 
 /// The largest body read by default: 1 MiB (real messages are a few KiB).
 pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024;
@@ -100,16 +102,13 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
     cfg.check_end_names = true;
     cfg.expand_empty_elements = false;
 
-    // Collected in document order and sorted once at the end (WeChat sends
-    // fields sorted, so that is a linear pass), then bulk-built into a map.
-    let mut fields: Vec<(String, String)> = Vec::with_capacity(32);
+    // Every name and value goes straight into one buffer (no allocation per
+    // field); fields are sorted once at the end, and WeChat sends them
+    // sorted, so that is a linear check.
+    let mut fields = ParamsBuilder::with_capacity(32, body.len());
     // depth 0: before/after root; 1: inside root; 2: inside a field
     let mut depth = 0u8;
     let mut seen_root = false;
-    let mut field: Option<String> = None;
-    // Most fields are one text or CDATA event: keep it borrowed until the
-    // end tag, and allocate once.
-    let mut value: std::borrow::Cow<'_, str> = std::borrow::Cow::Borrowed("");
 
     loop {
         let event = reader.read_event().map_err(XmlError::Syntax)?;
@@ -119,14 +118,14 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
             Event::DocType(_) => return Err(XmlError::Doctype),
             Event::PI(_) => return Err(XmlError::ProcessingInstruction),
             Event::Start(ref start) | Event::Empty(ref start) if depth == 0 => {
-                let name = decode_name(start.name().as_ref())?;
+                let name = sub_str(text, start.name().as_ref())?;
                 if seen_root {
                     return Err(XmlError::Malformed("content after the root element"));
                 }
                 if name != root {
                     return Err(XmlError::WrongRoot {
                         expected: root,
-                        found: name,
+                        found: name.into_owned(),
                     });
                 }
                 seen_root = true;
@@ -134,46 +133,41 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
                     depth = 1;
                 }
             }
-            Event::Start(start) => {
-                let name = decode_name(start.name().as_ref())?;
+            Event::Start(ref start) | Event::Empty(ref start) => {
+                let name = sub_str(text, start.name().as_ref())?;
                 if depth == 2 {
-                    return Err(XmlError::Nested(name));
+                    return Err(XmlError::Nested(name.into_owned()));
                 }
-                depth = 2;
-                field = Some(name);
-                value = std::borrow::Cow::Borrowed("");
-            }
-            Event::Empty(start) => {
-                let name = decode_name(start.name().as_ref())?;
-                if depth == 2 {
-                    return Err(XmlError::Nested(name));
+                fields.start_field(&name);
+                if matches!(event, Event::Start(_)) {
+                    depth = 2;
+                } else {
+                    fields.end_field();
                 }
-                fields.push((name, String::new()));
             }
             Event::End(_) => match depth {
                 2 => {
-                    let name = field.take().ok_or(XmlError::Malformed("unbalanced end"))?;
-                    let v = std::mem::replace(&mut value, std::borrow::Cow::Borrowed(""));
-                    fields.push((name, v.into_owned()));
+                    if !fields.end_field() {
+                        return Err(XmlError::Malformed("unbalanced end"));
+                    }
                     depth = 1;
                 }
                 1 => depth = 0,
                 _ => return Err(XmlError::Malformed("unbalanced end")),
             },
             Event::Text(t) => {
-                let raw = t.decode().map_err(|e| XmlError::Syntax(e.into()))?;
+                let raw = sub_str(text, &t)?;
                 match depth {
-                    2 => append(&mut value, raw),
+                    2 => fields.push_value(&raw),
                     _ if raw.trim().is_empty() => {}
                     _ => return Err(XmlError::Malformed("text outside a field")),
                 }
             }
             Event::CData(c) => {
-                let raw = c.decode().map_err(|e| XmlError::Syntax(e.into()))?;
                 if depth != 2 {
                     return Err(XmlError::Malformed("CDATA outside a field"));
                 }
-                append(&mut value, raw);
+                fields.push_value(&sub_str(text, &c)?);
             }
             Event::GeneralRef(r) => {
                 if depth != 2 {
@@ -181,12 +175,11 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
                 }
                 if r.is_char_ref() {
                     match r.resolve_char_ref() {
-                        Ok(Some(c)) => value.to_mut().push(c),
+                        Ok(Some(c)) => fields.push_value_char(c),
                         _ => return Err(XmlError::Malformed("invalid character reference")),
                     }
                 } else {
-                    let name = r.decode().map_err(|e| XmlError::Syntax(e.into()))?;
-                    let c = match name.as_ref() {
+                    let c = match &*sub_str(text, &r)? {
                         "lt" => '<',
                         "gt" => '>',
                         "amp" => '&',
@@ -194,7 +187,7 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
                         "quot" => '"',
                         other => return Err(XmlError::UnknownEntity(other.to_owned())),
                     };
-                    value.to_mut().push(c);
+                    fields.push_value_char(c);
                 }
             }
         }
@@ -205,31 +198,25 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
     if depth != 0 {
         return Err(XmlError::Malformed("unclosed element"));
     }
-    fields.sort_by(|a, b| a.0.cmp(&b.0));
-    if let Some(pair) = fields.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(XmlError::DuplicateField(pair[0].0.clone()));
-    }
-    Ok(Params::from(
-        fields
-            .into_iter()
-            .collect::<std::collections::BTreeMap<_, _>>(),
-    ))
+    fields.finish().map_err(XmlError::DuplicateField)
 }
 
-/// Appends a piece of text, borrowing when it is the first piece.
-fn append<'a>(value: &mut std::borrow::Cow<'a, str>, piece: std::borrow::Cow<'a, str>) {
-    if value.is_empty() {
-        *value = piece;
-    } else {
-        value.to_mut().push_str(&piece);
+/// `raw` as a string. The reader hands out slices of `text` (already
+/// checked to be UTF-8), so the common case is a range of `text` found by
+/// position: no copy and no second UTF-8 scan. Anything else is validated
+/// and copied.
+fn sub_str<'a>(text: &'a str, raw: &[u8]) -> Result<Cow<'a, str>, XmlError> {
+    let start = (raw.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+    let borrowed = start
+        .checked_add(raw.len())
+        .filter(|&end| end <= text.len())
+        .and_then(|end| text.get(start..end));
+    match borrowed {
+        Some(s) => Ok(Cow::Borrowed(s)),
+        None => std::str::from_utf8(raw)
+            .map(|s| Cow::Owned(s.to_owned()))
+            .map_err(XmlError::NotUtf8),
     }
-}
-
-fn decode_name(raw: &[u8]) -> Result<String, XmlError> {
-    // The body was checked to be UTF-8, so a name slice is UTF-8 too.
-    std::str::from_utf8(raw)
-        .map(str::to_owned)
-        .map_err(XmlError::NotUtf8)
 }
 
 /// Writes `params` as a `<xml>` document: empty values are left out, plain
