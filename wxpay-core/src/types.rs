@@ -2,7 +2,7 @@
 
 use std::{fmt, str::FromStr};
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
 use rand::{Rng, distributions::Alphanumeric};
 use serde::{Deserialize, Serialize};
 
@@ -276,13 +276,30 @@ pub fn format_beijing(t: DateTime<Utc>) -> String {
 /// # Errors
 /// A [`FieldError`] naming `field` when the text is neither form.
 pub fn parse_beijing(field: &'static str, s: &str) -> Result<DateTime<FixedOffset>, FieldError> {
-    let fmt = if s.len() == 14 {
-        "%Y%m%d%H%M%S"
-    } else {
-        "%Y-%m-%d %H:%M:%S"
+    let bad = || FieldError::new(field, format!("{s:?} is not a Beijing time"));
+    // Byte positions of the 14 digits in either form (every notify has one
+    // of these, so it is read by hand rather than through a format string).
+    const COMPACT: [usize; 14] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
+    const SPACED: [usize; 14] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+    let b = s.as_bytes();
+    let positions = match b.len() {
+        14 => &COMPACT,
+        19 if b[4] == b'-' && b[7] == b'-' && b[10] == b' ' && b[13] == b':' && b[16] == b':' => {
+            &SPACED
+        }
+        _ => return Err(bad()),
     };
-    let naive = NaiveDateTime::parse_from_str(s, fmt)
-        .map_err(|_| FieldError::new(field, format!("{s:?} is not a Beijing time")))?;
+    let mut digits = [0u32; 14];
+    for (d, &at) in digits.iter_mut().zip(positions) {
+        if !b[at].is_ascii_digit() {
+            return Err(bad());
+        }
+        *d = u32::from(b[at] - b'0');
+    }
+    let n = |r: std::ops::Range<usize>| digits[r].iter().fold(0, |n, d| n * 10 + d);
+    let naive = NaiveDate::from_ymd_opt(n(0..4) as i32, n(4..6), n(6..8))
+        .and_then(|d| d.and_hms_opt(n(8..10), n(10..12), n(12..14)))
+        .ok_or_else(bad)?;
     beijing()
         .from_local_datetime(&naive)
         .single()
@@ -355,7 +372,26 @@ mod tests {
             "2015-08-06T05:00:00+00:00"
         );
         assert!(parse_beijing("time_end", "2015080612540").is_err());
-        assert!(parse_beijing("time_end", "20151306125400").is_err());
+        for bad in [
+            "20151306125400",      // month 13
+            "20150230125400",      // 30 February
+            "20150806245400",      // hour 24
+            "2015080612540x",      // not a digit
+            "+0150806125400",      // a sign is not a digit
+            "2015-08-06T13:00:00", // ISO separator
+            "2015/08/06 13:00:00",
+            "201508061254000",
+            "",
+        ] {
+            let e = parse_beijing("time_end", bad).unwrap_err();
+            assert_eq!(e.field, "time_end", "{bad:?}");
+        }
+        assert_eq!(
+            parse_beijing("time_end", "20160229235959")
+                .unwrap()
+                .to_rfc3339(),
+            "2016-02-29T23:59:59+08:00"
+        );
         assert_eq!(nonce_str().len(), 32);
     }
 }
