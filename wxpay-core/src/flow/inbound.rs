@@ -257,18 +257,26 @@ impl Payments {
                 }),
             );
         }
-        let info = PaidInfo {
-            transaction_id: verified.transaction_id.clone(),
-            time_end: verified.time_end.clone(),
-            bank_type: verified.bank_type.clone(),
-            cash_fee: verified.cash_fee,
-            source: "notify",
-        };
-        let recorded = match self.record_payment(&order.out_trade_no, &info).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "order store failed; WeChat will deliver again");
-                return NotifyReply::fail("系统繁忙", NotifyOutcome::Unavailable);
+        let recorded = if order.state.is_paid() && order.transaction_id == verified.transaction_id {
+            // A redelivery of the payment already recorded (WeChat's retries,
+            // or a concurrent copy that won): no write, one read per
+            // duplicate. A different transaction_id takes the slow path,
+            // which reports it.
+            Recorded::Already(order)
+        } else {
+            let info = PaidInfo {
+                transaction_id: verified.transaction_id,
+                time_end: verified.time_end,
+                bank_type: verified.bank_type,
+                cash_fee: verified.cash_fee,
+                source: "notify",
+            };
+            match self.record_payment(&order.out_trade_no, &info).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "order store failed; WeChat will deliver again");
+                    return NotifyReply::fail("系统繁忙", NotifyOutcome::Unavailable);
+                }
             }
         };
         self.after_paid(&recorded).await;

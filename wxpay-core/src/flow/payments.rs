@@ -602,7 +602,7 @@ impl Payments {
         let store = &self.inner.store;
         for _ in 0..4 {
             let at = now();
-            let patch = OrderPatch {
+            let patch = || OrderPatch {
                 transaction_id: Some(info.transaction_id.clone()),
                 time_end: Some(info.time_end.clone()),
                 bank_type: Some(info.bank_type.clone()),
@@ -613,7 +613,7 @@ impl Payments {
                 out_trade_no.clone(),
                 &[OrderState::Created, OrderState::Prepaid],
                 OrderState::Paid,
-                patch.clone(),
+                patch(),
                 at,
             )
             .expect("CREATED/PREPAID → PAID is legal");
@@ -647,7 +647,7 @@ impl Payments {
                             "paid after the order was {} (reported by {}); refund or fulfil by hand",
                             found.state, info.source
                         ))),
-                        ..patch
+                        ..patch()
                     },
                     at,
                 )
