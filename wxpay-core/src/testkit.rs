@@ -686,12 +686,16 @@ impl Kit {
                 })
                 .await,
         );
-        if limited.len() != 2 || !sorted(&limited) {
+        let nos = |found: &[Order]| -> Vec<OutTradeNo> {
+            found.iter().map(|o| o.out_trade_no.clone()).collect()
+        };
+        if nos(&limited) != nos(&found[..found.len().min(2)]) {
             fail(
                 case,
                 format!(
-                    "list with limit 2 returned {} orders (or unsorted)",
-                    limited.len()
+                    "list with limit 2 returned {:?}, expected the two oldest of {:?}",
+                    nos(&limited),
+                    nos(&found)
                 ),
             );
         }
@@ -731,10 +735,14 @@ impl Kit {
             }
         }
         let limited = ok(case, listing.unfulfilled(now, 1).await);
-        if limited.len() != 1 {
+        if nos(&limited) != nos(&found[..found.len().min(1)]) {
             fail(
                 case,
-                format!("unfulfilled with limit 1 returned {} orders", limited.len()),
+                format!(
+                    "unfulfilled with limit 1 returned {:?}, expected the oldest of {:?}",
+                    nos(&limited),
+                    nos(&found)
+                ),
             );
         }
     }
