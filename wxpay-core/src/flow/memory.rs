@@ -2,7 +2,8 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, MutexGuard},
+    hash::BuildHasher,
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -15,13 +16,24 @@ use super::{
 };
 use crate::OutTradeNo;
 
+/// Lock shards: notifies for different orders on different worker threads
+/// rarely wait for each other.
+const SHARDS: usize = 16;
+
+type Shard = HashMap<OutTradeNo, Arc<Order>>;
+
 /// Orders in a process-local map.
 ///
-/// Every operation takes one short-lived lock (never held across an
-/// `.await`), so transitions and fulfilment claims are atomic within the
-/// process. Orders are lost when the process exits and are not shared
-/// between instances: use it for tests, demos and single-instance tools;
-/// use a database store (`wxpay-sqlx`) in production.
+/// Every operation on one order takes one short-lived lock on the shard
+/// that holds it (never held across an `.await`), so transitions and
+/// fulfilment claims are atomic within the process. Orders are kept behind
+/// `Arc`s, so the copies handed out are made after the lock is released.
+/// Listings lock one shard at a time: they see each order as it was at
+/// some moment during the call, like a database read without a snapshot.
+///
+/// Orders are lost when the process exits and are not shared between
+/// instances: use it for tests, demos and single-instance tools; use a
+/// database store (`wxpay-sqlx`) in production.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -31,7 +43,8 @@ use crate::OutTradeNo;
 /// ```
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    orders: Mutex<HashMap<OutTradeNo, Order>>,
+    shards: [Mutex<Shard>; SHARDS],
+    hasher: std::hash::RandomState,
 }
 
 impl MemoryStore {
@@ -42,28 +55,41 @@ impl MemoryStore {
 
     /// The number of stored orders.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.shards.iter().map(|s| lock(s).len()).sum()
     }
 
     /// Whether no order is stored.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.len() == 0
     }
 
     /// Every stored order, oldest `created_at` first (for tests and debugging).
     pub fn snapshot(&self) -> Vec<Order> {
-        let mut all: Vec<Order> = self.lock().values().cloned().collect();
+        let mut all: Vec<Order> = self.all().iter().map(|o| Order::clone(o)).collect();
         all.sort_by(|a, b| (a.created_at, &a.out_trade_no).cmp(&(b.created_at, &b.out_trade_no)));
         all
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<OutTradeNo, Order>> {
-        // A panic while holding the lock cannot leave an order half-updated
-        // (every update replaces whole values), so poisoning is ignored.
-        self.orders
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The shard that holds `no`, locked.
+    fn shard(&self, no: &OutTradeNo) -> MutexGuard<'_, Shard> {
+        lock(&self.shards[self.hasher.hash_one(no) as usize % SHARDS])
     }
+
+    /// Every order (shared handles; one shard locked at a time).
+    fn all(&self) -> Vec<Arc<Order>> {
+        self.shards
+            .iter()
+            .flat_map(|s| lock(s).values().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+}
+
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    // A panic while holding the lock cannot leave an order half-updated
+    // (updates are plain field assignments), so poisoning is ignored.
+    shard
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
@@ -84,28 +110,39 @@ fn unfulfilled_at(order: &Order, now: DateTime<Utc>) -> bool {
 #[async_trait]
 impl OrderStore for MemoryStore {
     async fn insert(&self, order: &Order) -> Result<(), StoreError> {
-        let mut orders = self.lock();
-        if orders.contains_key(&order.out_trade_no) {
+        let fresh = Arc::new(order.clone());
+        let mut shard = self.shard(&order.out_trade_no);
+        if shard.contains_key(&order.out_trade_no) {
             return Err(StoreError::Duplicate(order.out_trade_no.clone()));
         }
-        orders.insert(order.out_trade_no.clone(), order.clone());
+        shard.insert(order.out_trade_no.clone(), fresh);
         Ok(())
     }
 
     async fn get(&self, out_trade_no: &OutTradeNo) -> Result<Option<Order>, StoreError> {
-        Ok(self.lock().get(out_trade_no).cloned())
+        let found = self.shard(out_trade_no).get(out_trade_no).cloned();
+        Ok(found.map(|o| Order::clone(&o)))
     }
 
     async fn transition(&self, t: &Transition) -> Result<TransitionOutcome, StoreError> {
-        let mut orders = self.lock();
-        let Some(order) = orders.get_mut(&t.out_trade_no) else {
-            return Ok(TransitionOutcome::NotFound);
+        let (applied, order) = {
+            let mut shard = self.shard(&t.out_trade_no);
+            let Some(order) = shard.get_mut(&t.out_trade_no) else {
+                return Ok(TransitionOutcome::NotFound);
+            };
+            let applied = t.from.contains(&order.state);
+            if applied {
+                // In place unless a reader still holds the old version.
+                Arc::make_mut(order).apply(t.to, &t.patch, t.at);
+            }
+            (applied, Arc::clone(order))
         };
-        if !t.from.contains(&order.state) {
-            return Ok(TransitionOutcome::NotApplied(order.clone()));
-        }
-        order.apply(t.to, &t.patch, t.at);
-        Ok(TransitionOutcome::Applied(order.clone()))
+        let order = Order::clone(&order);
+        Ok(if applied {
+            TransitionOutcome::Applied(order)
+        } else {
+            TransitionOutcome::NotApplied(order)
+        })
     }
 
     async fn claim_fulfilment(
@@ -114,8 +151,8 @@ impl OrderStore for MemoryStore {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<bool, StoreError> {
-        let mut orders = self.lock();
-        let Some(order) = orders.get_mut(out_trade_no) else {
+        let mut shard = self.shard(out_trade_no);
+        let Some(order) = shard.get_mut(out_trade_no) else {
             return Ok(false);
         };
         let free = match order.fulfilment {
@@ -124,7 +161,7 @@ impl OrderStore for MemoryStore {
             Fulfilment::Done { .. } => false,
         };
         if free {
-            order.fulfilment = Fulfilment::Claimed {
+            Arc::make_mut(order).fulfilment = Fulfilment::Claimed {
                 until: lease_end(now, lease),
             };
         }
@@ -136,8 +173,8 @@ impl OrderStore for MemoryStore {
         out_trade_no: &OutTradeNo,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        if let Some(order) = self.lock().get_mut(out_trade_no) {
-            order.fulfilment = Fulfilment::Done { at };
+        if let Some(order) = self.shard(out_trade_no).get_mut(out_trade_no) {
+            Arc::make_mut(order).fulfilment = Fulfilment::Done { at };
         }
         Ok(())
     }
@@ -150,9 +187,8 @@ impl OrderStore for MemoryStore {
 #[async_trait]
 impl OrderListing for MemoryStore {
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Order>, StoreError> {
-        let orders = self.lock();
         Ok(oldest(
-            orders.values().filter(|o| {
+            self.all().into_iter().filter(|o| {
                 filter.states.contains(&o.state) && o.updated_at <= filter.updated_before
             }),
             filter.limit,
@@ -164,9 +200,8 @@ impl OrderListing for MemoryStore {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Order>, StoreError> {
-        let orders = self.lock();
         Ok(oldest(
-            orders.values().filter(|o| unfulfilled_at(o, now)),
+            self.all().into_iter().filter(|o| unfulfilled_at(o, now)),
             limit,
         ))
     }
@@ -175,15 +210,15 @@ impl OrderListing for MemoryStore {
 /// The `limit` least recently updated of `orders`, oldest first. Only
 /// those are cloned: a store of a million orders answers the reconciler's
 /// "oldest 100" without copying the rest.
-fn oldest<'a>(orders: impl Iterator<Item = &'a Order>, limit: usize) -> Vec<Order> {
-    let by_age = |a: &&Order, b: &&Order| {
+fn oldest(orders: impl Iterator<Item = Arc<Order>>, limit: usize) -> Vec<Order> {
+    let by_age = |a: &Arc<Order>, b: &Arc<Order>| {
         (a.updated_at, &a.out_trade_no).cmp(&(b.updated_at, &b.out_trade_no))
     };
-    let mut found: Vec<&Order> = orders.collect();
+    let mut found: Vec<Arc<Order>> = orders.collect();
     if limit < found.len() {
         found.select_nth_unstable_by(limit, by_age);
         found.truncate(limit);
     }
     found.sort_unstable_by(by_age);
-    found.into_iter().cloned().collect()
+    found.iter().map(|o| Order::clone(o)).collect()
 }
