@@ -8,15 +8,18 @@
 //!   shop's own tables, written by its `on_paid`, in a SQLite file);
 //! - `shop-sqlite`: the `axum_shop` router, orders and shop tables in SQLite.
 //!
-//! Each shop gets `--orders` PREPAID orders and a file of their signed
-//! notifies; wrk POSTs them round-robin. Run 1 (`first`) pays them (each
-//! notify is a first notify until the orders run out, then duplicates: the
-//! table says how many orders got paid); run 2 (`dup`) sends only the
-//! bodies of the orders run 1 paid, so every request is a duplicate. Needs `wrk` on `PATH`
-//! (`apt-get install wrk`); see BENCHMARKS.md.
+//! Each round gives every target fresh PREPAID orders (`--orders`, or
+//! `--orders-fast` for `wxpay-memory`) and a file of their signed notifies;
+//! wrk POSTs them round-robin. Per round: `bare` once, then for each target
+//! run 1 (`first`) pays its orders (each notify is a first notify until the
+//! orders run out, then duplicates: the table says how many orders got
+//! paid) and run 2 (`dup`) sends only the bodies of the orders run 1 paid,
+//! so every request is a duplicate. Ratios are taken against the same
+//! round's `bare`, and the summary gives each one's median over the rounds.
+//! Needs `wrk` on `PATH` (`apt-get install wrk`); see BENCHMARKS.md.
 //!
 //! ```sh
-//! cargo run --release --example notify_load -- --duration 10 --connections 32
+//! cargo run --release --example notify_load -- --duration 10 --connections 32 --rounds 3
 //! ```
 
 #[path = "axum_shop/app.rs"]
@@ -60,6 +63,16 @@ struct Opts {
     /// Tokio worker threads of the servers (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// Rounds (1 to 20): each measures `bare` and every target afresh.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
+    /// Targets besides `bare`, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "wxpay-memory,shop-memory,shop-sqlite"
+    )]
+    targets: Vec<Kind>,
 }
 
 const LUA: &str = r#"
@@ -95,16 +108,23 @@ function done(summary, latency, requests)
 end
 "#;
 
+/// A running server under test.
 struct Target {
     name: &'static str,
     addr: SocketAddr,
-    store: Option<Arc<dyn OrderStore>>,
+    store: Arc<dyn OrderStore>,
+    config: wxpay_core::Config,
+}
+
+/// One round's orders of a target and their notify bodies.
+struct Batch {
     orders: Vec<OutTradeNo>,
     lines: Vec<String>,
     bodies: PathBuf,
 }
 
 struct Run {
+    round: u32,
     target: &'static str,
     phase: &'static str,
     rps: f64,
@@ -123,6 +143,9 @@ fn main() -> Result<(), BoxError> {
         || !orders.contains(&opts.orders_fast)
     {
         return Err("--duration must be 1..=120 and --orders(-fast) 1..=1000000".into());
+    }
+    if !(1..=20).contains(&opts.rounds) {
+        return Err("--rounds must be 1..=20".into());
     }
     match Command::new("wrk").arg("--version").output() {
         Ok(_) => {}
@@ -152,89 +175,101 @@ async fn run(opts: &Opts, dir: &Path) -> Result<(), BoxError> {
     std::fs::write(&script, LUA)?;
 
     let bare = bare_server().await?;
-    let mut targets = vec![Target {
-        name: "bare",
-        addr: bare,
-        store: None,
-        orders: Vec::new(),
-        lines: Vec::new(),
-        bodies: dir.join("bare.txt"),
-    }];
-    for (name, kind) in [
-        ("wxpay-memory", Kind::Wxpay),
-        ("shop-memory", Kind::ShopMemory),
-        ("shop-sqlite", Kind::ShopSqlite),
-    ] {
-        let t0 = Instant::now();
-        let n = if kind == Kind::Wxpay {
-            opts.orders_fast
-        } else {
-            opts.orders
-        };
-        let target = server(name, kind, n, dir).await?;
-        println!(
-            "{name}: {n} PREPAID orders stored and signed in {:.1} s",
-            t0.elapsed().as_secs_f64()
-        );
-        if targets[0].orders.is_empty() {
-            // The bare handler gets the same bodies (it ignores them).
-            std::fs::copy(&target.bodies, &targets[0].bodies)?;
-            targets[0].orders = vec![target.orders[0].clone()];
+    let mut targets = Vec::new();
+    for &kind in &opts.targets {
+        if targets.iter().any(|t: &Target| t.name == kind.name()) {
+            continue;
         }
-        targets.push(target);
+        targets.push(server(kind, dir).await?);
     }
 
     let mut runs = Vec::new();
-    for t in &targets {
-        let Some(store) = &t.store else {
-            let r = wrk(opts, &script, t, &t.bodies, "-")?;
+    for round in 1..=opts.rounds {
+        let mut batches = Vec::new();
+        for t in &targets {
+            let t0 = Instant::now();
+            let n = if t.name == Kind::Wxpay.name() {
+                opts.orders_fast
+            } else {
+                opts.orders
+            };
+            let batch = prepare(t, n, round, dir).await?;
+            println!(
+                "round {round}, {}: {n} PREPAID orders stored and signed in {:.1} s",
+                t.name,
+                t0.elapsed().as_secs_f64()
+            );
+            batches.push(batch);
+        }
+        // The bare handler gets the same bodies (it ignores them).
+        let bare_bodies = batches.first().map_or_else(
+            || -> Result<PathBuf, BoxError> {
+                let path = dir.join("bare.txt");
+                std::fs::write(&path, "<xml></xml>\n")?;
+                Ok(path)
+            },
+            |b| Ok(b.bodies.clone()),
+        )?;
+        let r = wrk(opts, &script, "bare", bare, &bare_bodies, round, "-")?;
+        print_run(&r);
+        runs.push(r);
+
+        for (t, batch) in targets.iter().zip(&batches) {
+            let mut r = wrk(opts, &script, t.name, t.addr, &batch.bodies, round, "first")?;
+            let paid = paid_orders(t.store.as_ref(), &batch.orders).await?;
+            r.paid = Some(paid.len());
             print_run(&r);
             runs.push(r);
-            continue;
-        };
-        let mut r = wrk(opts, &script, t, &t.bodies, "first")?;
-        let paid = paid_orders(store.as_ref(), &t.orders).await?;
-        r.paid = Some(paid.len());
-        print_run(&r);
-        runs.push(r);
-        if paid.is_empty() {
-            continue;
+            if paid.is_empty() {
+                continue;
+            }
+            let dup_bodies = dir.join(format!("{}-{round}-dup.txt", t.name));
+            let mut text = String::new();
+            for i in paid {
+                text.push_str(&batch.lines[i]);
+                text.push('\n');
+            }
+            std::fs::write(&dup_bodies, text)?;
+            let mut r = wrk(opts, &script, t.name, t.addr, &dup_bodies, round, "dup")?;
+            r.paid = Some(paid_orders(t.store.as_ref(), &batch.orders).await?.len());
+            print_run(&r);
+            runs.push(r);
         }
-        let dup_bodies = dir.join(format!("{}-dup.txt", t.name));
-        let mut text = String::new();
-        for i in paid {
-            text.push_str(&t.lines[i]);
-            text.push('\n');
-        }
-        std::fs::write(&dup_bodies, text)?;
-        let mut r = wrk(opts, &script, t, &dup_bodies, "dup")?;
-        r.paid = Some(paid_orders(store.as_ref(), &t.orders).await?.len());
-        print_run(&r);
-        runs.push(r);
     }
+    print_tables(opts, &runs);
+    Ok(())
+}
 
-    let bare_rps = runs[0].rps;
+/// Every run, then the median ratio to `bare` per target and phase.
+fn print_tables(opts: &Opts, runs: &[Run]) {
+    let bare_rps = |round: u32| {
+        runs.iter()
+            .find(|r| r.round == round && r.target == "bare")
+            .map_or(f64::NAN, |r| r.rps)
+    };
     println!();
     println!(
-        "wrk -t{} -c{} -d{}s, {} orders per shop, {} for wxpay-memory, {} cores",
+        "wrk -t{} -c{} -d{}s, {} round(s), {} orders per shop, {} for wxpay-memory, {} cores",
         opts.threads,
         opts.connections,
         opts.duration,
+        opts.rounds,
         opts.orders,
         opts.orders_fast,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "| target | run | req/s | vs bare | requests | orders paid | not SUCCESS | p50 | p99 |"
+        "| round | target | run | req/s | vs bare | requests | orders paid | not SUCCESS | p50 | p99 |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
-    for r in &runs {
+    println!("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in runs {
         println!(
-            "| {} | {} | {:.0} | {:.1} % | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.1} % | {} | {} | {} | {} | {} |",
+            r.round,
             r.target,
             r.phase,
             r.rps,
-            100.0 * r.rps / bare_rps,
+            100.0 * r.rps / bare_rps(r.round),
             r.requests,
             r.paid.map_or("-".to_owned(), |p| p.to_string()),
             r.not_success,
@@ -242,21 +277,65 @@ async fn run(opts: &Opts, dir: &Path) -> Result<(), BoxError> {
             r.p99,
         );
     }
-    Ok(())
+    println!();
+    println!("| target | run | median vs bare | min | max | rounds |");
+    println!("|---|---|---:|---:|---:|---:|");
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for r in runs.iter().filter(|r| r.target != "bare") {
+        if !keys.contains(&(r.target, r.phase)) {
+            keys.push((r.target, r.phase));
+        }
+    }
+    for (target, phase) in keys {
+        let mut ratios: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.target == target && r.phase == phase)
+            .map(|r| 100.0 * r.rps / bare_rps(r.round))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let n = ratios.len();
+        let median = if n % 2 == 1 {
+            ratios[n / 2]
+        } else {
+            (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+        };
+        println!(
+            "| {target} | {phase} | {median:.1} % | {:.1} % | {:.1} % | {n} |",
+            ratios[0],
+            ratios[n - 1]
+        );
+    }
 }
 
 fn print_run(r: &Run) {
     println!(
-        "{:<12} {:<5} {:>10.0} req/s  ({} requests, {} not SUCCESS)",
-        r.target, r.phase, r.rps, r.requests, r.not_success
+        "round {} {:<12} {:<5} {:>10.0} req/s  ({} requests, {} not SUCCESS)",
+        r.round, r.target, r.phase, r.rps, r.requests, r.not_success
     );
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// The targets besides `bare`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 enum Kind {
+    /// `wxpay_axum::router` alone, MemoryStore, no-op `on_paid`.
+    #[value(name = "wxpay-memory")]
     Wxpay,
+    /// `axum_shop`'s router, orders in a MemoryStore.
+    #[value(name = "shop-memory")]
     ShopMemory,
+    /// `axum_shop` as shipped, everything in SQLite.
+    #[value(name = "shop-sqlite")]
     ShopSqlite,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Wxpay => "wxpay-memory",
+            Kind::ShopMemory => "shop-memory",
+            Kind::ShopSqlite => "shop-sqlite",
+        }
+    }
 }
 
 /// The floor: axum, reading the body, answering the fixed SUCCESS XML.
@@ -279,14 +358,9 @@ async fn bare_server() -> Result<SocketAddr, BoxError> {
 }
 
 /// The axum shop (embedded simulator config, so notifies are signed with its
-/// key), or wxpay's router alone, with `orders` PREPAID orders and their
-/// notify bodies in a file.
-async fn server(
-    name: &'static str,
-    kind: Kind,
-    orders: u64,
-    dir: &Path,
-) -> Result<Target, BoxError> {
+/// key), or wxpay's router alone, serving on an ephemeral port.
+async fn server(kind: Kind, dir: &Path) -> Result<Target, BoxError> {
+    let name = kind.name();
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let args = shop::Args {
@@ -300,13 +374,17 @@ async fn server(
         sim_time_scale: 1.0,
     };
     let memory_store: Arc<dyn OrderStore> = Arc::new(MemoryStore::new());
-    let (shop, payments) = if kind == Kind::Wxpay {
+    let payments = if kind == Kind::Wxpay {
         let sim = wxpay_sim::SimConfig::test();
         let config = wxpay_core::Config::new(sim.appid, sim.mch_id, sim.api_key);
         let payments = wxpay_core::flow::Payments::builder(config)
             .store(memory_store)
             .build()?;
-        (None, payments)
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let app = axum::Router::new().nest("/pay", wxpay_axum::router(payments.clone()));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        payments
     } else {
         let shop = shop::Shop::start_with(&args, addr, |b| {
             if kind == Kind::ShopMemory {
@@ -317,17 +395,26 @@ async fn server(
         })
         .await?;
         let payments = shop.payments.clone();
-        (Some(shop), payments)
+        tokio::spawn(app::serve(Arc::new(shop), listener));
+        payments
     };
-    let store = payments.store().clone();
-    let config = payments.config().clone();
+    Ok(Target {
+        name,
+        addr,
+        store: payments.store().clone(),
+        config: payments.config().clone(),
+    })
+}
 
+/// Stores `orders` fresh PREPAID orders in `t` and writes their signed
+/// notifies, one a line.
+async fn prepare(t: &Target, orders: u64, round: u32, dir: &Path) -> Result<Batch, BoxError> {
     let mut text = String::new();
     let mut lines = Vec::with_capacity(orders as usize);
     let mut nos = Vec::with_capacity(orders as usize);
     let now = chrono::Utc::now();
     for i in 0..orders {
-        let no = OutTradeNo::new(format!("L{}{i:09}", &name[..1]))?;
+        let no = OutTradeNo::new(format!("L{}{round}x{i:09}", &t.name[..1]))?;
         let mut order = Order::new(
             no.clone(),
             wxpay_core::Fen(shop::VIP_MONTH_FEN),
@@ -342,8 +429,9 @@ async fn server(
         order.attach = Some("vip-month:1".into());
         order.prepay_id = Some(format!("wx_load_{i}"));
         order.state = OrderState::Prepaid;
-        store.insert(&order).await?;
-        let body = testkit::signed_payment_notify(&config, &order, &format!("4200{i:024}"));
+        t.store.insert(&order).await?;
+        let body =
+            testkit::signed_payment_notify(&t.config, &order, &format!("4200{round:04}{i:020}"));
         if body.contains('\n') {
             return Err("a notify body with a newline".into());
         }
@@ -352,39 +440,26 @@ async fn server(
         lines.push(body);
         nos.push(no);
     }
-    let bodies = dir.join(format!("{name}.txt"));
+    let bodies = dir.join(format!("{}-{round}.txt", t.name));
     std::fs::write(&bodies, text)?;
-
-    match shop {
-        Some(shop) => {
-            tokio::spawn(app::serve(Arc::new(shop), listener));
-        }
-        None => {
-            listener.set_nonblocking(true)?;
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            let app = axum::Router::new().nest("/pay", wxpay_axum::router(payments));
-            tokio::spawn(async move { axum::serve(listener, app).await });
-        }
-    }
-    Ok(Target {
-        name,
-        addr,
-        store: Some(store),
+    Ok(Batch {
         orders: nos,
         lines,
         bodies,
     })
 }
 
-/// One wrk run against `t`'s notify route.
+/// One wrk run against the notify route at `addr`.
 fn wrk(
     opts: &Opts,
     script: &Path,
-    t: &Target,
+    target: &'static str,
+    addr: SocketAddr,
     bodies: &Path,
+    round: u32,
     phase: &'static str,
 ) -> Result<Run, BoxError> {
-    let url = format!("http://{}/pay/notify", t.addr);
+    let url = format!("http://{addr}/pay/notify");
     let out = Command::new("timeout")
         .arg((opts.duration + 30).to_string())
         .arg("wrk")
@@ -403,7 +478,7 @@ fn wrk(
     if !out.status.success() {
         return Err(format!(
             "wrk failed on {}: {}\n{}",
-            t.name,
+            target,
             text,
             String::from_utf8_lossy(&out.stderr)
         )
@@ -422,7 +497,8 @@ fn wrk(
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     Ok(Run {
-        target: t.name,
+        round,
+        target,
         phase,
         rps: field("Requests/sec:")
             .and_then(|v| v.parse().ok())
