@@ -3,7 +3,9 @@
 use std::{
     collections::HashMap,
     fmt,
+    future::Future,
     sync::{Arc, Mutex},
+    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -718,7 +720,15 @@ impl Payments {
                 }
             }
             let budget = s.lease.mul_f64(0.8);
-            match tokio::time::timeout(budget, self.inner.events.on_paid(order)).await {
+            // An effect that finishes at its first poll (in-memory work) needs
+            // no timer; tokio's timers take a driver lock even when unused.
+            let mut effect = std::pin::pin!(self.inner.events.on_paid(order));
+            let first = std::future::poll_fn(|cx| Poll::Ready(effect.as_mut().poll(cx))).await;
+            let outcome = match first {
+                Poll::Ready(done) => Ok(done),
+                Poll::Pending => tokio::time::timeout(budget, effect).await,
+            };
+            match outcome {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "on_paid failed; retried after the lease");

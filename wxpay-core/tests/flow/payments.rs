@@ -862,3 +862,78 @@ async fn failed_on_paid_is_retried_after_the_lease() {
     r.run_once().await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// Sleeps `delay` on its first call, then answers at once.
+struct SlowOnce {
+    calls: Arc<AtomicUsize>,
+    finished: Arc<AtomicUsize>,
+    delay: Duration,
+}
+
+#[async_trait]
+impl PaymentEvents for SlowOnce {
+    async fn on_paid(&self, _order: &Order) -> Result<(), BoxError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_on_paid_over_its_budget_is_cancelled_and_retried() {
+    let stub = Stub::start(SignType::Md5).await;
+    let (calls, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let payments = Payments::builder(stub.config.clone())
+        .client(stub.client())
+        .checkout(Shop)
+        .events(SlowOnce {
+            calls: calls.clone(),
+            finished: finished.clone(),
+            delay: Duration::from_secs(30),
+        })
+        // budget: 80 % of the lease
+        .fulfilment_lease(Duration::from_millis(250))
+        .build()
+        .unwrap();
+    let out = payments.checkout(buy()).await.unwrap();
+    let order = payments.order(&out.out_trade_no).await.unwrap();
+    let started = std::time::Instant::now();
+    let reply = payments
+        .handle_notify(
+            signed_payment_notify(&stub.config, &order, "4200000000000000000000000009").as_bytes(),
+        )
+        .await;
+    assert!(reply.is_success(), "{reply:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the notify waited for the slow effect"
+    );
+    assert_eq!(
+        (
+            calls.load(Ordering::SeqCst),
+            finished.load(Ordering::SeqCst)
+        ),
+        (1, 0)
+    );
+    let stored = payments.order(&out.out_trade_no).await.unwrap();
+    assert!(
+        matches!(stored.fulfilment, Fulfilment::Claimed { .. }),
+        "a cancelled effect is not marked done: {:?}",
+        stored.fulfilment
+    );
+    // After the lease the reconciler runs it again; this time it is quick.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = payments.reconciler(Duration::from_secs(60));
+    assert_eq!(r.run_once().await.unwrap().fulfilled, 1);
+    assert_eq!(
+        (
+            calls.load(Ordering::SeqCst),
+            finished.load(Ordering::SeqCst)
+        ),
+        (2, 1)
+    );
+    let stored = payments.order(&out.out_trade_no).await.unwrap();
+    assert!(matches!(stored.fulfilment, Fulfilment::Done { .. }));
+}
