@@ -133,15 +133,19 @@ fn rejection_of(e: &NotifyError) -> NotifyRejection {
         _ => NotifyRejection::Malformed,
     }
 }
-
-/// Runs a notify handler inside `span` and records its outcome there.
-async fn traced(
-    span: tracing::Span,
-    handler: impl std::future::Future<Output = NotifyReply>,
-) -> NotifyReply {
-    let reply = handler.instrument(span.clone()).await;
-    span.record("outcome", tracing::field::debug(&reply.outcome));
-    reply
+/// Runs a notify handler in `span` and records its outcome there.
+///
+/// A macro rather than an `async fn`: an `async fn` taking the handler's
+/// future as an argument holds it twice (the argument and the awaited
+/// copy), which doubled the notify future that every web framework copies
+/// into a box per request.
+macro_rules! traced {
+    ($span:expr, $handler:expr) => {{
+        let span = $span;
+        let reply = $handler.instrument(span.clone()).await;
+        span.record("outcome", tracing::field::debug(&reply.outcome));
+        reply
+    }};
 }
 
 fn reject(e: &NotifyError) -> NotifyReply {
@@ -174,7 +178,7 @@ impl Payments {
             state = Empty,
             outcome = Empty
         );
-        traced(span, self.handle_notify_inner(body)).await
+        traced!(span, self.handle_notify_inner(body))
     }
 
     async fn handle_notify_inner(&self, body: &[u8]) -> NotifyReply {
@@ -312,7 +316,7 @@ impl Payments {
             out_refund_no = Empty,
             outcome = Empty
         );
-        traced(span, self.handle_refund_notify_inner(body)).await
+        traced!(span, self.handle_refund_notify_inner(body))
     }
 
     async fn handle_refund_notify_inner(&self, body: &[u8]) -> NotifyReply {
