@@ -89,10 +89,12 @@ async fn serve(payments: &Payments, req: HttpRequest, body: web::Payload) -> Htt
         req.match_info().unprocessed(),
         Vec::new(),
     );
-    for (name, value) in req.headers() {
-        input.add_header(name.as_str(), value.as_bytes());
+    if input.needs_headers() {
+        for (name, value) in req.headers() {
+            input.add_header(name.as_str(), value.as_bytes());
+        }
+        input.client_ip = req.peer_addr().map(|addr| addr.ip().to_string());
     }
-    input.client_ip = req.peer_addr().map(|addr| addr.ip().to_string());
     match body.to_bytes_limited(MAX_BODY_BYTES).await {
         Ok(Ok(bytes)) => input.body = bytes.into(),
         Ok(Err(_)) | Err(_) => input = input.with_body_too_large(),

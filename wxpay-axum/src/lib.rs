@@ -78,13 +78,15 @@ async fn serve(State(payments): State<Payments>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     // Inside `nest`, the URI path is relative to the prefix.
     let mut input = HttpIn::new(parts.method.as_str(), parts.uri.path(), Vec::new());
-    for (name, value) in &parts.headers {
-        input.add_header(name.as_str(), value.as_bytes());
+    if input.needs_headers() {
+        for (name, value) in &parts.headers {
+            input.add_header(name.as_str(), value.as_bytes());
+        }
+        input.client_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
     }
-    input.client_ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string());
     match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(bytes) => input.body = bytes.into(),
         Err(_) => input = input.with_body_too_large(),

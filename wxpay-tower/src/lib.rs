@@ -167,13 +167,15 @@ impl WxpayService {
         // A path outside the prefix becomes one the core does not know (404).
         let path = self.relative_path(parts.uri.path()).unwrap_or_default();
         let mut input = HttpIn::new(parts.method.as_str(), path, Vec::new());
-        for (name, value) in &parts.headers {
-            input.add_header(name.as_str(), value.as_bytes());
+        if input.needs_headers() {
+            for (name, value) in &parts.headers {
+                input.add_header(name.as_str(), value.as_bytes());
+            }
+            input.client_ip = parts
+                .extensions
+                .get::<SocketAddr>()
+                .map(|addr| addr.ip().to_string());
         }
-        input.client_ip = parts
-            .extensions
-            .get::<SocketAddr>()
-            .map(|addr| addr.ip().to_string());
         match Limited::new(body, MAX_BODY_BYTES).collect().await {
             Ok(collected) => input.body = collected.to_bytes().into(),
             Err(_) => input = input.with_body_too_large(),

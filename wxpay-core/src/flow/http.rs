@@ -131,6 +131,17 @@ impl HttpIn {
         self
     }
 
+    /// Whether [`handle`] reads this request's headers and client IP. Only
+    /// the order routes do (the app's [`Checkout`](super::Checkout)
+    /// identifies the caller); the notify routes read the body alone, so an
+    /// adapter may skip copying headers when this is `false`.
+    pub fn needs_headers(&self) -> bool {
+        !matches!(
+            Route::parse(&self.path),
+            Some(Route::Notify | Route::RefundNotify)
+        )
+    }
+
     /// Sets [`client_ip`](HttpIn::client_ip).
     pub fn with_client_ip(mut self, ip: impl Into<String>) -> HttpIn {
         self.client_ip = Some(ip.into());
@@ -211,13 +222,23 @@ impl Route {
     fn parse(path: &str) -> Option<Route> {
         let path = path.split(['?', '#']).next().unwrap_or("");
         let rest = path.strip_prefix('/')?;
-        let segments: Vec<&str> = rest.split('/').collect();
-        match segments.as_slice() {
-            ["orders"] => Some(Route::Orders),
-            ["orders", no] if !no.is_empty() => Some(Route::Order((*no).to_owned())),
-            ["orders", no, "close"] if !no.is_empty() => Some(Route::Close((*no).to_owned())),
-            ["notify"] => Some(Route::Notify),
-            ["refund-notify"] => Some(Route::RefundNotify),
+        let mut segments = rest.split('/');
+        let segments = [
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ];
+        match segments {
+            [Some("orders"), None, ..] => Some(Route::Orders),
+            [Some("orders"), Some(no), None, _] if !no.is_empty() => {
+                Some(Route::Order(no.to_owned()))
+            }
+            [Some("orders"), Some(no), Some("close"), None] if !no.is_empty() => {
+                Some(Route::Close(no.to_owned()))
+            }
+            [Some("notify"), None, ..] => Some(Route::Notify),
+            [Some("refund-notify"), None, ..] => Some(Route::RefundNotify),
             _ => None,
         }
     }
@@ -988,6 +1009,13 @@ mod tests {
         assert!(Route::parse("orders").is_none());
         assert!(Route::parse("").is_none());
         assert!(Route::parse("/orders//close").is_none());
+        assert!(Route::parse("/orders/A/close/x").is_none());
+        assert!(Route::parse("/notify/x").is_none());
+        assert!(Route::parse("/orders/").is_none());
+        assert!(!HttpIn::new("POST", "/notify", Vec::new()).needs_headers());
+        assert!(!HttpIn::new("POST", "/refund-notify?x", Vec::new()).needs_headers());
+        assert!(HttpIn::new("GET", "/orders/A", Vec::new()).needs_headers());
+        assert!(HttpIn::new("GET", "/elsewhere", Vec::new()).needs_headers());
     }
 
     #[test]
