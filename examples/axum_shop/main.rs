@@ -8,14 +8,7 @@ mod app;
 #[path = "../shop/mod.rs"]
 mod shop;
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> Result<(), wxpay_core::BoxError> {
-    let args = shop::Args::parse();
-    let listener = shop::init(&args)?;
-    let shop = shop::Shop::start(&args, listener.local_addr()?).await?;
-    println!("axum shop listening on http://{}", listener.local_addr()?);
-    app::serve(std::sync::Arc::new(shop), listener).await?;
-    Ok(())
+    shop::run("axum", app::serve).await
 }

@@ -13,12 +13,12 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sqlx::{AnyPool, Row, any::AnyPoolOptions};
+use sqlx::{AnyPool, Row};
 use wxpay_core::{
-    BoxError, Config, Fen, OutTradeNo, SignType,
+    BoxError, Config, Fen, SignType,
     flow::{
-        Checkout, CheckoutRequest, Order, OrderDraft, OrderStore, PaymentEvents, Payments,
-        PaymentsBuilder, Rejection,
+        Checkout, CheckoutRequest, Order, OrderDraft, PaymentEvents, Payments, PaymentsBuilder,
+        Rejection,
     },
     types::nonce_str,
 };
@@ -46,29 +46,38 @@ pub struct Args {
         default_value = "sqlite://wxpay-shop.db?mode=rwc"
     )]
     pub database_url: String,
-    /// With `--sim`: the merchant's sign type (`MD5` or `HMAC-SHA256`);
-    /// otherwise `WXPAY_SIGN_TYPE` applies.
+    /// With `--sim`: the merchant's sign type (`MD5` or `HMAC-SHA256`).
     #[arg(long, default_value = "MD5")]
     pub sim_sign_type: SignType,
-    /// With `--sim`: how much faster than real time the simulator runs
-    /// (notify retries, expiry rules).
+    /// With `--sim`: how much faster than real time the simulator runs.
     #[arg(long, default_value_t = 0.01)]
     pub sim_time_scale: f64,
 }
 
-/// Logging from `RUST_LOG`, and the listening socket.
-pub fn init(args: &Args) -> std::io::Result<std::net::TcpListener> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .try_init();
-    std::net::TcpListener::bind(args.listen)
+/// An example's `main`: logging from `RUST_LOG`, the command line, the
+/// shop, then `serve` (the framework's part) on the listening socket.
+pub async fn run<F, Fut>(framework: &str, serve: F) -> Result<(), BoxError>
+where
+    F: FnOnce(Arc<Shop>, std::net::TcpListener) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<()>>,
+{
+    let filter = tracing_subscriber::EnvFilter::from_default_env();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let args = <Args as clap::Parser>::parse();
+    let listener = std::net::TcpListener::bind(args.listen)?;
+    let shop = Shop::start(&args, listener.local_addr()?).await?;
+    println!(
+        "{framework} shop listening on http://{}",
+        listener.local_addr()?
+    );
+    Ok(serve(Arc::new(shop), listener).await?)
 }
 
 /// What a running shop holds.
 pub struct Shop {
     /// The payment service mounted under `/pay`.
     pub payments: Payments,
-    db: Db,
+    pub(crate) db: Db,
     /// The embedded simulator (with `--sim`).
     pub sim: Option<SimHandle>,
 }
@@ -76,10 +85,13 @@ pub struct Shop {
 /// An HTTP answer in framework-free form: status and JSON.
 pub type Reply = (u16, Value);
 
+fn error(status: u16, code: &str, message: &str) -> Reply {
+    (status, json!({ "error": code, "message": message }))
+}
+
 impl Shop {
-    /// Opens storage, configures WeChat Pay (from `WXPAY_*` or the embedded
-    /// simulator) and builds the payment service; `addr` is where this
-    /// server listens (the simulator delivers notifies there).
+    /// Opens storage, configures WeChat Pay (`WXPAY_*`, or the embedded
+    /// simulator, which delivers notifies to `addr`) and builds payments.
     pub async fn start(args: &Args, addr: SocketAddr) -> Result<Shop, BoxError> {
         Shop::start_with(args, addr, |b| b).await
     }
@@ -92,27 +104,26 @@ impl Shop {
         tweak: impl FnOnce(PaymentsBuilder) -> PaymentsBuilder,
     ) -> Result<Shop, BoxError> {
         let (config, sim) = if args.sim {
-            let sim_config = SimConfig::test().with_time_scale(args.sim_time_scale);
-            let sim = Simulator::start(sim_config).await?;
+            let sim =
+                Simulator::start(SimConfig::test().with_time_scale(args.sim_time_scale)).await?;
+            println!("simulator (WeChat Pay stand-in) at {}", sim.base_url());
             let config = sim
                 .merchant_config()
                 .with_notify_url(format!("http://{addr}/pay/notify"))
                 .with_refund_notify_url(format!("http://{addr}/pay/refund-notify"))
                 .with_sign_type(args.sim_sign_type);
-            println!("simulator (WeChat Pay stand-in) at {}", sim.base_url());
             (config, Some(sim))
         } else {
             (Config::from_env()?, None)
         };
-        let store: Arc<dyn OrderStore> = Arc::new(SqlxStore::connect(&args.database_url).await?);
+        // wxpay's orders first: it also puts a SQLite file in WAL mode.
+        let store = Arc::new(SqlxStore::connect(&args.database_url).await?);
         let db = Db::open(&args.database_url).await?;
-        let payments = tweak(
-            Payments::builder(config)
-                .store(store)
-                .checkout(ShopCheckout { db: db.clone() })
-                .events(Grants { db: db.clone() }),
-        )
-        .build()?;
+        let builder = Payments::builder(config)
+            .store(store)
+            .checkout(ShopCheckout(db.clone()))
+            .events(Grants(db.clone()));
+        let payments = tweak(builder).build()?;
         payments.reconciler(Duration::from_secs(30)).spawn();
         Ok(Shop { payments, db, sim })
     }
@@ -124,117 +135,100 @@ impl Shop {
             code: String,
         }
         let Ok(Login { code }) = serde_json::from_slice(body) else {
-            return (
-                400,
-                json!({"error": "bad_request", "message": "expected {\"code\"}"}),
-            );
+            return error(400, "bad_request", "expected {\"code\"}");
         };
         let session = match self.payments.login(&code).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "login failed");
-                return (
-                    401,
-                    json!({"error": "unauthorized", "message": "login failed"}),
-                );
+                return error(401, "unauthorized", "login failed");
             }
         };
         let token = nonce_str();
         match self.db.put_session(&token, &session.openid).await {
             Ok(()) => (200, json!({ "token": token })),
-            Err(e) => {
-                tracing::error!(error = %e, "storing the session failed");
-                (500, json!({"error": "internal", "message": "try again"}))
-            }
+            Err(e) => internal(&e),
         }
     }
 
     /// `GET /me` with `Authorization: Bearer …`.
     pub async fn me(&self, authorization: Option<&str>) -> Reply {
         let Some(openid) = self.db.openid(authorization).await else {
-            return (
-                401,
-                json!({"error": "unauthorized", "message": "sign in first"}),
-            );
+            return error(401, "unauthorized", "sign in first");
         };
         match self.db.vip_days(&openid).await {
             Ok(days) => (200, json!({ "openid": openid, "vip_days": days })),
-            Err(e) => {
-                tracing::error!(error = %e, "reading grants failed");
-                (500, json!({"error": "internal", "message": "try again"}))
-            }
+            Err(e) => internal(&e),
         }
     }
 }
 
-/// Prices orders from the catalog; the client's amount is never read.
-struct ShopCheckout {
-    db: Db,
+fn internal(e: &sqlx::Error) -> Reply {
+    tracing::error!(error = %e, "database error");
+    error(500, "internal", "try again")
 }
+
+/// Prices orders from the catalog; the client's amount is never read.
+struct ShopCheckout(Db);
 
 #[async_trait]
 impl Checkout for ShopCheckout {
     async fn identify(&self, req: &CheckoutRequest) -> Result<Option<String>, Rejection> {
-        Ok(self.db.openid(req.header("authorization")).await)
+        Ok(self.0.openid(req.header("authorization")).await)
     }
 
     async fn order(&self, req: &CheckoutRequest) -> Result<OrderDraft, Rejection> {
         #[derive(Deserialize)]
         struct Buy {
             sku: String,
-            #[serde(default = "one")]
-            quantity: u32,
+            quantity: Option<u32>,
         }
-        fn one() -> u32 {
-            1
-        }
-        let openid = self
-            .db
-            .openid(req.header("authorization"))
-            .await
-            .ok_or_else(|| Rejection::unauthorized("sign in first"))?;
+        let openid = self.identify(req).await?;
+        let openid = openid.ok_or_else(|| Rejection::unauthorized("sign in first"))?;
         let buy: Buy = req.json()?;
+        let quantity = buy.quantity.unwrap_or(1);
         if buy.sku != "vip-month" {
             return Err(Rejection::bad_request(format!("unknown sku {:?}", buy.sku)));
         }
-        if !(1..=12).contains(&buy.quantity) {
+        if !(1..=12).contains(&quantity) {
             return Err(Rejection::bad_request("quantity must be 1 to 12"));
         }
-        let total = Fen(VIP_MONTH_FEN * u64::from(buy.quantity));
+        let total = Fen(VIP_MONTH_FEN * u64::from(quantity));
         Ok(
             OrderDraft::jsapi(openid.clone(), "wxpay shop-VIP membership", total)
                 .with_owner(openid)
-                .with_attach(format!("vip-month:{}", buy.quantity)),
+                .with_attach(format!("vip-month:{quantity}")),
         )
     }
 }
 
 /// Grants VIP days once per paid order: the grant row is keyed by
 /// `out_trade_no`, so a repeated `on_paid` changes nothing.
-struct Grants {
-    db: Db,
-}
+pub(crate) struct Grants(pub(crate) Db);
 
 #[async_trait]
 impl PaymentEvents for Grants {
     async fn on_paid(&self, order: &Order) -> Result<(), BoxError> {
         let owner = order.owner.as_deref().ok_or("order without owner")?;
-        let quantity: i64 = order
-            .attach
-            .as_deref()
-            .and_then(|a| a.strip_prefix("vip-month:"))
-            .and_then(|q| q.parse().ok())
+        let quantity: i64 = (order.attach.as_deref())
+            .and_then(|a| a.strip_prefix("vip-month:")?.parse().ok())
             .ok_or("order without a vip-month quantity")?;
-        self.db
-            .grant(&order.out_trade_no, owner, quantity * VIP_DAYS)
-            .await?;
-        Ok(())
+        let sql = self
+            .0
+            .sql("INSERT INTO shop_grants (out_trade_no, openid, days) VALUES (?, ?, ?)");
+        let insert = (sqlx::query(&sql).bind(order.out_trade_no.as_str()))
+            .bind(owner)
+            .bind(quantity * VIP_DAYS);
+        match insert.execute(&self.0.pool).await {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(()), // granted before
+            done => Ok(done.map(drop)?),
+        }
     }
 }
 
 /// The shop's own tables, beside wxpay's orders in the same database.
 #[derive(Clone)]
-struct Db {
+pub(crate) struct Db {
     pool: AnyPool,
     postgres: bool,
 }
@@ -242,38 +236,18 @@ struct Db {
 impl Db {
     async fn open(url: &str) -> Result<Db, sqlx::Error> {
         sqlx::any::install_default_drivers();
-        let sqlite = url.starts_with("sqlite");
-        let pool = AnyPoolOptions::new()
+        let pool = sqlx::any::AnyPoolOptions::new()
             .max_connections(5)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if sqlite {
-                        // per connection: wait for the one writer instead of
-                        // failing, and let readers run beside it
-                        for pragma in [
-                            "PRAGMA busy_timeout = 5000",
-                            "PRAGMA journal_mode = WAL",
-                            "PRAGMA synchronous = NORMAL",
-                        ] {
-                            sqlx::query(pragma).execute(&mut *conn).await?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
             .connect(url)
             .await?;
-        let db = Db {
-            pool,
-            postgres: url.starts_with("postgres"),
-        };
         for ddl in [
             "CREATE TABLE IF NOT EXISTS shop_sessions (token VARCHAR(64) PRIMARY KEY, openid VARCHAR(128) NOT NULL)",
             "CREATE TABLE IF NOT EXISTS shop_grants (out_trade_no VARCHAR(32) PRIMARY KEY, openid VARCHAR(128) NOT NULL, days BIGINT NOT NULL)",
         ] {
-            sqlx::query(ddl).execute(&db.pool).await?;
+            sqlx::query(ddl).execute(&pool).await?;
         }
-        Ok(db)
+        let postgres = url.starts_with("postgres");
+        Ok(Db { pool, postgres })
     }
 
     /// `?` placeholders, rewritten to `$n` for PostgreSQL.
@@ -281,31 +255,24 @@ impl Db {
         if !self.postgres {
             return q.to_owned();
         }
-        let mut n = 0;
-        q.chars()
-            .map(|c| {
-                if c == '?' {
-                    n += 1;
-                    format!("${n}")
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect()
+        let mut parts = q.split('?');
+        let mut sql = parts.next().unwrap_or_default().to_owned();
+        for (i, rest) in parts.enumerate() {
+            sql += &format!("${}{rest}", i + 1);
+        }
+        sql
     }
 
     async fn put_session(&self, token: &str, openid: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(&self.sql("INSERT INTO shop_sessions (token, openid) VALUES (?, ?)"))
-            .bind(token)
-            .bind(openid)
-            .execute(&self.pool)
-            .await
-            .map(drop)
+        let sql = self.sql("INSERT INTO shop_sessions (token, openid) VALUES (?, ?)");
+        let insert = sqlx::query(&sql).bind(token).bind(openid);
+        insert.execute(&self.pool).await.map(drop)
     }
 
     async fn openid(&self, authorization: Option<&str>) -> Option<String> {
         let token = authorization?.strip_prefix("Bearer ")?.trim();
-        let row = sqlx::query(&self.sql("SELECT openid FROM shop_sessions WHERE token = ?"))
+        let sql = self.sql("SELECT openid FROM shop_sessions WHERE token = ?");
+        let row = sqlx::query(&sql)
             .bind(token)
             .fetch_optional(&self.pool)
             .await
@@ -313,29 +280,9 @@ impl Db {
         row.try_get("openid").ok()
     }
 
-    async fn grant(&self, no: &OutTradeNo, openid: &str, days: i64) -> Result<(), sqlx::Error> {
-        let exists = sqlx::query(&self.sql("SELECT days FROM shop_grants WHERE out_trade_no = ?"))
-            .bind(no.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        if exists.is_none() {
-            sqlx::query(
-                &self.sql("INSERT INTO shop_grants (out_trade_no, openid, days) VALUES (?, ?, ?)"),
-            )
-            .bind(no.as_str())
-            .bind(openid)
-            .bind(days)
-            .execute(&self.pool)
-            .await?;
-        }
-        Ok(())
-    }
-
     async fn vip_days(&self, openid: &str) -> Result<i64, sqlx::Error> {
-        let rows = sqlx::query(&self.sql("SELECT days FROM shop_grants WHERE openid = ?"))
-            .bind(openid)
-            .fetch_all(&self.pool)
-            .await?;
+        let sql = self.sql("SELECT days FROM shop_grants WHERE openid = ?");
+        let rows = sqlx::query(&sql).bind(openid).fetch_all(&self.pool).await?;
         rows.iter().map(|r| r.try_get::<i64, _>("days")).sum()
     }
 }

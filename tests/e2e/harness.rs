@@ -189,6 +189,20 @@ impl Running {
         me["vip_days"].as_i64().unwrap()
     }
 
+    /// Runs the shop's `on_paid` for a paid order once more, as a fulfilment
+    /// retried after an expired lease would: it must succeed (the grant is
+    /// already there) and grant nothing.
+    pub async fn grant_again_changes_nothing(&self, out_trade_no: &str, token: &str, days: i64) {
+        use wxpay_core::flow::PaymentEvents;
+        let order = self.stored(out_trade_no).await;
+        let grants = crate::shop::Grants(self.shop.db.clone());
+        grants
+            .on_paid(&order)
+            .await
+            .expect("a repeated grant is not an error");
+        assert_eq!(self.vip_days(token).await, days, "granted twice");
+    }
+
     /// Polls `GET /pay/orders/{no}` (which syncs stale orders) until `state`.
     pub async fn wait_state(&self, token: &str, out_trade_no: &str, state: &str) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);

@@ -218,6 +218,7 @@ pub async fn concurrent_duplicate_notifies_fulfil_once(fw: Framework) {
     assert!(replies.iter().all(|r| r == SUCCESS), "{replies:?}");
     assert_eq!(app.stored(&no).await.state, OrderState::Paid);
     assert_eq!(app.vip_days(&alice).await, 30);
+    app.grant_again_changes_nothing(&no, &alice, 30).await;
 }
 
 async fn futures_join<F, Fut>(n: usize, f: F) -> Vec<String>

@@ -112,6 +112,7 @@ async fn two_shops_share_one_database(env: &str) {
     assert_eq!(b.stored(&no).await.state, OrderState::Paid);
     assert_eq!(a.vip_days(&token).await, 30, "granted exactly once");
     assert_eq!(b.vip_days(&token).await, 30);
+    b.grant_again_changes_nothing(&no, &token, 30).await;
     drop((a, b));
     place.cleanup().await;
 }
