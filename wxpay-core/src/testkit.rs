@@ -39,7 +39,7 @@ const RACERS: usize = 50;
 /// microseconds: a store must keep at least microsecond precision.
 ///
 /// What is checked:
-/// - `insert` then `get` returns every field unchanged (all states, every
+/// - `insert` then `get` (and `get_shared`) returns every field unchanged (all states, every
 ///   optional field set and unset, each [`Fulfilment`] variant, non-ASCII text);
 ///   `get` of an unknown number is `None`;
 /// - a second `insert` of the same number is [`StoreError::Duplicate`] and
@@ -172,6 +172,15 @@ impl Kit {
             ),
             None => fail(case, format!("order {} is missing", want.out_trade_no)),
         }
+        match ok(case, store.get_shared(&want.out_trade_no).await) {
+            Some(got) if &*got == want => {}
+            got => fail(
+                case,
+                format!(
+                    "get_shared differs from the stored order\n  expected: {want:?}\n  got:      {got:?}"
+                ),
+            ),
+        }
     }
 
     async fn roundtrip(&self, store: &dyn OrderStore) {
@@ -200,6 +209,12 @@ impl Kit {
         }
         if let Some(o) = ok(case, store.get(&self.no("rt-absent")).await) {
             fail(case, format!("get of an unknown number returned {o:?}"));
+        }
+        if let Some(o) = ok(case, store.get_shared(&self.no("rt-absent")).await) {
+            fail(
+                case,
+                format!("get_shared of an unknown number returned {o:?}"),
+            );
         }
     }
 

@@ -203,7 +203,7 @@ impl Payments {
             };
         };
         tracing::Span::current().record("out_trade_no", claimed.as_str());
-        let order = match self.inner.store.get(&claimed).await {
+        let order = match self.inner.store.get_shared(&claimed).await {
             Ok(Some(o)) => o,
             Ok(None) => {
                 // Verify before answering, so that the reply is no oracle for
@@ -244,7 +244,7 @@ impl Payments {
                 "WeChat reports the payment failed; nothing recorded"
             );
             return NotifyReply::success(NotifyOutcome::PaymentFailed {
-                out_trade_no: order.out_trade_no,
+                out_trade_no: order.out_trade_no.clone(),
             });
         }
         if verified.total_fee != order.total_fee {
@@ -288,12 +288,12 @@ impl Payments {
             Recorded::Paid { order, late } => {
                 tracing::info!(late, "payment recorded");
                 NotifyReply::success(NotifyOutcome::Paid {
-                    out_trade_no: order.out_trade_no,
+                    out_trade_no: order.out_trade_no.clone(),
                     late,
                 })
             }
             Recorded::Already(order) => NotifyReply::success(NotifyOutcome::Duplicate {
-                out_trade_no: order.out_trade_no,
+                out_trade_no: order.out_trade_no.clone(),
             }),
             Recorded::NotFound => NotifyReply::fail(
                 "订单不存在",

@@ -124,6 +124,13 @@ impl OrderStore for MemoryStore {
         Ok(found.map(|o| Order::clone(&o)))
     }
 
+    async fn get_shared(
+        &self,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<Option<Arc<Order>>, StoreError> {
+        Ok(self.shard(out_trade_no).get(out_trade_no).cloned())
+    }
+
     async fn transition(&self, t: &Transition) -> Result<TransitionOutcome, StoreError> {
         let (applied, order) = {
             let mut shard = self.shard(&t.out_trade_no);

@@ -307,9 +307,9 @@ pub(crate) struct PaidInfo {
 #[derive(Debug, Clone)]
 pub(crate) enum Recorded {
     /// This call moved the order to PAID (`late`: from CLOSED/FAILED).
-    Paid { order: Order, late: bool },
+    Paid { order: Arc<Order>, late: bool },
     /// It was already paid.
-    Already(Order),
+    Already(Arc<Order>),
     /// The order vanished.
     NotFound,
 }
@@ -621,7 +621,10 @@ impl Payments {
             .expect("CREATED/PREPAID → PAID is legal");
             let found = match store.transition(&t).await? {
                 TransitionOutcome::Applied(order) => {
-                    return Ok(Recorded::Paid { order, late: false });
+                    return Ok(Recorded::Paid {
+                        order: Arc::new(order),
+                        late: false,
+                    });
                 }
                 TransitionOutcome::NotApplied(o) => o,
                 TransitionOutcome::NotFound => return Ok(Recorded::NotFound),
@@ -637,7 +640,7 @@ impl Payments {
                         "a second transaction for a paid order: check for a double payment"
                     );
                 }
-                return Ok(Recorded::Already(found));
+                return Ok(Recorded::Already(Arc::new(found)));
             }
             if matches!(found.state, OrderState::Closed | OrderState::Failed) {
                 let t = Transition::new(
@@ -661,7 +664,10 @@ impl Payments {
                             "payment arrived for a {} order: recorded PAID and flagged",
                             found.state
                         );
-                        return Ok(Recorded::Paid { order, late: true });
+                        return Ok(Recorded::Paid {
+                            order: Arc::new(order),
+                            late: true,
+                        });
                     }
                     TransitionOutcome::NotApplied(_) => continue,
                     TransitionOutcome::NotFound => return Ok(Recorded::NotFound),

@@ -1,6 +1,6 @@
 //! [`OrderStore`]: the storage contract apps implement against their database.
 
-use std::{error::Error as StdError, time::Duration};
+use std::{error::Error as StdError, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -83,6 +83,20 @@ pub trait OrderStore: Send + Sync + 'static {
     /// # Errors
     /// A backend or corrupt-row error; a missing order is `Ok(None)`.
     async fn get(&self, out_trade_no: &OutTradeNo) -> Result<Option<Order>, StoreError>;
+
+    /// Loads an order as a shared, read-only handle. The default wraps
+    /// [`get`](OrderStore::get); a store that keeps orders in memory can
+    /// hand out its own copy instead of cloning it (every notify reads its
+    /// order once, and most only read it).
+    ///
+    /// # Errors
+    /// As [`get`](OrderStore::get).
+    async fn get_shared(
+        &self,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<Option<Arc<Order>>, StoreError> {
+        Ok(self.get(out_trade_no).await?.map(Arc::new))
+    }
 
     /// Atomically moves an order from one of `t.from` to `t.to` with `t.patch`.
     ///
