@@ -246,7 +246,7 @@ pub struct Coupon {
 /// A [`FieldError`] for a malformed `coupon_fee_$n`.
 pub fn coupons(params: &Params) -> Result<Vec<Coupon>, FieldError> {
     let mut out: std::collections::BTreeMap<u32, Coupon> = Default::default();
-    for (k, v) in params.iter() {
+    for (k, v) in params.with_prefix("coupon_") {
         let (kind, idx) = if let Some(i) = k.strip_prefix("coupon_id_") {
             (0, i)
         } else if let Some(i) = k.strip_prefix("coupon_type_") {

@@ -271,12 +271,17 @@ impl UnverifiedNotify {
             },
         };
         let total_fee = Fen::parse_field("total_fee", need(&params, "total_fee")?)?;
-        let transaction_id = params.non_empty("transaction_id").map(str::to_owned);
-        let time_end = params.non_empty("time_end").map(str::to_owned);
+        let transaction_id = params.non_empty("transaction_id");
+        let time_end = params.non_empty("time_end");
         if result == PaymentResult::Success {
-            need(&params, "transaction_id")?;
-            crate::types::parse_beijing("time_end", need(&params, "time_end")?)?;
+            transaction_id.ok_or_else(|| FieldError::new("transaction_id", "missing"))?;
+            let t = time_end.ok_or_else(|| FieldError::new("time_end", "missing"))?;
+            crate::types::parse_beijing("time_end", t)?;
         }
+        let (transaction_id, time_end) = (
+            transaction_id.map(str::to_owned),
+            time_end.map(str::to_owned),
+        );
         Ok(PaymentNotification {
             appid: config.appid.clone(),
             mch_id: config.mch_id.clone(),

@@ -133,6 +133,16 @@ impl Params {
             .map(|f| (&self.buf[f.name()], &self.buf[f.value()]))
     }
 
+    /// The fields whose names start with `prefix`, in order (a range of
+    /// the sorted fields, found by binary search).
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let start = self.find(prefix).unwrap_or_else(|i| i);
+        self.fields[start..]
+            .iter()
+            .map(|f| (&self.buf[f.name()], &self.buf[f.value()]))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+    }
+
     /// The fields as an owned map.
     pub fn into_inner(self) -> BTreeMap<String, String> {
         self.iter()

@@ -234,6 +234,28 @@ mod tests {
     }
 
     #[test]
+    fn digest_fed_in_chunks_equals_the_digest_of_the_whole_string() {
+        // Values of every length around the digests' block and buffer sizes,
+        // alone and after other fields, against the digest of the built string.
+        let key = ApiKey::new("192006250b4c09247ec02edce69f6a2d");
+        for len in [0, 1, 250, 505, 506, 507, 511, 512, 513, 1023, 1500] {
+            for prefix in [&[][..], &[("a", "x"), ("b", "yy")][..]] {
+                let mut params = p(prefix);
+                params.insert("m", "v".repeat(len));
+                params.insert("z", "tail");
+                let whole = format!("{}&key={}", string_a(&params), key.expose());
+                let md5 = upper_hex(&Md5::digest(whole.as_bytes()));
+                assert_eq!(sign(&params, &key, SignType::Md5), md5, "len {len}");
+                let mut mac =
+                    <Hmac<Sha256> as Mac>::new_from_slice(key.expose().as_bytes()).unwrap();
+                mac.update(whole.as_bytes());
+                let hmac = upper_hex(&mac.finalize().into_bytes());
+                assert_eq!(sign(&params, &key, SignType::HmacSha256), hmac, "len {len}");
+            }
+        }
+    }
+
+    #[test]
     fn zero_is_not_empty() {
         assert_eq!(string_a(&p(&[("a", "0"), ("b", "")])), "a=0");
     }
