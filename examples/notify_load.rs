@@ -10,12 +10,13 @@
 //!
 //! Each round gives every target fresh PREPAID orders (`--orders`, or
 //! `--orders-fast` for `wxpay-memory`) and a file of their signed notifies;
-//! wrk POSTs them round-robin. Per round: `bare` once, then for each target
+//! wrk POSTs them round-robin. Per round: `bare`, then for each target
 //! run 1 (`first`) pays its orders (each notify is a first notify until the
 //! orders run out, then duplicates: the table says how many orders got
 //! paid) and run 2 (`dup`) sends only the bodies of the orders run 1 paid,
-//! so every request is a duplicate. Ratios are taken against the same
-//! round's `bare`, and the summary gives each one's median over the rounds.
+//! so every request is a duplicate; then `bare` again. Ratios are taken
+//! against the mean of the round's two `bare` runs (the machine drifts),
+//! and the summary gives each one's median over the rounds.
 //! Needs `wrk` on `PATH` (`apt-get install wrk`); see BENCHMARKS.md.
 //!
 //! ```sh
@@ -210,7 +211,7 @@ async fn run(opts: &Opts, dir: &Path) -> Result<(), BoxError> {
             },
             |b| Ok(b.bodies.clone()),
         )?;
-        let r = wrk(opts, &script, "bare", bare, &bare_bodies, round, "-")?;
+        let r = wrk(opts, &script, "bare", bare, &bare_bodies, round, "before")?;
         print_run(&r);
         runs.push(r);
 
@@ -235,6 +236,11 @@ async fn run(opts: &Opts, dir: &Path) -> Result<(), BoxError> {
             print_run(&r);
             runs.push(r);
         }
+        // Bare again: the reference is the mean of the round's two bare runs,
+        // so that drift of the machine during the round cancels out.
+        let r = wrk(opts, &script, "bare", bare, &bare_bodies, round, "after")?;
+        print_run(&r);
+        runs.push(r);
     }
     print_tables(opts, &runs);
     Ok(())
@@ -243,9 +249,11 @@ async fn run(opts: &Opts, dir: &Path) -> Result<(), BoxError> {
 /// Every run, then the median ratio to `bare` per target and phase.
 fn print_tables(opts: &Opts, runs: &[Run]) {
     let bare_rps = |round: u32| {
-        runs.iter()
-            .find(|r| r.round == round && r.target == "bare")
-            .map_or(f64::NAN, |r| r.rps)
+        let bare: Vec<f64> = (runs.iter())
+            .filter(|r| r.round == round && r.target == "bare")
+            .map(|r| r.rps)
+            .collect();
+        bare.iter().sum::<f64>() / bare.len() as f64
     };
     println!();
     println!(
@@ -259,7 +267,7 @@ fn print_tables(opts: &Opts, runs: &[Run]) {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "| round | target | run | req/s | vs bare | requests | orders paid | not SUCCESS | p50 | p99 |"
+        "| round | target | run | req/s | vs round's bare | requests | orders paid | not SUCCESS | p50 | p99 |"
     );
     println!("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in runs {
