@@ -236,8 +236,21 @@ pub(crate) struct Db {
 impl Db {
     async fn open(url: &str) -> Result<Db, sqlx::Error> {
         sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite");
         let pool = sqlx::any::AnyPoolOptions::new()
             .max_connections(5)
+            .after_connect(move |conn, _| {
+                // The store put the file in WAL mode; commit as it does (a
+                // sync per checkpoint, not per commit, still in commit order).
+                Box::pin(async move {
+                    if sqlite {
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
         for ddl in [
