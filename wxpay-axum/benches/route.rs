@@ -23,8 +23,8 @@ use axum::{Router, body::Body, http::Request, routing::post};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tower::ServiceExt;
 use wxpay_core::{
-    ApiKey, Config, Fen, OutTradeNo, SignType, TradeType,
-    flow::{MemoryStore, Order, OrderState, Payments},
+    ApiKey, Config,
+    flow::{MemoryStore, Payments},
     notify::REPLY_SUCCESS,
     testkit,
 };
@@ -38,29 +38,11 @@ fn config() -> Config {
 }
 
 /// Inserts `n` PREPAID orders and returns their signed paying notifies.
-async fn prepare(payments: &Payments, n: u64, next: &mut u64) -> Vec<String> {
-    let mut bodies = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        *next += 1;
-        let mut order = Order::new(
-            OutTradeNo::new(format!("B{next:020}")).unwrap(),
-            Fen(998),
-            "bench",
-            TradeType::Jsapi,
-            SignType::Md5,
-            chrono::Utc::now(),
-        );
-        order.openid = Some("oBenchOpenid".into());
-        order.prepay_id = Some("wx_bench_prepay".into());
-        order.state = OrderState::Prepaid;
-        payments.store().insert(&order).await.unwrap();
-        bodies.push(testkit::signed_payment_notify(
-            payments.config(),
-            &order,
-            &format!("42000{next:023}"),
-        ));
-    }
-    bodies
+async fn prepare(payments: &Payments, n: u64, batch: &mut u64) -> Vec<String> {
+    *batch += 1;
+    testkit::prepaid_with_notifies(payments, &format!("B{batch}x"), n)
+        .await
+        .unwrap()
 }
 
 async fn send(app: &Router, body: &str) {

@@ -830,6 +830,43 @@ pub fn signed_payment_notify(
     )
 }
 
+/// Stores `count` PREPAID JSAPI orders of 998 fen, numbered `{prefix}{i}`,
+/// as unifiedorder would have left them, and returns their signed paying
+/// notifies in order: the fixture of the notify benchmarks.
+///
+/// # Errors
+/// The store's, e.g. [`StoreError::Duplicate`] for a prefix used before.
+pub async fn prepaid_with_notifies(
+    payments: &crate::flow::Payments,
+    prefix: &str,
+    count: u64,
+) -> Result<Vec<String>, StoreError> {
+    let mut bodies = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    for i in 0..count {
+        let no = OutTradeNo::new(format!("{prefix}{i}"))
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let mut order = Order::new(
+            no,
+            Fen(998),
+            "bench",
+            TradeType::Jsapi,
+            SignType::Md5,
+            Utc::now(),
+        );
+        order.openid = Some("oBenchOpenid".into());
+        order.prepay_id = Some("wx_bench_prepay".into());
+        order.state = OrderState::Prepaid;
+        payments.store().insert(&order).await?;
+        let transaction_id = format!("4200{i:024}");
+        bodies.push(signed_payment_notify(
+            payments.config(),
+            &order,
+            &transaction_id,
+        ));
+    }
+    Ok(bodies)
+}
+
 /// A refund notify for `order`, with `req_info` encrypted under the
 /// config's key as WeChat does.
 pub fn refund_notify(

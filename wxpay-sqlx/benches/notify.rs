@@ -26,8 +26,8 @@ use std::{
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 use wxpay_core::{
-    ApiKey, Config, Fen, OutTradeNo, SignType, TradeType,
-    flow::{MemoryStore, Order, OrderState, OrderStore, Payments},
+    ApiKey, Config,
+    flow::{MemoryStore, OrderStore, Payments},
     testkit,
 };
 
@@ -43,41 +43,13 @@ fn config() -> Config {
     )
 }
 
-/// A `PREPAID` JSAPI order, as unifiedorder would have left it.
-fn prepaid_order() -> Order {
-    let no = OutTradeNo::new(format!(
-        "N{}x{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ))
-    .unwrap();
-    let mut order = Order::new(
-        no,
-        Fen(998),
-        "bench",
-        TradeType::Jsapi,
-        SignType::Md5,
-        chrono::Utc::now(),
-    );
-    order.openid = Some("oBenchOpenid".into());
-    order.prepay_id = Some("wx_bench_prepay".into());
-    order.state = OrderState::Prepaid;
-    order
-}
-
 /// Inserts `n` PREPAID orders and returns their signed first notifies.
 async fn prepare(payments: &Payments, n: u64) -> Vec<String> {
-    let mut bodies = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        let order = prepaid_order();
-        payments.store().insert(&order).await.unwrap();
-        bodies.push(testkit::signed_payment_notify(
-            payments.config(),
-            &order,
-            &format!("42000{i:023}"),
-        ));
-    }
-    bodies
+    let batch = N.fetch_add(1, Ordering::Relaxed);
+    let prefix = format!("N{}x{batch}x", std::process::id());
+    testkit::prepaid_with_notifies(payments, &prefix, n)
+        .await
+        .unwrap()
 }
 
 fn bench_store(c: &mut Criterion, rt: &Runtime, backend: &str, store: Arc<dyn OrderStore>) {
