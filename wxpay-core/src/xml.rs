@@ -97,6 +97,75 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
     if text.trim().is_empty() {
         return Err(XmlError::Empty);
     }
+    match parse_canonical(text, root) {
+        Some(params) => Ok(params),
+        None => parse_general(text, root),
+    }
+}
+
+/// The shape WeChat sends, read in one pass without a general XML
+/// tokenizer: `<root>`, then fields `<name>value</name>` whose value is one
+/// CDATA section or plain text (no `&`, `<`, `>`, `]` or CR), ASCII
+/// whitespace between elements, `</root>`. On anything else — a
+/// declaration, comment, DTD, attribute, entity, nested or empty-element
+/// tag, duplicate field — it answers `None` and [`parse_general`] decides,
+/// refusing what must be refused. It accepts only documents the general
+/// reader accepts, with the same fields (a differential test checks this).
+fn parse_canonical(text: &str, root: &str) -> Option<Params> {
+    let b = text.as_bytes();
+    let skip_ws = |mut i: usize| {
+        while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+            i += 1;
+        }
+        i
+    };
+    let expect = |i: usize, what: &[u8]| b[i..].starts_with(what).then_some(i + what.len());
+    let mut i = expect(skip_ws(0), b"<")?;
+    i = expect(expect(i, root.as_bytes())?, b">")?;
+    let mut fields = ParamsBuilder::with_capacity(32, b.len());
+    loop {
+        i = skip_ws(i);
+        if let Some(close) = expect(i, b"</") {
+            let end = expect(expect(close, root.as_bytes())?, b">")?;
+            if skip_ws(end) != b.len() {
+                return None;
+            }
+            return fields.finish().ok();
+        }
+        let start = expect(i, b"<")?;
+        let len = b[start..]
+            .iter()
+            .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')))?;
+        if len == 0 || !(b[start].is_ascii_alphabetic() || b[start] == b'_') {
+            return None;
+        }
+        let name = &text[start..start + len];
+        i = expect(start + len, b">")?;
+        fields.start_field(name);
+        if let Some(cdata) = expect(i, b"<![CDATA[") {
+            let len = text[cdata..].find("]]>")?;
+            fields.push_value(&text[cdata..cdata + len]);
+            i = cdata + len + 3;
+        } else {
+            let len = b[i..].iter().position(|&c| c == b'<')?;
+            if b[i..i + len]
+                .iter()
+                .any(|&c| matches!(c, b'&' | b'>' | b']' | b'\r'))
+            {
+                return None;
+            }
+            fields.push_value(&text[i..i + len]);
+            i += len;
+        }
+        i = expect(expect(expect(i, b"</")?, name.as_bytes())?, b">")?;
+        fields.end_field();
+    }
+}
+
+/// Any well-formed flat document, through quick-xml, refusing DTDs,
+/// entity declarations, unknown entities, processing instructions, nested
+/// elements and duplicate fields.
+fn parse_general(text: &str, root: &'static str) -> Result<Params, XmlError> {
     let mut reader = quick_xml::Reader::from_str(text);
     let cfg = reader.config_mut();
     cfg.check_end_names = true;
@@ -105,7 +174,7 @@ pub fn parse_with(body: &[u8], root: &'static str, max_bytes: usize) -> Result<P
     // Every name and value goes straight into one buffer (no allocation per
     // field); fields are sorted once at the end, and WeChat sends them
     // sorted, so that is a linear check.
-    let mut fields = ParamsBuilder::with_capacity(32, body.len());
+    let mut fields = ParamsBuilder::with_capacity(32, text.len());
     // depth 0: before/after root; 1: inside root; 2: inside a field
     let mut depth = 0u8;
     let mut seen_root = false;
@@ -383,5 +452,118 @@ mod tests {
     fn reads_refund_root() {
         let p = parse_with(b"<root><a>1</a></root>", "root", 100).unwrap();
         assert_eq!(p.get("a"), Some("1"));
+    }
+
+    /// Documents WeChat-shaped and otherwise, for the differential test.
+    const SEEDS: [&str; 7] = [
+        "<xml><appid><![CDATA[wx2421b1c4370ec43b]]></appid><total_fee>1</total_fee><attach><![CDATA[支付测试 & <b>]]></attach><cash_fee>1</cash_fee></xml>",
+        "<xml>\n  <return_code><![CDATA[SUCCESS]]></return_code>\n  <return_msg><![CDATA[OK]]></return_msg>\n  <empty></empty>\n  <spaced> a b </spaced>\n</xml>\n",
+        "<xml><b>2</b><a>1</a><c><![CDATA[]]></c></xml>",
+        "<xml><a>1</a><a>2</a></xml>",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><xml><a><![CDATA[x]]>&amp;<![CDATA[y]]></a><!-- c --></xml>",
+        "<root><out_refund_no><![CDATA[R1]]></out_refund_no><refund_fee>100</refund_fee></root>",
+        "<xml><n.a-m_e>v</n.a-m_e><x/></xml>",
+    ];
+
+    #[test]
+    fn the_canonical_reader_takes_wechat_shaped_documents() {
+        for doc in [SEEDS[0], SEEDS[1], SEEDS[2]] {
+            let fast = parse_canonical(doc, "xml").expect(doc);
+            assert_eq!(
+                Ok(&fast),
+                parse_general(doc, "xml").as_ref().map_err(|_| ()),
+                "{doc}"
+            );
+        }
+        assert!(parse_canonical(SEEDS[5], "root").is_some());
+        // Left to the general reader: duplicates, a declaration, entities,
+        // comments, empty-element tags, another root.
+        for doc in [SEEDS[3], SEEDS[4], SEEDS[6], SEEDS[5]] {
+            assert!(parse_canonical(doc, "xml").is_none(), "{doc}");
+        }
+    }
+
+    #[test]
+    fn the_canonical_reader_accepts_nothing_the_general_one_refuses() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        const PIECES: [&str; 26] = [
+            "<",
+            ">",
+            "</",
+            "/>",
+            "<![CDATA[",
+            "]]>",
+            "]",
+            "&amp;",
+            "&",
+            "&#x41;",
+            "x",
+            "xml",
+            "a",
+            "root",
+            " ",
+            "\n",
+            "\r",
+            "\t",
+            "<!--",
+            "-->",
+            "<?xml version=\"1.0\"?>",
+            "<!DOCTYPE x [<!ENTITY e \"b\">]>",
+            "é",
+            "\u{a0}",
+            "<a>1</a>",
+            "=\"q\"",
+        ];
+        let mut rng = StdRng::seed_from_u64(20_261_125);
+        let (mut fast, mut agreed_refusals) = (0, 0);
+        for _ in 0..30_000 {
+            let mut doc = SEEDS[rng.gen_range(0..SEEDS.len())].to_owned();
+            for _ in 0..rng.gen_range(0..4) {
+                let mut at = rng.gen_range(0..=doc.len());
+                while !doc.is_char_boundary(at) {
+                    at -= 1;
+                }
+                match rng.gen_range(0..3) {
+                    0 => doc.insert_str(at, PIECES[rng.gen_range(0..PIECES.len())]),
+                    1 => {
+                        let mut end = (at + rng.gen_range(1..6)).min(doc.len());
+                        while !doc.is_char_boundary(end) {
+                            end += 1;
+                        }
+                        doc.replace_range(at..end, "");
+                    }
+                    _ => {
+                        let piece = PIECES[rng.gen_range(0..PIECES.len())];
+                        let mut end = (at + piece.len()).min(doc.len());
+                        while !doc.is_char_boundary(end) {
+                            end += 1;
+                        }
+                        doc.replace_range(at..end, piece);
+                    }
+                }
+            }
+            for root in ["xml", "root"] {
+                let general = parse_general(&doc, root);
+                match parse_canonical(&doc, root) {
+                    Some(p) => {
+                        fast += 1;
+                        match general {
+                            Ok(q) => assert_eq!(p, q, "{doc:?}"),
+                            Err(e) => panic!(
+                                "canonical accepted what the general reader refuses ({e}): {doc:?}"
+                            ),
+                        }
+                    }
+                    None if general.is_err() => agreed_refusals += 1,
+                    None => {}
+                }
+            }
+        }
+        // Both sides of the property were exercised.
+        assert!(
+            fast > 2_000,
+            "the canonical reader accepted only {fast} documents"
+        );
+        assert!(agreed_refusals > 2_000, "only {agreed_refusals} refusals");
     }
 }

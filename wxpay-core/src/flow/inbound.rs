@@ -133,6 +133,7 @@ fn rejection_of(e: &NotifyError) -> NotifyRejection {
         _ => NotifyRejection::Malformed,
     }
 }
+
 /// Runs a notify handler in `span` and records its outcome there.
 ///
 /// A macro rather than an `async fn`: an `async fn` taking the handler's
