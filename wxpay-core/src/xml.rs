@@ -6,6 +6,11 @@
 //! unknown entity references, nested elements, duplicate fields, non-UTF-8,
 //! and bodies over the size cap. Writing wraps text in CDATA (splitting
 //! `]]>`) and writes plain digits bare, as WeChat does.
+//!
+//! Documents of exactly the shape WeChat sends (fields of one CDATA section
+//! or plain text, whitespace between them) are read in one pass; anything
+//! else goes through quick-xml, where every rule above is enforced. The
+//! one-pass reader accepts no document the general one refuses.
 
 use std::borrow::Cow;
 
