@@ -27,7 +27,10 @@ type Shard = HashMap<OutTradeNo, Arc<Order>>;
 /// Every operation on one order takes one short-lived lock on the shard
 /// that holds it (never held across an `.await`), so transitions and
 /// fulfilment claims are atomic within the process. Orders are kept behind
-/// `Arc`s, so the copies handed out are made after the lock is released.
+/// `Arc`s: the copies `get` and `transition` hand out are made after the
+/// lock is released, [`get_shared`](OrderStore::get_shared) hands out the
+/// store's own, and an update copies an order under the lock only while
+/// someone still holds such a shared handle.
 /// Listings lock one shard at a time: they see each order as it was at
 /// some moment during the call, like a database read without a snapshot.
 ///
