@@ -83,11 +83,7 @@ impl Params {
                 Some(previous)
             }
             Err(i) => {
-                let field = Field {
-                    key: key_of(name.as_bytes()),
-                    name: self.push(name),
-                    value: self.push(value),
-                };
+                let field = self.push_field(name, value);
                 self.fields.insert(i, field);
                 None
             }
@@ -128,9 +124,7 @@ impl Params {
 
     /// Fields in signature order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.fields
-            .iter()
-            .map(|f| (&self.buf[f.name()], &self.buf[f.value()]))
+        self.fields.iter().map(|f| self.entry(f))
     }
 
     /// The fields whose names start with `prefix`, in order (a range of
@@ -139,7 +133,7 @@ impl Params {
         let start = self.find(prefix).unwrap_or_else(|i| i);
         self.fields[start..]
             .iter()
-            .map(|f| (&self.buf[f.name()], &self.buf[f.value()]))
+            .map(|f| self.entry(f))
             .take_while(move |(k, _)| k.starts_with(prefix))
     }
 
@@ -155,6 +149,19 @@ impl Params {
         let key = key_of(name);
         self.fields
             .binary_search_by(|f| f.key.cmp(&key).then_with(|| buf[f.name()].cmp(name)))
+    }
+
+    fn entry(&self, f: &Field) -> (&str, &str) {
+        (&self.buf[f.name()], &self.buf[f.value()])
+    }
+
+    /// Appends `name` and `value` to the buffer; the caller places the field.
+    fn push_field(&mut self, name: &str, value: &str) -> Field {
+        Field {
+            key: key_of(name.as_bytes()),
+            name: self.push(name),
+            value: self.push(value),
+        }
     }
 
     fn push(&mut self, s: &str) -> (usize, usize) {
@@ -175,11 +182,7 @@ impl Params {
             garbage: 0,
         };
         for (k, v) in self.iter() {
-            let field = Field {
-                key: key_of(k.as_bytes()),
-                name: fresh.push(k),
-                value: fresh.push(v),
-            };
+            let field = fresh.push_field(k, v);
             fresh.fields.push(field);
         }
         *self = fresh;
@@ -253,20 +256,9 @@ impl ParamsBuilder {
                 .cmp(&y.key)
                 .then_with(|| bytes[x.name()].cmp(&bytes[y.name()]))
         };
-        // WeChat sends its fields sorted: then one pass checks both order
-        // and uniqueness.
-        let mut sorted = true;
-        for w in fields.windows(2) {
-            match by_name(&w[0], &w[1]) {
-                Ordering::Less => {}
-                Ordering::Equal => return Err(buf[w[0].name()].to_owned()),
-                Ordering::Greater => {
-                    sorted = false;
-                    break;
-                }
-            }
-        }
-        if !sorted {
+        // WeChat sends its fields sorted and unique: then this one pass is
+        // all; otherwise sort, and equal names end up side by side.
+        if !fields.is_sorted_by(|x, y| by_name(x, y) == Ordering::Less) {
             fields.sort_unstable_by(by_name);
             if let Some(w) = fields
                 .windows(2)
