@@ -205,9 +205,12 @@ fn return_success(params: &Params) -> Result<(), NotifyError> {
 }
 
 fn need<'a>(params: &'a Params, field: &'static str) -> Result<&'a str, FieldError> {
-    params
-        .non_empty(field)
-        .ok_or_else(|| FieldError::new(field, "missing"))
+    present(field, params.non_empty(field))
+}
+
+/// `value` of `field`, looked up already; missing is an error.
+fn present<'a>(field: &'static str, value: Option<&'a str>) -> Result<&'a str, FieldError> {
+    value.ok_or_else(|| FieldError::new(field, "missing"))
 }
 
 fn fen(params: &Params, field: &'static str) -> Result<Option<Fen>, FieldError> {
@@ -274,9 +277,8 @@ impl UnverifiedNotify {
         let transaction_id = params.non_empty("transaction_id");
         let time_end = params.non_empty("time_end");
         if result == PaymentResult::Success {
-            transaction_id.ok_or_else(|| FieldError::new("transaction_id", "missing"))?;
-            let t = time_end.ok_or_else(|| FieldError::new("time_end", "missing"))?;
-            crate::types::parse_beijing("time_end", t)?;
+            present("transaction_id", transaction_id)?;
+            crate::types::parse_beijing("time_end", present("time_end", time_end)?)?;
         }
         let (transaction_id, time_end) = (
             transaction_id.map(str::to_owned),
