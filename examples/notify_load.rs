@@ -203,14 +203,14 @@ async fn run(opts: &Opts, dir: &Path) -> Result<(), BoxError> {
             batches.push(batch);
         }
         // The bare handler gets the same bodies (it ignores them).
-        let bare_bodies = batches.first().map_or_else(
-            || -> Result<PathBuf, BoxError> {
+        let bare_bodies = match batches.first() {
+            Some(batch) => batch.bodies.clone(),
+            None => {
                 let path = dir.join("bare.txt");
                 std::fs::write(&path, "<xml></xml>\n")?;
-                Ok(path)
-            },
-            |b| Ok(b.bodies.clone()),
-        )?;
+                path
+            }
+        };
         let r = wrk(opts, &script, "bare", bare, &bare_bodies, round, "before")?;
         print_run(&r);
         runs.push(r);
@@ -249,7 +249,8 @@ async fn run(opts: &Opts, dir: &Path) -> Result<(), BoxError> {
 /// Every run, then the median ratio to `bare` per target and phase.
 fn print_tables(opts: &Opts, runs: &[Run]) {
     let bare_rps = |round: u32| {
-        let bare: Vec<f64> = (runs.iter())
+        let bare: Vec<f64> = runs
+            .iter()
             .filter(|r| r.round == round && r.target == "bare")
             .map(|r| r.rps)
             .collect();

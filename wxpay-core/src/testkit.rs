@@ -835,7 +835,9 @@ pub fn signed_payment_notify(
 /// notifies in order: the fixture of the notify benchmarks.
 ///
 /// # Errors
-/// The store's, e.g. [`StoreError::Duplicate`] for a prefix used before.
+/// The store's, e.g. [`StoreError::Duplicate`] for a prefix used before;
+/// a prefix that makes an invalid `out_trade_no` comes back as
+/// [`StoreError::Backend`] holding the field error.
 pub async fn prepaid_with_notifies(
     payments: &crate::flow::Payments,
     prefix: &str,
