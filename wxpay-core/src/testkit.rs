@@ -55,6 +55,10 @@ const RACERS: usize = 50;
 /// - concurrent `claim_fulfilment`: exactly one wins; a live lease blocks
 ///   other claims, an expired one does not; `complete_fulfilment` stores
 ///   `Done` and nothing can claim it afterwards;
+/// - `transition_shared` answers as `transition` does (applied, not
+///   applied, not found), and a shared handle (from it or `get_shared`) is
+///   a snapshot: claiming, completing or transitioning the order afterwards
+///   changes what `get` answers, not the handle;
 /// - when [`OrderStore::listing`] is `Some`: `list` filters by state and
 ///   `updated_before` (inclusive), sorts oldest first and honours `limit`;
 ///   `unfulfilled` returns paid orders whose fulfilment is pending or whose
@@ -70,6 +74,7 @@ pub async fn check_order_store(store: Arc<dyn OrderStore>) {
     kit.patch_semantics(&*store).await;
     kit.concurrent_transitions(store.clone()).await;
     kit.fulfilment(store.clone()).await;
+    kit.shared_handles(&*store).await;
     if store.listing().is_some() {
         kit.listing(&*store).await;
     }
@@ -615,6 +620,91 @@ impl Kit {
             Ok(true)
         ) {
             fail(case, "a claim of an unknown order succeeded");
+        }
+    }
+
+    async fn shared_handles(&self, store: &dyn OrderStore) {
+        let case = "shared handles";
+        let now = micros_now();
+        let lease = Duration::from_secs(60);
+        let mut expected = self.full("shared", OrderState::Prepaid, now);
+        expected.fulfilment = Fulfilment::Pending;
+        let no = expected.out_trade_no.clone();
+        ok(case, store.insert(&expected).await);
+        let before = ok(case, store.get_shared(&no).await);
+
+        let paid = Transition::new(
+            no.clone(),
+            &[OrderState::Prepaid],
+            OrderState::Paid,
+            OrderPatch {
+                transaction_id: Some(Some("4200000000000000000000000042".into())),
+                ..OrderPatch::default()
+            },
+            now + secs(1),
+        )
+        .expect("legal");
+        expected.apply(paid.to, &paid.patch, paid.at);
+        let handle = match ok(case, store.transition_shared(&paid).await) {
+            TransitionOutcome::Applied(o) if *o == expected => o,
+            other => fail(
+                case,
+                format!("PREPAID → PAID: expected Applied({expected:?}), got {other:?}"),
+            ),
+        };
+        if before.as_deref().map(|o| o.state) != Some(OrderState::Prepaid) {
+            fail(
+                case,
+                format!("a get_shared handle changed under a transition: {before:?}"),
+            );
+        }
+
+        // Claim and complete while the transition's handle is held.
+        if !ok(case, store.claim_fulfilment(&no, now, lease).await) {
+            fail(case, "the claim of a pending fulfilment failed");
+        }
+        expected.fulfilment = Fulfilment::Claimed {
+            until: now + secs(60),
+        };
+        self.expect_stored(store, case, &expected).await;
+        let done_at = now + secs(2);
+        ok(case, store.complete_fulfilment(&no, done_at).await);
+        expected.fulfilment = Fulfilment::Done { at: done_at };
+        self.expect_stored(store, case, &expected).await;
+        if handle.fulfilment != Fulfilment::Pending {
+            fail(
+                case,
+                format!(
+                    "a handle from transition_shared changed under a claim: {:?}",
+                    handle.fulfilment
+                ),
+            );
+        }
+
+        // Not applied: the order as it is, fulfilment included.
+        match ok(case, store.transition_shared(&paid).await) {
+            TransitionOutcome::NotApplied(o) if *o == expected => {}
+            other => fail(
+                case,
+                format!(
+                    "PREPAID → PAID on a PAID order: expected NotApplied({expected:?}), got {other:?}"
+                ),
+            ),
+        }
+        let absent = Transition::new(
+            self.no("shared-absent"),
+            &[OrderState::Prepaid],
+            OrderState::Paid,
+            OrderPatch::default(),
+            now,
+        )
+        .expect("legal");
+        match ok(case, store.transition_shared(&absent).await) {
+            TransitionOutcome::NotFound => {}
+            other => fail(
+                case,
+                format!("unknown number: expected NotFound, got {other:?}"),
+            ),
         }
     }
 

@@ -279,9 +279,8 @@ impl Payments {
             // Let go of the shared copy first: a store that hands out its own
             // (MemoryStore) then updates the order in place instead of
             // copying it.
-            let no = order.out_trade_no.clone();
             drop(order);
-            match self.record_payment(&no, &info).await {
+            match self.record_payment(verified.out_trade_no, info).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, "order store failed; WeChat will deliver again");

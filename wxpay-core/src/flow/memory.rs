@@ -1,7 +1,7 @@
 //! [`MemoryStore`]: the embedded default store.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, hash_map},
     hash::BuildHasher,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
@@ -20,7 +20,52 @@ use crate::OutTradeNo;
 /// rarely wait for each other.
 const SHARDS: usize = 16;
 
-type Shard = HashMap<OutTradeNo, Arc<Order>>;
+type Shard = HashMap<Key, Entry, foldhash::fast::RandomState>;
+
+/// An order number held inline (zero-padded: a number is 1 to 32 non-zero
+/// ASCII bytes), so that finding an order reads no second allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key([u8; 32]);
+
+impl Key {
+    fn of(no: &OutTradeNo) -> Key {
+        let mut key = [0; 32];
+        let bytes = no.as_str().as_bytes();
+        // `OutTradeNo` holds at most 32 bytes; `min` only keeps this total.
+        let n = bytes.len().min(32);
+        key[..n].copy_from_slice(&bytes[..n]);
+        Key(key)
+    }
+}
+
+/// One stored order. The fulfilment is kept beside the shared order, so
+/// that claiming and completing it never copy an order someone still holds
+/// (the notify that just paid it, running `on_paid`); readers get it
+/// written into the order (in place, unless that order is still shared).
+#[derive(Debug)]
+struct Entry {
+    order: Arc<Order>,
+    /// The current fulfilment; `order.fulfilment` may lag behind it.
+    fulfilment: Fulfilment,
+}
+
+impl Entry {
+    fn new(order: Order) -> Entry {
+        let fulfilment = order.fulfilment;
+        Entry {
+            order: Arc::new(order),
+            fulfilment,
+        }
+    }
+
+    /// The order as it is now, as a shared handle.
+    fn current(&mut self) -> Arc<Order> {
+        if self.order.fulfilment != self.fulfilment {
+            Arc::make_mut(&mut self.order).fulfilment = self.fulfilment;
+        }
+        Arc::clone(&self.order)
+    }
+}
 
 /// Orders in a process-local map.
 ///
@@ -28,9 +73,10 @@ type Shard = HashMap<OutTradeNo, Arc<Order>>;
 /// that holds it (never held across an `.await`), so transitions and
 /// fulfilment claims are atomic within the process. Orders are kept behind
 /// `Arc`s: the copies `get` and `transition` hand out are made after the
-/// lock is released, [`get_shared`](OrderStore::get_shared) hands out the
-/// store's own, and an update copies an order under the lock only while
-/// someone still holds such a shared handle.
+/// lock is released, [`get_shared`](OrderStore::get_shared) and
+/// [`transition_shared`](OrderStore::transition_shared) hand out the
+/// store's own, and a transition copies an order under the lock only while
+/// someone still holds such a shared handle (fulfilment claims never do).
 /// Listings lock one shard at a time: they see each order as it was at
 /// some moment during the call, like a database read without a snapshot.
 ///
@@ -47,7 +93,8 @@ type Shard = HashMap<OutTradeNo, Arc<Order>>;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     shards: [Mutex<Shard>; SHARDS],
-    hasher: std::hash::RandomState,
+    /// Picks the shard (seeded apart from the shards' own hashers).
+    hasher: foldhash::fast::RandomState,
 }
 
 impl MemoryStore {
@@ -73,16 +120,16 @@ impl MemoryStore {
         all
     }
 
-    /// The shard that holds `no`, locked.
-    fn shard(&self, no: &OutTradeNo) -> MutexGuard<'_, Shard> {
-        lock(&self.shards[self.hasher.hash_one(no) as usize % SHARDS])
+    /// The shard that holds `key`, locked.
+    fn shard(&self, key: &Key) -> MutexGuard<'_, Shard> {
+        lock(&self.shards[self.hasher.hash_one(key) as usize % SHARDS])
     }
 
     /// Every order (shared handles; one shard locked at a time).
     fn all(&self) -> Vec<Arc<Order>> {
         self.shards
             .iter()
-            .flat_map(|s| lock(s).values().cloned().collect::<Vec<_>>())
+            .flat_map(|s| lock(s).values_mut().map(Entry::current).collect::<Vec<_>>())
             .collect()
     }
 }
@@ -113,17 +160,21 @@ fn unfulfilled_at(order: &Order, now: DateTime<Utc>) -> bool {
 #[async_trait]
 impl OrderStore for MemoryStore {
     async fn insert(&self, order: &Order) -> Result<(), StoreError> {
-        let fresh = Arc::new(order.clone());
-        let mut shard = self.shard(&order.out_trade_no);
-        if shard.contains_key(&order.out_trade_no) {
-            return Err(StoreError::Duplicate(order.out_trade_no.clone()));
-        }
-        shard.insert(order.out_trade_no.clone(), fresh);
+        let fresh = Entry::new(order.clone());
+        let key = Key::of(&order.out_trade_no);
+        let mut shard = self.shard(&key);
+        match shard.entry(key) {
+            hash_map::Entry::Occupied(_) => {
+                return Err(StoreError::Duplicate(order.out_trade_no.clone()));
+            }
+            hash_map::Entry::Vacant(v) => v.insert(fresh),
+        };
         Ok(())
     }
 
     async fn get(&self, out_trade_no: &OutTradeNo) -> Result<Option<Order>, StoreError> {
-        let found = self.shard(out_trade_no).get(out_trade_no).cloned();
+        let key = Key::of(out_trade_no);
+        let found = self.shard(&key).get_mut(&key).map(Entry::current);
         Ok(found.map(|o| Order::clone(&o)))
     }
 
@@ -131,28 +182,34 @@ impl OrderStore for MemoryStore {
         &self,
         out_trade_no: &OutTradeNo,
     ) -> Result<Option<Arc<Order>>, StoreError> {
-        Ok(self.shard(out_trade_no).get(out_trade_no).cloned())
+        let key = Key::of(out_trade_no);
+        Ok(self.shard(&key).get_mut(&key).map(Entry::current))
     }
 
     async fn transition(&self, t: &Transition) -> Result<TransitionOutcome, StoreError> {
-        let (applied, order) = {
-            let mut shard = self.shard(&t.out_trade_no);
-            let Some(order) = shard.get_mut(&t.out_trade_no) else {
-                return Ok(TransitionOutcome::NotFound);
-            };
-            let applied = t.from.contains(&order.state);
-            if applied {
-                // In place unless a reader still holds the old version.
-                Arc::make_mut(order).apply(t.to, &t.patch, t.at);
-            }
-            (applied, Arc::clone(order))
+        // The copy is made after the lock is released.
+        Ok(self.transition_shared(t).await?.map(|o| Order::clone(&o)))
+    }
+
+    async fn transition_shared(
+        &self,
+        t: &Transition,
+    ) -> Result<TransitionOutcome<Arc<Order>>, StoreError> {
+        let key = Key::of(&t.out_trade_no);
+        let mut shard = self.shard(&key);
+        let Some(entry) = shard.get_mut(&key) else {
+            return Ok(TransitionOutcome::NotFound);
         };
-        let order = Order::clone(&order);
-        Ok(if applied {
-            TransitionOutcome::Applied(order)
-        } else {
-            TransitionOutcome::NotApplied(order)
-        })
+        if !t.from.contains(&entry.order.state) {
+            return Ok(TransitionOutcome::NotApplied(entry.current()));
+        }
+        let fulfilment = entry.fulfilment;
+        // In place unless a reader still holds the old version.
+        let order = Arc::make_mut(&mut entry.order);
+        order.fulfilment = fulfilment;
+        order.apply(t.to, &t.patch, t.at);
+        entry.fulfilment = order.fulfilment;
+        Ok(TransitionOutcome::Applied(Arc::clone(&entry.order)))
     }
 
     async fn claim_fulfilment(
@@ -161,17 +218,18 @@ impl OrderStore for MemoryStore {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<bool, StoreError> {
-        let mut shard = self.shard(out_trade_no);
-        let Some(order) = shard.get_mut(out_trade_no) else {
+        let key = Key::of(out_trade_no);
+        let mut shard = self.shard(&key);
+        let Some(entry) = shard.get_mut(&key) else {
             return Ok(false);
         };
-        let free = match order.fulfilment {
+        let free = match entry.fulfilment {
             Fulfilment::Pending => true,
             Fulfilment::Claimed { until } => until < now,
             Fulfilment::Done { .. } => false,
         };
         if free {
-            Arc::make_mut(order).fulfilment = Fulfilment::Claimed {
+            entry.fulfilment = Fulfilment::Claimed {
                 until: lease_end(now, lease),
             };
         }
@@ -183,8 +241,9 @@ impl OrderStore for MemoryStore {
         out_trade_no: &OutTradeNo,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        if let Some(order) = self.shard(out_trade_no).get_mut(out_trade_no) {
-            Arc::make_mut(order).fulfilment = Fulfilment::Done { at };
+        let key = Key::of(out_trade_no);
+        if let Some(entry) = self.shard(&key).get_mut(&key) {
+            entry.fulfilment = Fulfilment::Done { at };
         }
         Ok(())
     }

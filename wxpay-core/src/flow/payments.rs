@@ -598,78 +598,87 @@ impl Payments {
     /// CLOSED/FAILED with the attention flag (money is never dropped).
     pub(crate) async fn record_payment(
         &self,
-        out_trade_no: &OutTradeNo,
-        info: &PaidInfo,
+        out_trade_no: OutTradeNo,
+        info: PaidInfo,
     ) -> Result<Recorded, StoreError> {
         let store = &self.inner.store;
+        // The number and patch move into each attempt's transition and are
+        // taken back from it: no copies on the way to the store.
+        let mut no = out_trade_no;
+        let mut patch = OrderPatch {
+            transaction_id: Some(info.transaction_id),
+            time_end: Some(info.time_end),
+            bank_type: Some(info.bank_type),
+            cash_fee: Some(info.cash_fee),
+            ..OrderPatch::default()
+        };
         for _ in 0..4 {
             let at = now();
-            let patch = || OrderPatch {
-                transaction_id: Some(info.transaction_id.clone()),
-                time_end: Some(info.time_end.clone()),
-                bank_type: Some(info.bank_type.clone()),
-                cash_fee: Some(info.cash_fee),
-                ..OrderPatch::default()
-            };
             let t = Transition::new(
-                out_trade_no.clone(),
+                no,
                 &[OrderState::Created, OrderState::Prepaid],
                 OrderState::Paid,
-                patch(),
+                patch,
                 at,
             )
             .expect("CREATED/PREPAID → PAID is legal");
-            let found = match store.transition(&t).await? {
+            let outcome = store.transition_shared(&t).await?;
+            Transition {
+                out_trade_no: no,
+                patch,
+                ..
+            } = t;
+            let found = match outcome {
                 TransitionOutcome::Applied(order) => {
-                    return Ok(Recorded::Paid {
-                        order: Arc::new(order),
-                        late: false,
-                    });
+                    return Ok(Recorded::Paid { order, late: false });
                 }
                 TransitionOutcome::NotApplied(o) => o,
                 TransitionOutcome::NotFound => return Ok(Recorded::NotFound),
             };
             if found.state.is_paid() {
+                let reported = patch.transaction_id.as_ref().and_then(Option::as_ref);
                 if found.transaction_id.is_some()
-                    && info.transaction_id.is_some()
-                    && found.transaction_id != info.transaction_id
+                    && reported.is_some()
+                    && found.transaction_id.as_ref() != reported
                 {
                     tracing::error!(
                         stored = ?found.transaction_id,
-                        reported = ?info.transaction_id,
+                        ?reported,
                         "a second transaction for a paid order: check for a double payment"
                     );
                 }
-                return Ok(Recorded::Already(Arc::new(found)));
+                return Ok(Recorded::Already(found));
             }
             if matches!(found.state, OrderState::Closed | OrderState::Failed) {
+                patch.attention = Some(Some(format!(
+                    "paid after the order was {} (reported by {}); refund or fulfil by hand",
+                    found.state, info.source
+                )));
                 let t = Transition::new(
-                    out_trade_no.clone(),
+                    no,
                     &[OrderState::Closed, OrderState::Failed],
                     OrderState::Paid,
-                    OrderPatch {
-                        attention: Some(Some(format!(
-                            "paid after the order was {} (reported by {}); refund or fulfil by hand",
-                            found.state, info.source
-                        ))),
-                        ..patch()
-                    },
+                    patch,
                     at,
                 )
                 .expect("CLOSED/FAILED → PAID is legal");
-                match store.transition(&t).await? {
+                let outcome = store.transition_shared(&t).await?;
+                Transition {
+                    out_trade_no: no,
+                    patch,
+                    ..
+                } = t;
+                patch.attention = None;
+                match outcome {
                     TransitionOutcome::Applied(order) => {
                         tracing::error!(
                             was = %found.state,
                             "payment arrived for a {} order: recorded PAID and flagged",
                             found.state
                         );
-                        return Ok(Recorded::Paid {
-                            order: Arc::new(order),
-                            late: true,
-                        });
+                        return Ok(Recorded::Paid { order, late: true });
                     }
-                    TransitionOutcome::NotApplied(_) => continue,
+                    TransitionOutcome::NotApplied(_) => {}
                     TransitionOutcome::NotFound => return Ok(Recorded::NotFound),
                 }
             }
@@ -677,7 +686,7 @@ impl Payments {
         // The state kept changing under us; the caller reports a store-level
         // failure so that WeChat delivers again.
         Err(StoreError::Corrupt(format!(
-            "order {out_trade_no} kept changing state while recording a payment"
+            "order {no} kept changing state while recording a payment"
         )))
     }
 
@@ -930,7 +939,7 @@ impl Payments {
                     cash_fee: q.cash_fee,
                     source: "orderquery",
                 };
-                let recorded = self.record_payment(&no, &info).await?;
+                let recorded = self.record_payment(no.clone(), info).await?;
                 self.after_paid(&recorded).await;
                 match recorded {
                     Recorded::Paid { .. } | Recorded::Already(_) => self.order(&no).await,

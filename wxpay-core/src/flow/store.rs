@@ -31,15 +31,28 @@ impl StoreError {
     }
 }
 
-/// What a compare-and-set [`OrderStore::transition`] did.
+/// What a compare-and-set [`OrderStore::transition`] did. `O` is how the
+/// order is carried: owned (`transition`), or shared
+/// ([`transition_shared`](OrderStore::transition_shared)).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TransitionOutcome {
+pub enum TransitionOutcome<O = Order> {
     /// The order was in one of the expected states and now holds the change.
-    Applied(Order),
+    Applied(O),
     /// The order was in another state; nothing changed. Carries the order as it is.
-    NotApplied(Order),
+    NotApplied(O),
     /// No such order.
     NotFound,
+}
+
+impl<O> TransitionOutcome<O> {
+    /// The same outcome with the order mapped by `f`.
+    pub fn map<P>(self, f: impl FnOnce(O) -> P) -> TransitionOutcome<P> {
+        match self {
+            TransitionOutcome::Applied(o) => TransitionOutcome::Applied(f(o)),
+            TransitionOutcome::NotApplied(o) => TransitionOutcome::NotApplied(f(o)),
+            TransitionOutcome::NotFound => TransitionOutcome::NotFound,
+        }
+    }
 }
 
 /// Orders as the payment flow stores them.
@@ -103,6 +116,20 @@ pub trait OrderStore: Send + Sync + 'static {
     /// # Errors
     /// A backend error (and then nothing was applied).
     async fn transition(&self, t: &Transition) -> Result<TransitionOutcome, StoreError>;
+
+    /// [`transition`](OrderStore::transition), answering with a shared,
+    /// read-only handle. The default wraps `transition`; a store that keeps
+    /// orders in memory can hand out its own copy instead of cloning it
+    /// (every paying notify makes one transition).
+    ///
+    /// # Errors
+    /// As [`transition`](OrderStore::transition).
+    async fn transition_shared(
+        &self,
+        t: &Transition,
+    ) -> Result<TransitionOutcome<Arc<Order>>, StoreError> {
+        Ok(self.transition(t).await?.map(Arc::new))
+    }
 
     /// Claims the right to run the business effect of a paid order: succeeds
     /// (`true`) only if the order's fulfilment is `Pending`, or `Claimed` with a
