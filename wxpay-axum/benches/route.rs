@@ -5,7 +5,7 @@
 //!
 //! - `route/bare`: `POST /pay/notify` read the body and answer the fixed
 //!   SUCCESS XML — the floor, as in `examples/notify_load.rs`.
-//! - `route/wxpay/first`: `wxpay_axum::router` nested at `/pay`,
+//! - `route/wxpay/first`: `wxpay_axum::router_at("/pay", …)`,
 //!   `MemoryStore`, no-op `on_paid`; the paying notify of a `PREPAID` order
 //!   (orders inserted before each timed batch).
 //! - `route/wxpay/duplicate`: the same notify again for a paid order.
@@ -66,7 +66,7 @@ fn bench(c: &mut Criterion) {
         .store(Arc::new(MemoryStore::new()))
         .build()
         .unwrap();
-    let wxpay: Router = Router::new().nest("/pay", wxpay_axum::router(payments.clone()));
+    let wxpay: Router = Router::new().merge(wxpay_axum::router_at("/pay", payments.clone()));
     let bare: Router = Router::new().route(
         "/pay/notify",
         post(|body: axum::body::Bytes| async move {

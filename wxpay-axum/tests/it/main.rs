@@ -1,5 +1,6 @@
-//! wxpay-axum in-process: the core's adapter kit through `Router::nest`,
-//! and a checkout against the simulator.
+//! wxpay-axum in-process: the core's adapter kit through `Router::nest`
+//! (`router`) and through `Router::merge` (`router_at`), and a checkout
+//! against the simulator.
 
 use axum::{
     Router,
@@ -12,13 +13,23 @@ use wxpay_core::flow::{
     http::testkit::{self, AdapterClient, TestRequest, TestResponse},
 };
 
-/// The app under test: wxpay nested under `/pay` next to an app route.
+/// The app under test: wxpay under `/pay` next to app routes.
 struct App(Router);
 
-fn app(payments: Payments) -> App {
-    App(Router::new()
+fn shop_routes() -> Router {
+    Router::new()
         .route("/", axum::routing::get(|| async { "shop" }))
-        .nest("/pay", wxpay_axum::router(payments)))
+        .route("/payments", axum::routing::get(|| async { "not wxpay's" }))
+}
+
+/// wxpay nested (`router`).
+fn app(payments: Payments) -> App {
+    App(shop_routes().nest("/pay", wxpay_axum::router(payments)))
+}
+
+/// wxpay merged (`router_at`).
+fn app_at(payments: Payments) -> App {
+    App(shop_routes().merge(wxpay_axum::router_at("/pay", payments)))
 }
 
 impl AdapterClient for App {
@@ -58,14 +69,61 @@ async fn passes_the_adapter_kit() {
 }
 
 #[tokio::test]
+async fn merged_passes_the_adapter_kit() {
+    testkit::check_adapter(async |p| app_at(p)).await;
+}
+
+async fn get(app: &App, path: &str) -> (u16, Vec<u8>) {
+    let req = Request::get(path).body(Body::empty()).unwrap();
+    let res = app.0.clone().oneshot(req).await.unwrap();
+    let status = res.status().as_u16();
+    let body = axum::body::to_bytes(res.into_body(), usize::MAX).await;
+    (status, body.unwrap().to_vec())
+}
+
+#[tokio::test]
 async fn app_routes_are_untouched() {
+    for mount in [app, app_at] {
+        let (payments, _) = testkit::payments(testkit::config());
+        let app = mount(payments);
+        assert_eq!(get(&app, "/").await, (200, b"shop".to_vec()));
+        assert_eq!(get(&app, "/payments").await, (200, b"not wxpay's".to_vec()));
+        // The app's own 404 (empty), not wxpay's JSON one.
+        assert_eq!(get(&app, "/elsewhere").await, (404, Vec::new()));
+    }
+}
+
+#[tokio::test]
+async fn both_mounts_answer_every_path_under_the_prefix_alike() {
     let (payments, _) = testkit::payments(testkit::config());
-    let res = app(payments)
-        .0
-        .oneshot(Request::get("/").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    let (nested, merged) = (app(payments.clone()), app_at(payments));
+    for path in [
+        "/pay",
+        "/pay/",
+        "/pay/unknown",
+        "/pay/orders/",
+        "/pay/orders/A/B/C",
+        "/pay/notify/extra",
+        "/pay/notify",
+        "/pay/orders/NOPE",
+    ] {
+        let (a, b) = (get(&nested, path).await, get(&merged, path).await);
+        assert_eq!(a, b, "{path}");
+        assert!(a.0 == 404 || a.0 == 405, "{path}: {a:?}");
+        // wxpay's JSON answer, except for `/pay/`, which `nest` leaves to the app.
+        assert_eq!(a.1.is_empty(), path == "/pay/", "{path}: {a:?}");
+    }
+}
+
+#[test]
+fn router_at_refuses_a_malformed_prefix() {
+    for prefix in ["", "/", "pay", "/pay/", "/{pay}"] {
+        let (payments, _) = testkit::payments(testkit::config());
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _: Router = wxpay_axum::router_at(prefix, payments);
+        }));
+        assert!(r.is_err(), "{prefix:?} was accepted");
+    }
 }
 
 #[tokio::test]
@@ -76,6 +134,7 @@ async fn checkout_against_the_simulator() {
     let config = sim
         .merchant_config()
         .with_notify_url("http://127.0.0.1:9/pay/notify");
-    testkit::check_adapter_checkout(config, async |p| app(p)).await;
+    testkit::check_adapter_checkout(config.clone(), async |p| app(p)).await;
+    testkit::check_adapter_checkout(config, async |p| app_at(p)).await;
     sim.shutdown().await;
 }

@@ -1,0 +1,117 @@
+//! Heap allocations per notify: a count, not a timing, so it is the same on
+//! every machine and can guard the notify path's cost in CI. The budgets
+//! are today's counts; raise one only on purpose (and say why in the
+//! commit). Each test binary has one global allocator, hence this file.
+
+use std::sync::Arc;
+
+use axum::{Router, body::Body, http::Request, routing::post};
+use tower::ServiceExt;
+use wxpay_core::{
+    ApiKey, Config,
+    flow::{MemoryStore, Payments},
+    notify::REPLY_SUCCESS,
+    testkit,
+};
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+/// `handle_notify` alone: parse (2), verify and type the fields (9), the
+/// order number, the store read, the reply; a paying notify adds the
+/// compare-and-set (the patch's three strings go into the order), the
+/// fulfilment claim and completion, and `on_paid`.
+const CORE_FIRST: u64 = 23;
+const CORE_DUPLICATE: u64 = 15;
+/// What the axum adapter adds over a bare handler and the core: the core's
+/// request and response types.
+const ADAPTER: u64 = 2;
+
+fn allocations() -> u64 {
+    dhat::HeapStats::get().total_blocks
+}
+
+/// Allocations made while `app` answers one notify.
+async fn through(app: &Router, body: &str) -> u64 {
+    let req = Request::post("/pay/notify")
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    let before = allocations();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let n = allocations() - before;
+    assert!(bytes.starts_with(b"<xml><return_code><![CDATA[SUCCESS]]>"));
+    n
+}
+
+/// Allocations made while `handle_notify` answers one notify.
+async fn core(payments: &Payments, body: &str) -> u64 {
+    let before = allocations();
+    let reply = payments.handle_notify(body.as_bytes()).await;
+    let n = allocations() - before;
+    assert!(reply.is_success(), "{reply:?}");
+    n
+}
+
+fn payments() -> Payments {
+    let key = ApiKey::new("192006250b4c09247ec02edce69f6a2d");
+    Payments::builder(Config::new("wxd930ea5d5a258f4f", "10000100", key))
+        .store(Arc::new(MemoryStore::new()))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn notify_allocation_budgets() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let payments = payments();
+        let bodies = testkit::prepaid_with_notifies(&payments, "A", 8)
+            .await
+            .unwrap();
+        let merged: Router = Router::new().merge(wxpay_axum::router_at("/pay", payments.clone()));
+        let nested: Router = Router::new().nest("/pay", wxpay_axum::router(payments.clone()));
+        let bare: Router = Router::new().route(
+            "/pay/notify",
+            post(|body: axum::body::Bytes| async move {
+                drop(body);
+                REPLY_SUCCESS
+            }),
+        );
+        // Warm-up: lazily initialised statics (tracing callsites, …).
+        core(&payments, &bodies[0]).await;
+        through(&bare, &bodies[0]).await;
+
+        let bare_cost = through(&bare, &bodies[0]).await;
+        let (first, duplicate) = (core(&payments, &bodies[1]).await, core(&payments, &bodies[1]).await);
+        assert!(first <= CORE_FIRST, "a paying notify made {first} allocations, budget {CORE_FIRST}");
+        assert!(
+            duplicate <= CORE_DUPLICATE,
+            "a duplicate notify made {duplicate} allocations, budget {CORE_DUPLICATE}"
+        );
+        // Through the axum adapter, merged (`router_at`) and nested (`router`).
+        let first = through(&merged, &bodies[2]).await;
+        let duplicate = through(&merged, &bodies[2]).await;
+        assert!(
+            first <= bare_cost + CORE_FIRST + ADAPTER,
+            "router_at: a paying notify made {first} allocations, budget {bare_cost} (bare axum) + {CORE_FIRST} + {ADAPTER}"
+        );
+        assert!(
+            duplicate <= bare_cost + CORE_DUPLICATE + ADAPTER,
+            "router_at: a duplicate notify made {duplicate} allocations, budget {bare_cost} (bare axum) + {CORE_DUPLICATE} + {ADAPTER}"
+        );
+        // `nest` rewrites the URI and records the nesting on every request:
+        // what `router_at`'s docs promise to save.
+        let nested_cost = through(&nested, &bodies[3]).await;
+        assert!(
+            nested_cost > first,
+            "router under nest: {nested_cost} allocations, router_at: {first}"
+        );
+    });
+}
