@@ -65,7 +65,7 @@ where
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
     let args = <Args as clap::Parser>::parse();
     let listener = std::net::TcpListener::bind(args.listen)?;
-    let shop = Shop::start(&args, listener.local_addr()?).await?;
+    let shop = Shop::start(&args, listener.local_addr()?, |b| b).await?;
     println!(
         "{framework} shop listening on http://{}",
         listener.local_addr()?
@@ -91,14 +91,10 @@ fn error(status: u16, code: &str, message: &str) -> Reply {
 
 impl Shop {
     /// Opens storage, configures WeChat Pay (`WXPAY_*`, or the embedded
-    /// simulator, which delivers notifies to `addr`) and builds payments.
-    pub async fn start(args: &Args, addr: SocketAddr) -> Result<Shop, BoxError> {
-        Shop::start_with(args, addr, |b| b).await
-    }
-
-    /// [`Shop::start`] with a last say over the payment service's settings
-    /// (the end-to-end tests shorten its intervals).
-    pub async fn start_with(
+    /// simulator, which delivers notifies to `addr`) and builds payments;
+    /// `tweak` has the last say over its settings (the end-to-end tests
+    /// shorten its intervals).
+    pub async fn start(
         args: &Args,
         addr: SocketAddr,
         tweak: impl FnOnce(PaymentsBuilder) -> PaymentsBuilder,
@@ -130,14 +126,11 @@ impl Shop {
 
     /// `POST /login {"code"}`: `wx.login`'s code → jscode2session → a bearer token.
     pub async fn login(&self, body: &[u8]) -> Reply {
-        #[derive(Deserialize)]
-        struct Login {
-            code: String,
-        }
-        let Ok(Login { code }) = serde_json::from_slice(body) else {
+        let json = serde_json::from_slice::<Value>(body).unwrap_or_default();
+        let Some(code) = json["code"].as_str() else {
             return error(400, "bad_request", "expected {\"code\"}");
         };
-        let session = match self.payments.login(&code).await {
+        let session = match self.payments.login(code).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "login failed");
@@ -215,7 +208,7 @@ impl PaymentEvents for Grants {
             .ok_or("order without a vip-month quantity")?;
         let sql = self
             .0
-            .sql("INSERT INTO shop_grants (out_trade_no, openid, days) VALUES (?, ?, ?)");
+            .sql("INSERT INTO shop_grants (out_trade_no, openid, days) VALUES ($1, $2, $3)");
         let insert = (sqlx::query(&sql).bind(order.out_trade_no.as_str()))
             .bind(owner)
             .bind(quantity * VIP_DAYS);
@@ -230,26 +223,23 @@ impl PaymentEvents for Grants {
 #[derive(Clone)]
 pub(crate) struct Db {
     pool: AnyPool,
-    postgres: bool,
+    mysql: bool,
 }
 
 impl Db {
     async fn open(url: &str) -> Result<Db, sqlx::Error> {
         sqlx::any::install_default_drivers();
-        let sqlite = url.starts_with("sqlite");
+        // The store put a SQLite file in WAL mode; commit as it does (a sync
+        // per checkpoint, not per commit, still in commit order).
+        let pragma = if url.starts_with("sqlite") {
+            "PRAGMA synchronous = NORMAL"
+        } else {
+            "SELECT 1"
+        };
         let pool = sqlx::any::AnyPoolOptions::new()
             .max_connections(5)
-            .after_connect(move |conn, _| {
-                // The store put the file in WAL mode; commit as it does (a
-                // sync per checkpoint, not per commit, still in commit order).
-                Box::pin(async move {
-                    if sqlite {
-                        sqlx::query("PRAGMA synchronous = NORMAL")
-                            .execute(conn)
-                            .await?;
-                    }
-                    Ok(())
-                })
+            .after_connect(move |c, _| {
+                Box::pin(async move { sqlx::query(pragma).execute(c).await.map(drop) })
             })
             .connect(url)
             .await?;
@@ -259,32 +249,31 @@ impl Db {
         ] {
             sqlx::query(ddl).execute(&pool).await?;
         }
-        let postgres = url.starts_with("postgres");
-        Ok(Db { pool, postgres })
+        let mysql = url.starts_with("mysql");
+        Ok(Db { pool, mysql })
     }
 
-    /// `?` placeholders, rewritten to `$n` for PostgreSQL.
+    /// `$n` placeholders (PostgreSQL, SQLite), rewritten to `?` for MySQL.
     fn sql(&self, q: &str) -> String {
-        if !self.postgres {
-            return q.to_owned();
-        }
-        let mut parts = q.split('?');
-        let mut sql = parts.next().unwrap_or_default().to_owned();
-        for (i, rest) in parts.enumerate() {
-            sql += &format!("${}{rest}", i + 1);
-        }
-        sql
+        let mysql = self.mysql;
+        (1..=3).fold(q.to_owned(), |q, n| {
+            if mysql {
+                q.replace(&format!("${n}"), "?")
+            } else {
+                q
+            }
+        })
     }
 
     async fn put_session(&self, token: &str, openid: &str) -> Result<(), sqlx::Error> {
-        let sql = self.sql("INSERT INTO shop_sessions (token, openid) VALUES (?, ?)");
+        let sql = self.sql("INSERT INTO shop_sessions (token, openid) VALUES ($1, $2)");
         let insert = sqlx::query(&sql).bind(token).bind(openid);
         insert.execute(&self.pool).await.map(drop)
     }
 
     async fn openid(&self, authorization: Option<&str>) -> Option<String> {
         let token = authorization?.strip_prefix("Bearer ")?.trim();
-        let sql = self.sql("SELECT openid FROM shop_sessions WHERE token = ?");
+        let sql = self.sql("SELECT openid FROM shop_sessions WHERE token = $1");
         let row = sqlx::query(&sql)
             .bind(token)
             .fetch_optional(&self.pool)
@@ -294,7 +283,7 @@ impl Db {
     }
 
     async fn vip_days(&self, openid: &str) -> Result<i64, sqlx::Error> {
-        let sql = self.sql("SELECT days FROM shop_grants WHERE openid = ?");
+        let sql = self.sql("SELECT days FROM shop_grants WHERE openid = $1");
         let rows = sqlx::query(&sql).bind(openid).fetch_all(&self.pool).await?;
         rows.iter().map(|r| r.try_get::<i64, _>("days")).sum()
     }

@@ -66,7 +66,7 @@ impl Running {
             sim_sign_type: sign_type,
             sim_time_scale: 0.01,
         };
-        let shop = Shop::start_with(&args, addr, |b| {
+        let shop = Shop::start(&args, addr, |b| {
             b.sync_interval(Duration::from_millis(50))
                 .retry_backoff(Duration::from_millis(5))
                 .unifiedorder_attempts(unifiedorder_attempts)
