@@ -2,7 +2,7 @@
 //! 127.0.0.1,
 //!
 //! - `bare`: an axum handler that reads the body and answers the SUCCESS XML;
-//! - `wxpay-memory`: `wxpay_axum::router` alone, `MemoryStore`, no-op
+//! - `wxpay-memory`: `wxpay_axum::router_at` alone, `MemoryStore`, no-op
 //!   `on_paid` (what wxpay itself costs, without the shop's effect);
 //! - `shop-memory`: the `axum_shop` router, orders in a `MemoryStore` (the
 //!   shop's own tables, written by its `on_paid`, in a SQLite file);
@@ -17,6 +17,10 @@
 //! so every request is a duplicate; then `bare` again. Ratios are taken
 //! against the mean of the round's two `bare` runs (the machine drifts),
 //! and the summary gives each one's median over the rounds.
+//!
+//! wrk runs on the same machine: by default the servers get the cores wrk's
+//! threads leave (at least one), so that server and load generator do not
+//! time-share a core; `--workers` overrides it.
 //! Needs `wrk` on `PATH` (`apt-get install wrk`); see BENCHMARKS.md.
 //!
 //! ```sh
@@ -61,7 +65,8 @@ struct Opts {
     /// PREPAID orders for `wxpay-memory` (1 to 1,000,000).
     #[arg(long, default_value_t = 300_000)]
     orders_fast: u64,
-    /// Tokio worker threads of the servers (default: one per core).
+    /// Tokio worker threads of the servers (default: the cores minus wrk's
+    /// threads, at least 1).
     #[arg(long)]
     workers: Option<usize>,
     /// Rounds (1 to 20): each measures `bare` and every target afresh.
@@ -159,9 +164,12 @@ fn main() -> Result<(), BoxError> {
     }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
-    if let Some(w) = opts.workers {
-        rt.worker_threads(w);
-    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let workers = opts
+        .workers
+        .unwrap_or_else(|| cores.saturating_sub(opts.threads as usize).max(1));
+    println!("server workers: {workers}, wrk threads: {}", opts.threads);
+    rt.worker_threads(workers);
     let rt = rt.build()?;
 
     let dir = std::env::temp_dir().join(format!("wxpay_notify_load_{}", std::process::id()));
@@ -391,11 +399,11 @@ async fn server(kind: Kind, dir: &Path) -> Result<Target, BoxError> {
             .build()?;
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let app = axum::Router::new().nest("/pay", wxpay_axum::router(payments.clone()));
+        let app = axum::Router::new().merge(wxpay_axum::router_at("/pay", payments.clone()));
         tokio::spawn(async move { axum::serve(listener, app).await });
         payments
     } else {
-        let shop = shop::Shop::start_with(&args, addr, |b| {
+        let shop = shop::Shop::start(&args, addr, |b| {
             if kind == Kind::ShopMemory {
                 b.store(memory_store)
             } else {

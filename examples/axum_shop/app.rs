@@ -26,7 +26,7 @@ pub fn router(shop: Arc<Shop>) -> Router {
         .route("/login", post(login))
         .route("/me", get(me))
         .with_state(shop.clone())
-        .nest("/pay", wxpay_axum::router(shop.payments.clone()))
+        .merge(wxpay_axum::router_at("/pay", shop.payments.clone()))
 }
 
 async fn login(State(shop): State<Arc<Shop>>, body: Bytes) -> Response {
