@@ -171,7 +171,9 @@ impl Running {
             .unwrap()
     }
 
-    pub async fn post_notify(&self, body: Vec<u8>) -> (u16, String) {
+    /// Posts `body` to the shop's notify route: the status, whether the
+    /// response says `Connection: close`, and the body.
+    pub async fn post_notify(&self, body: Vec<u8>) -> (u16, bool, String) {
         let resp = self
             .http
             .post(format!("{}/pay/notify", self.base))
@@ -180,7 +182,11 @@ impl Running {
             .await
             .unwrap();
         let status = resp.status().as_u16();
-        (status, resp.text().await.unwrap())
+        let closes = resp
+            .headers()
+            .get(reqwest::header::CONNECTION)
+            .is_some_and(|v| v == "close");
+        (status, closes, resp.text().await.unwrap())
     }
 
     pub async fn vip_days(&self, token: &str) -> i64 {

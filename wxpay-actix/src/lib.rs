@@ -46,7 +46,8 @@
 //! ```
 //!
 //! Bodies are read up to [`MAX_BODY_BYTES`] (1 MiB): a larger one is a
-//! `FAIL` reply on the notify routes and `413` elsewhere. The client IP is
+//! `FAIL` reply on the notify routes and `413` elsewhere, sent with
+//! `Connection: close` (the rest of the body stays unread). The client IP is
 //! the connection's peer address.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -109,6 +110,9 @@ fn response(out: HttpOut) -> HttpResponse {
     res.insert_header((header::CONTENT_TYPE, out.content_type));
     if let Some(allow) = out.allow {
         res.insert_header((header::ALLOW, allow));
+    }
+    if out.close {
+        res.force_close();
     }
     res.body(out.body)
 }

@@ -45,7 +45,8 @@
 //! ```
 //!
 //! Bodies are read up to [`MAX_BODY_BYTES`] (1 MiB): a larger one is a
-//! `FAIL` reply on the notify routes and `413` elsewhere. The client IP comes
+//! `FAIL` reply on the notify routes and `413` elsewhere, sent with
+//! `Connection: close` (the rest of the body stays unread). The client IP comes
 //! from [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo) when the app
 //! is served with it.
 #![forbid(unsafe_code)]
@@ -171,6 +172,9 @@ fn response(out: HttpOut) -> Response {
     );
     if let Some(allow) = out.allow {
         headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    if out.close {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     res
 }

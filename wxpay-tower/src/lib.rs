@@ -66,7 +66,8 @@
 //! ```
 //!
 //! Bodies are read up to [`MAX_BODY_BYTES`] (1 MiB): a larger one is a
-//! `FAIL` reply on the notify routes and `413` elsewhere. The client IP is
+//! `FAIL` reply on the notify routes and `413` elsewhere, sent with
+//! `Connection: close` (the rest of the body stays unread). The client IP is
 //! taken from a [`SocketAddr`] in the request's extensions (insert the
 //! peer address in your accept loop, as above; axum's `ConnectInfo` is not
 //! read).
@@ -196,6 +197,9 @@ fn response(out: HttpOut) -> Response<Full<Bytes>> {
     );
     if let Some(allow) = out.allow {
         headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    if out.close {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     res
 }

@@ -3,7 +3,11 @@
 
 use std::{future::Future, pin::Pin, rc::Rc};
 
-use actix_web::{App, http::header, test, web};
+use actix_web::{
+    App,
+    http::{ConnectionType, header},
+    test, web,
+};
 use wxpay_core::flow::{
     Payments,
     http::testkit::{self, AdapterClient, TestRequest, TestResponse},
@@ -51,6 +55,8 @@ async fn mount(payments: Payments, via_configure: bool) -> Client {
                 status: res.status().as_u16(),
                 content_type: header(header::CONTENT_TYPE),
                 allow: header(header::ALLOW),
+                // actix writes the Connection header from the response head.
+                closes: res.response().head().connection_type() == ConnectionType::Close,
                 body: test::read_body(res).await.to_vec(),
             }
         })

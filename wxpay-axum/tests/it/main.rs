@@ -55,6 +55,10 @@ impl AdapterClient for App {
             status: res.status().as_u16(),
             content_type: header(header::CONTENT_TYPE),
             allow: header(header::ALLOW),
+            closes: res
+                .headers()
+                .get(header::CONNECTION)
+                .is_some_and(|v| v == "close"),
             body: axum::body::to_bytes(res.into_body(), usize::MAX)
                 .await
                 .unwrap()

@@ -38,7 +38,11 @@
 //! Adapters read at most [`MAX_BODY_BYTES`]; a larger (or unreadable) body is
 //! flagged with [`HttpIn::body_too_large`] and refused without being looked
 //! at: `413` on order routes, a `FAIL` reply on the notify routes (WeChat
-//! needs XML, and never sends such bodies).
+//! needs XML, and never sends such bodies). The rest of such a body was
+//! never read, so the connection cannot carry another request (RFC 9112
+//! §6.3): the answer sets [`HttpOut::close`], which adapters turn into
+//! `Connection: close`, so that the client opens a new connection instead
+//! of reusing one the server is closing.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -168,6 +172,9 @@ pub struct HttpOut {
     pub body: Vec<u8>,
     /// The `Allow` header (set on `405`).
     pub allow: Option<&'static str>,
+    /// Close the connection after this response (`Connection: close`): the
+    /// request's body was not read to its end.
+    pub close: bool,
 }
 
 impl HttpOut {
@@ -177,6 +184,7 @@ impl HttpOut {
             content_type: CONTENT_TYPE_JSON,
             body: serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()),
             allow: None,
+            close: false,
         }
     }
 
@@ -190,6 +198,7 @@ impl HttpOut {
             content_type: CONTENT_TYPE_XML,
             body: body.into_bytes(),
             allow: None,
+            close: false,
         }
     }
 
@@ -255,6 +264,13 @@ impl Route {
 /// response. Never fails: every error becomes a status (order routes) or a
 /// `FAIL` reply (notify routes), logged with `tracing`.
 pub async fn handle(payments: &Payments, req: HttpIn) -> HttpOut {
+    let unread_body = req.body_too_large;
+    let mut out = answer(payments, req).await;
+    out.close = unread_body;
+    out
+}
+
+async fn answer(payments: &Payments, req: HttpIn) -> HttpOut {
     let Some(route) = Route::parse(&req.path) else {
         return HttpOut::not_found();
     };
@@ -453,6 +469,9 @@ pub mod testkit {
         pub content_type: Option<String>,
         /// The `Allow` header.
         pub allow: Option<String>,
+        /// Whether the response closes the connection (`Connection: close`,
+        /// or the framework's equivalent).
+        pub closes: bool,
         /// The body.
         pub body: Vec<u8>,
     }
@@ -631,7 +650,8 @@ pub mod testkit {
     /// Runs the suite: the route table (404, 405 with `Allow`), the payment
     /// notify (valid → `SUCCESS` and `PAID`; forged, foreign merchant, wrong
     /// amount, unknown order, malformed, entity declarations, non-UTF-8 and
-    /// a 2 MiB body → HTTP 200 `FAIL` with the order unchanged), the refund
+    /// a 2 MiB body → HTTP 200 `FAIL` with the order unchanged; the
+    /// connection closes after the 2 MiB one and only after it), the refund
     /// notify's refusals, order status and close by the owner versus
     /// others (404), and checkout refusals (401, 400, 413) that store
     /// nothing. Nothing calls WeChat. Panics at the first deviation.
@@ -739,6 +759,11 @@ pub mod testkit {
             ))
             .await;
             assert_fail_xml(what, &r);
+            assert_eq!(
+                r.closes,
+                body.len() > MAX_BODY_BYTES,
+                "{what}: the connection closes exactly when the body was not read to its end"
+            );
             assert_eq!(
                 get("KIT-A1").await,
                 before,
@@ -877,6 +902,10 @@ pub mod testkit {
         let huge = vec![b' '; 2 * MAX_BODY_BYTES];
         let r = send(request("POST", "/orders", &alice, &huge)).await;
         assert_error("checkout with a 2 MiB body", &r, 413, "payload_too_large");
+        assert!(
+            r.closes,
+            "checkout with a 2 MiB body: the connection must close"
+        );
         assert_eq!(store.len(), count, "refused checkouts store nothing");
     }
 
@@ -980,6 +1009,7 @@ mod tests {
                 status: out.status,
                 content_type: Some(out.content_type.to_owned()),
                 allow: out.allow.map(str::to_owned),
+                closes: out.close,
                 body: out.body,
             }
         }

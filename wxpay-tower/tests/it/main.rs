@@ -36,6 +36,10 @@ impl AdapterClient for Client {
             status: res.status().as_u16(),
             content_type: header(header::CONTENT_TYPE),
             allow: header(header::ALLOW),
+            closes: res
+                .headers()
+                .get(header::CONNECTION)
+                .is_some_and(|v| v == "close"),
             body: res.into_body().collect().await.unwrap().to_bytes().to_vec(),
         }
     }
@@ -201,6 +205,8 @@ async fn served_by_hyper() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    // The rest of the body is unread: hyper must not keep the connection.
+    assert_eq!(res.headers()["connection"], "close");
     assert!(res.text().await.unwrap().contains("FAIL"));
 
     let res = http.get(format!("{base}/notify")).send().await.unwrap();
