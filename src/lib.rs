@@ -8,7 +8,7 @@
 //!
 //! | feature | crate | what |
 //! |---|---|---|
-//! | `axum` | [`wxpay_axum`](https://docs.rs/wxpay-axum) | a `Router` to nest under any prefix |
+//! | `axum` | [`wxpay_axum`](https://docs.rs/wxpay-axum) | a `Router` to merge at a prefix (`router_at`) or to nest (`router`) |
 //! | `actix` | [`wxpay_actix`](https://docs.rs/wxpay-actix) | an actix-web scope |
 //! | `tower` | [`wxpay_tower`](https://docs.rs/wxpay-tower) | a tower `Service`, usable from hyper |
 //! | `sqlx` | [`wxpay_sqlx`](https://docs.rs/wxpay-sqlx) | the order store on SQLite, PostgreSQL, MySQL |
