@@ -36,6 +36,27 @@ pub(crate) fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
+/// The states a payment normally finds its order in.
+const PAYABLE: &[OrderState] = &[OrderState::Created, OrderState::Prepaid];
+/// The ended states a late payment still moves to `PAID` (flagged).
+const ENDED: &[OrderState] = &[OrderState::Closed, OrderState::Failed];
+
+/// One compare-and-set of order `no` from `from` to `PAID`. The number and
+/// the patch move into the transition and come back with its outcome: a
+/// payment is recorded without copying them.
+async fn pay(
+    store: &dyn OrderStore,
+    no: OutTradeNo,
+    from: &[OrderState],
+    patch: OrderPatch,
+    at: DateTime<Utc>,
+) -> Result<(TransitionOutcome<Arc<Order>>, OutTradeNo, OrderPatch), StoreError> {
+    let t = Transition::new(no, from, OrderState::Paid, patch, at)
+        .expect("CREATED, PREPAID, CLOSED and FAILED may all move to PAID");
+    let outcome = store.transition_shared(&t).await?;
+    Ok((outcome, t.out_trade_no, t.patch))
+}
+
 /// Why a [`Payments`] operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -601,9 +622,7 @@ impl Payments {
         out_trade_no: OutTradeNo,
         info: PaidInfo,
     ) -> Result<Recorded, StoreError> {
-        let store = &self.inner.store;
-        // The number and patch move into each attempt's transition and are
-        // taken back from it: no copies on the way to the store.
+        let store = &*self.inner.store;
         let mut no = out_trade_no;
         let mut patch = OrderPatch {
             transaction_id: Some(info.transaction_id),
@@ -614,20 +633,8 @@ impl Payments {
         };
         for _ in 0..4 {
             let at = now();
-            let t = Transition::new(
-                no,
-                &[OrderState::Created, OrderState::Prepaid],
-                OrderState::Paid,
-                patch,
-                at,
-            )
-            .expect("CREATED/PREPAID → PAID is legal");
-            let outcome = store.transition_shared(&t).await?;
-            Transition {
-                out_trade_no: no,
-                patch,
-                ..
-            } = t;
+            let outcome;
+            (outcome, no, patch) = pay(store, no, PAYABLE, patch, at).await?;
             let found = match outcome {
                 TransitionOutcome::Applied(order) => {
                     return Ok(Recorded::Paid { order, late: false });
@@ -649,25 +656,14 @@ impl Payments {
                 }
                 return Ok(Recorded::Already(found));
             }
-            if matches!(found.state, OrderState::Closed | OrderState::Failed) {
+            if ENDED.contains(&found.state) {
                 patch.attention = Some(Some(format!(
                     "paid after the order was {} (reported by {}); refund or fulfil by hand",
                     found.state, info.source
                 )));
-                let t = Transition::new(
-                    no,
-                    &[OrderState::Closed, OrderState::Failed],
-                    OrderState::Paid,
-                    patch,
-                    at,
-                )
-                .expect("CLOSED/FAILED → PAID is legal");
-                let outcome = store.transition_shared(&t).await?;
-                Transition {
-                    out_trade_no: no,
-                    patch,
-                    ..
-                } = t;
+                let outcome;
+                (outcome, no, patch) = pay(store, no, ENDED, patch, at).await?;
+                // The next attempt starts from CREATED/PREPAID again, unflagged.
                 patch.attention = None;
                 match outcome {
                     TransitionOutcome::Applied(order) => {
