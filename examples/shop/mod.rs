@@ -229,20 +229,16 @@ pub(crate) struct Db {
 impl Db {
     async fn open(url: &str) -> Result<Db, sqlx::Error> {
         sqlx::any::install_default_drivers();
-        // The store put a SQLite file in WAL mode; commit as it does (a sync
-        // per checkpoint, not per commit, still in commit order).
-        let pragma = if url.starts_with("sqlite") {
-            "PRAGMA synchronous = NORMAL"
-        } else {
-            "SELECT 1"
-        };
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(5)
-            .after_connect(move |c, _| {
-                Box::pin(async move { sqlx::query(pragma).execute(c).await.map(drop) })
-            })
-            .connect(url)
-            .await?;
+        let mut options = sqlx::any::AnyPoolOptions::new().max_connections(5);
+        if url.starts_with("sqlite") {
+            // The store put the file in WAL mode; commit as it does (a sync
+            // per checkpoint, not per commit, still in commit order).
+            options = options.after_connect(|c, _| {
+                let pragma = sqlx::query("PRAGMA synchronous = NORMAL");
+                Box::pin(async move { pragma.execute(c).await.map(drop) })
+            });
+        }
+        let pool = options.connect(url).await?;
         for ddl in [
             "CREATE TABLE IF NOT EXISTS shop_sessions (token VARCHAR(64) PRIMARY KEY, openid VARCHAR(128) NOT NULL)",
             "CREATE TABLE IF NOT EXISTS shop_grants (out_trade_no VARCHAR(32) PRIMARY KEY, openid VARCHAR(128) NOT NULL, days BIGINT NOT NULL)",
@@ -255,14 +251,16 @@ impl Db {
 
     /// `$n` placeholders (PostgreSQL, SQLite), rewritten to `?` for MySQL.
     fn sql(&self, q: &str) -> String {
-        let mysql = self.mysql;
-        (1..=3).fold(q.to_owned(), |q, n| {
-            if mysql {
-                q.replace(&format!("${n}"), "?")
-            } else {
-                q
-            }
-        })
+        if !self.mysql {
+            return q.to_owned();
+        }
+        let mut parts = q.split('$');
+        let mut sql = parts.next().unwrap_or_default().to_owned();
+        for rest in parts {
+            sql.push('?');
+            sql += rest.trim_start_matches(|c: char| c.is_ascii_digit());
+        }
+        sql
     }
 
     async fn put_session(&self, token: &str, openid: &str) -> Result<(), sqlx::Error> {
