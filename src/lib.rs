@@ -11,9 +11,9 @@
 //! | `axum` | [`wxpay_axum`](https://docs.rs/wxpay-axum) | a `Router` to merge at a prefix (`router_at`) or to nest (`router`) |
 //! | `actix` | [`wxpay_actix`](https://docs.rs/wxpay-actix) | an actix-web scope |
 //! | `tower` | [`wxpay_tower`](https://docs.rs/wxpay-tower) | a tower `Service`, usable from hyper |
-//! | `sqlx` | [`wxpay_sqlx`](https://docs.rs/wxpay-sqlx) | the order store on SQLite, PostgreSQL, MySQL |
+//! | `sqlx` | [`wxpay_sqlx`](https://docs.rs/wxpay-sqlx) | the order and session store on SQLite, PostgreSQL, MySQL |
 //! | `sim` | [`wxpay_sim`](https://docs.rs/wxpay-sim) | a local WeChat Pay simulator |
-//! | `testkit` | | store conformance kit and notify fixtures |
+//! | `testkit` | | store conformance kits and notify fixtures |
 //!
 //! ```
 //! use wxpay::{ApiKey, Config, SignType};

@@ -60,8 +60,9 @@
 //!   [`client`] (signed calls, every answer verified), [`config`], [`error`].
 //! - Flow: [`flow`] — the order state machine, the [`flow::OrderStore`]
 //!   contract, [`flow::MemoryStore`], [`flow::Payments`], events, the
-//!   reconciler, and the framework-free router the adapters use.
-//! - `testkit` feature: the store conformance kit and notify fixtures.
+//!   reconciler, sign-in sessions ([`flow::SessionStore`],
+//!   [`flow::MemorySessions`]), and the framework-free router the adapters use.
+//! - `testkit` feature: the store conformance kits and notify fixtures.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
@@ -92,7 +93,7 @@ pub use error::{BoxError, Error};
 pub use notify::{NotifyError, PaymentNotification, RefundNotification};
 pub use params::Params;
 pub use paysign::PayParams;
-pub use secret::{ApiKey, AppSecret, SessionKey};
+pub use secret::{ApiKey, AppSecret, SessionKey, SessionToken};
 pub use sign::{SignType, SignatureError};
 pub use types::{Fen, FieldError, OutTradeNo, RefundStatus, TradeState, TradeType};
 pub use xml::XmlError;

@@ -55,6 +55,13 @@ secret_newtype!(
 );
 
 secret_newtype!(
+    /// A sign-in token from [`Payments::sign_in`](crate::flow::Payments::sign_in):
+    /// the bearer token the client sends back. Stores keep only its SHA-256
+    /// ([`TokenHash`](crate::flow::TokenHash)).
+    SessionToken
+);
+
+secret_newtype!(
     /// A WeChat `session_key` from `jscode2session`: it decrypts the user's
     /// data and must stay on the server.
     SessionKey
@@ -69,7 +76,9 @@ mod tests {
         let key = ApiKey::new("supersecretvalue");
         let secret = AppSecret::new("appsecretvalue");
         let session = SessionKey::new("sessionkeyvalue");
+        let token = SessionToken::new("tokenvalue");
         for shown in [
+            format!("{token:?} {token}"),
             format!("{key:?} {key} {key:#?}"),
             format!("{secret:?} {secret}"),
             format!("{session:?} {session}"),

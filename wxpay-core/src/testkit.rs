@@ -2,7 +2,7 @@
 //!
 //! - [`check_order_store`]: the [`OrderStore`] conformance kit. Run it against
 //!   your store implementation; it panics with a message naming the broken
-//!   duty.
+//!   duty. [`check_session_store`] does the same for a [`SessionStore`].
 //! - Notify fixtures signed like WeChat's, for testing your notify route:
 //!   [`signed_payment_notify`], [`payment_notify_params`] + [`sign_notify`]
 //!   (to alter fields first), and [`refund_notify`] (encrypted `req_info`).
@@ -24,7 +24,7 @@ use crate::{
     Fen, OutTradeNo, SignType, TradeType,
     flow::{
         Fulfilment, ListFilter, Order, OrderPatch, OrderState, OrderStore, PendingRefund,
-        StoreError, Transition, TransitionOutcome,
+        SessionRecord, SessionStore, StoreError, TokenHash, Transition, TransitionOutcome,
     },
 };
 
@@ -62,7 +62,8 @@ const RACERS: usize = 50;
 /// - when [`OrderStore::listing`] is `Some`: `list` filters by state and
 ///   `updated_before` (inclusive), sorts oldest first and honours `limit`;
 ///   `unfulfilled` returns paid orders whose fulfilment is pending or whose
-///   lease expired, and nothing else.
+///   lease expired, and nothing else; `owned_by` returns exactly the owner's
+///   orders, newest first (ties by number, descending), and honours `limit`.
 ///
 /// # Panics
 /// On the first violation of the contract, or on any store error.
@@ -77,7 +78,84 @@ pub async fn check_order_store(store: Arc<dyn OrderStore>) {
     kit.shared_handles(&*store).await;
     if store.listing().is_some() {
         kit.listing(&*store).await;
+        kit.owned_by(&*store).await;
     }
+}
+
+/// Runs the whole [`SessionStore`] contract against `store` and panics with
+/// a clear message at the first violation. Every case uses fresh random
+/// hashes and openids, so one database can be checked repeatedly.
+///
+/// What is checked: `put_session` then `get_session` returns every field unchanged (with and
+/// without a unionid, non-ASCII text, microsecond timestamps); `get_session` of an
+/// unknown hash is `None`; an expired record is still returned by `get_session`;
+/// `remove_session` deletes one record and is not an error for an absent one;
+/// `purge_expired_sessions(t)` deletes exactly the records with `expires_at <= t`
+/// and counts them. Purging is store-wide: the kit's expired records lie
+/// decades in the past so that it never purges live data, but run one kit
+/// at a time per store (two at once may purge each other's records).
+///
+/// # Panics
+/// On the first violation of the contract, or on any store error.
+pub async fn check_session_store(store: Arc<dyn SessionStore>) {
+    let case = "sessions";
+    let sfail = |what: String| -> ! { panic!("SessionStore conformance [{case}]: {what}") };
+    let run = Kit::new().run;
+    let hash = |tag: &str| TokenHash::of(&crate::SessionToken::new(format!("{run}-{tag}")));
+    let now = micros_now();
+    // Expiry times of this run's expired records lie in a window of their
+    // own before 1990 (derived from now), so purging them never touches
+    // another run's records, nor this run's purge another's.
+    let base = Utc.with_ymd_and_hms(1990, 1, 1, 0, 0, 0).unwrap()
+        - (now - Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap());
+    let rec = |tag: &str, unionid: Option<&str>, expires_at: DateTime<Utc>| {
+        SessionRecord::new(
+            hash(tag),
+            format!("o-{run}-{tag}-用户"),
+            unionid.map(str::to_owned),
+            now - secs(5),
+            expires_at,
+        )
+    };
+    let live = rec("live", Some("u-union"), now + secs(3600));
+    let bare = rec("bare", None, now + secs(7200));
+    let old = rec("old", None, base + secs(10));
+    let edge = rec("edge", None, base + secs(20));
+    for r in [&live, &bare, &old, &edge] {
+        ok(case, store.put_session(r).await);
+    }
+    for want in [&live, &bare, &old, &edge] {
+        match ok(case, store.get_session(&want.token_hash).await) {
+            Some(got) if &got == want => {}
+            got => sfail(format!(
+                "get after put differs\n  expected: {want:?}\n  got:      {got:?}"
+            )),
+        }
+    }
+    if let Some(got) = ok(case, store.get_session(&hash("never")).await) {
+        sfail(format!("get of an unknown hash returned {got:?}"));
+    }
+    ok(case, store.remove_session(&bare.token_hash).await);
+    if ok(case, store.get_session(&bare.token_hash).await).is_some() {
+        sfail("remove left the record".into());
+    }
+    ok(case, store.remove_session(&bare.token_hash).await);
+    let purged = ok(case, store.purge_expired_sessions(base + secs(20)).await);
+    for (r, kept) in [(&live, true), (&old, false), (&edge, false)] {
+        if ok(case, store.get_session(&r.token_hash).await).is_some() != kept {
+            sfail(format!(
+                "purge_expired_sessions(t) must delete exactly the records with expires_at <= t; \
+                 {r:?} was {}",
+                if kept { "deleted" } else { "kept" }
+            ));
+        }
+    }
+    if purged < 2 {
+        sfail(format!(
+            "purge_expired_sessions deleted (at least) 2 records and answered {purged}"
+        ));
+    }
+    ok(case, store.remove_session(&live.token_hash).await);
 }
 
 struct Kit {
@@ -848,6 +926,70 @@ impl Kit {
                     nos(&limited),
                     nos(&found)
                 ),
+            );
+        }
+    }
+
+    async fn owned_by(&self, store: &dyn OrderStore) {
+        let case = "owned_by";
+        let listing = store.listing().expect("checked by the caller");
+        let now = micros_now();
+        let owner = format!("owner-{}-用户", self.run);
+        let mk = |tag: &str, owner: Option<&str>, created: i64| {
+            let mut o = self.full(tag, OrderState::Paid, now);
+            o.owner = owner.map(str::to_owned);
+            o.created_at = now - secs(100 - created);
+            o
+        };
+        let orders = [
+            mk("o1", Some(&owner), 1),
+            mk("o3", Some(&owner), 3),
+            mk("o2a", Some(&owner), 2),
+            mk("o2b", Some(&owner), 2),
+            mk("x1", Some("someone else"), 4),
+            mk("x2", None, 5),
+        ];
+        for o in &orders {
+            ok(case, store.insert(o).await);
+        }
+        let tags = |found: &[Order]| -> Vec<String> {
+            (found.iter())
+                .map(|o| o.out_trade_no.as_str()[self.run.len() + 1..].to_owned())
+                .collect()
+        };
+        let found = ok(case, listing.owned_by(&owner, 100).await);
+        if tags(&found) != ["o3", "o2b", "o2a", "o1"] {
+            fail(
+                case,
+                format!(
+                    "owned_by returned {:?}, expected [o3, o2b, o2a, o1]: the owner's orders \
+                     only, newest created_at first, ties by number descending",
+                    tags(&found)
+                ),
+            );
+        }
+        for o in &found {
+            if !orders.iter().any(|want| want == o) {
+                fail(
+                    case,
+                    format!("owned_by returned an order that differs from the stored one: {o:?}"),
+                );
+            }
+        }
+        let limited = ok(case, listing.owned_by(&owner, 2).await);
+        if tags(&limited) != ["o3", "o2b"] {
+            fail(
+                case,
+                format!(
+                    "owned_by with limit 2 returned {:?}, expected [o3, o2b]",
+                    tags(&limited)
+                ),
+            );
+        }
+        if let Some(o) = ok(case, listing.owned_by(&format!("{owner}-nobody"), 10).await).first() {
+            fail(
+                case,
+                format!("owned_by of an owner with no orders returned {o:?}"),
             );
         }
     }

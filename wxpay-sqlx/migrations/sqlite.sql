@@ -1,4 +1,5 @@
--- wxpay-sqlx schema, SQLite. `{table}` is replaced by the table name.
+-- wxpay-sqlx schema, SQLite. `{table}` is replaced by the orders table's
+-- name, `{sessions}` by the sessions table's.
 -- Times are INTEGER nanoseconds since the Unix epoch (UTC); money is INTEGER fen.
 CREATE TABLE IF NOT EXISTS {table} (
     out_trade_no       TEXT    NOT NULL PRIMARY KEY,
@@ -31,3 +32,17 @@ CREATE TABLE IF NOT EXISTS {table} (
 );
 CREATE INDEX IF NOT EXISTS {table}_state_updated ON {table} (state, updated_at);
 CREATE INDEX IF NOT EXISTS {table}_fulfilment_updated ON {table} (fulfilment, updated_at);
+-- For OrderListing::owned_by (a user's own orders, newest first).
+CREATE INDEX IF NOT EXISTS {table}_owner_created ON {table} (owner, created_at);
+
+-- Sign-in sessions (SessionStore): only the SHA-256 of each bearer token is
+-- kept, as 64 lowercase hex characters.
+CREATE TABLE IF NOT EXISTS {sessions} (
+    token_hash TEXT    NOT NULL PRIMARY KEY,
+    openid     TEXT    NOT NULL,
+    unionid    TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+-- For SessionStore::purge_expired.
+CREATE INDEX IF NOT EXISTS {sessions}_expires ON {sessions} (expires_at);

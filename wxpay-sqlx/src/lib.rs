@@ -6,9 +6,14 @@
 //! WeChat's duplicate notifies land on different instances at the same
 //! moment, exactly one of them wins.
 //!
+//! The same store also keeps sign-in sessions (it is a [`SessionStore`]),
+//! so that a token issued by one instance works on all of them:
+//! `Payments::builder(config).store(store.clone()).sessions(store)`, where
+//! [`PaymentsBuilder::sessions`] takes an `Arc<dyn SessionStore>`.
+//!
 //! ```
 //! use std::sync::Arc;
-//! use wxpay_core::flow::{Order, OrderPatch, OrderState, OrderStore, Transition, TransitionOutcome};
+//! use wxpay_core::flow::{Order, OrderPatch, OrderState, OrderStore, Payments, Transition, TransitionOutcome};
 //! use wxpay_core::{Fen, OutTradeNo, SignType, TradeType};
 //! use wxpay_sqlx::SqlxStore;
 //!
@@ -33,10 +38,17 @@
 //! // The duplicate notify changes nothing.
 //! assert!(matches!(store.transition(&paid).await?, TransitionOutcome::NotApplied(_)));
 //!
-//! // Hand it to the payment flow and the web adapters.
-//! let store: Arc<dyn OrderStore> = Arc::new(store);
+//! // Hand it to the payment flow and the web adapters, for orders and for
+//! // sign-in sessions.
+//! let store = Arc::new(store);
 //! assert!(store.listing().is_some());
-//! # drop(store); std::fs::remove_dir_all(&dir)?;
+//! # let config = wxpay_core::Config::new("wx5f6d3e2c1b0a9f8e", "1900000109",
+//! #     wxpay_core::ApiKey::new("doc-test-api-key-000000000000001"));
+//! let payments = Payments::builder(config)
+//!     .store(store.clone())
+//!     .sessions(store)
+//!     .build()?;
+//! # drop(payments); std::fs::remove_dir_all(&dir)?;
 //! # Ok(()) }
 //! ```
 //!
@@ -57,14 +69,17 @@
 //!
 //! ## Schema
 //!
-//! The table is created by [`SqlxStore::migrate`], or on first use (turn that
-//! off with [`SqlxStore::auto_migrate`] if your own migrations own the
-//! schema). The DDL is `CREATE … IF NOT EXISTS`; on PostgreSQL it runs under
-//! an advisory lock, so instances starting together do not trip over each
-//! other. The files are in the crate's `migrations/` directory (one per
-//! backend), and are a fine starting point for your own schema.
+//! The tables are created by [`SqlxStore::migrate`], or on first use of
+//! either (turn that off with [`SqlxStore::auto_migrate`] if your own
+//! migrations own the schema). The DDL is `CREATE … IF NOT EXISTS`; on
+//! PostgreSQL it runs under an advisory lock, so instances starting together
+//! do not trip over each other. The files are in the crate's `migrations/`
+//! directory (one per backend), and are a fine starting point for your own
+//! schema.
 //!
-//! The table is `wxpay_orders` (or `<prefix>wxpay_orders`, see
+//! ### Orders
+//!
+//! The orders table is `wxpay_orders` (or `<prefix>wxpay_orders`, see
 //! [`SqlxStore::with_table_prefix`]); join it to your tables on `out_trade_no`
 //! or `owner`:
 //!
@@ -85,8 +100,29 @@
 //! `to_timestamp(updated_at / 1e9)` in PostgreSQL,
 //! `FROM_UNIXTIME(updated_at / 1000000000)` in MySQL,
 //! `datetime(updated_at / 1000000000, 'unixepoch')` in SQLite). Optional
-//! fields are NULL when absent. Indexes: `(state, updated_at)` and
-//! `(fulfilment, updated_at)`.
+//! fields are NULL when absent. Indexes: `(state, updated_at)`,
+//! `(fulfilment, updated_at)` and `(owner, created_at)`. (On MySQL the
+//! indexes are declared in `CREATE TABLE`, so an orders table created by an
+//! earlier version lacks the `owner` one; `migrations/mysql.sql` has the
+//! statement to add it.)
+//!
+//! ### Sessions
+//!
+//! The sessions table is `wxpay_sessions` (or `<prefix>wxpay_sessions`). It
+//! keeps the SHA-256 of each bearer token, never the token itself, and never
+//! WeChat's `session_key`:
+//!
+//! | column | type | holds |
+//! |---|---|---|
+//! | `token_hash` | text, primary key (MySQL: `CHAR(64)`, `ascii_bin`) | [`SessionRecord::token_hash`] as 64 lowercase hex characters ([`TokenHash::to_hex`]) |
+//! | `openid` | text, not null | [`SessionRecord::openid`] |
+//! | `unionid` | text, NULL when absent | [`SessionRecord::unionid`] |
+//! | `created_at`, `expires_at` | BIGINT ns | times, encoded like the orders' |
+//!
+//! Expired sessions stop working at once and stay until
+//! [`SessionStore::purge_expired_sessions`] deletes them (index:
+//! `(expires_at)`): the reconciler does so on every pass when the store is
+//! the payments' session store.
 //!
 //! ## How the operations map to SQL
 //!
@@ -102,6 +138,15 @@
 //!   WHERE out_trade_no = ? AND (fulfilment = 'PENDING' OR (fulfilment = 'CLAIMED' AND fulfilment_at < <now>))`.
 //! - `unfulfilled` lists orders in a paid state (`PAID`, `REFUNDING`,
 //!   `REFUNDED`, `PARTIALLY_REFUNDED`) that are pending or whose claim expired.
+//! - `owned_by`: `SELECT … WHERE owner = ? ORDER BY created_at DESC, out_trade_no DESC LIMIT ?`.
+//!   The owner matches exactly and ties go in byte order on every backend
+//!   (MySQL adds `AND CAST(owner AS BINARY) = CAST(? AS BINARY)`, as the
+//!   column's collation ignores case; PostgreSQL orders
+//!   `out_trade_no COLLATE "C"`).
+//! - Sessions: `put_session` is an `INSERT` (a hash that exists fails with
+//!   [`StoreError::Backend`]; tokens are 256-bit random values, so it
+//!   never does), `get_session` a `SELECT` by `token_hash`, `remove_session` a `DELETE` by
+//!   `token_hash`, and `purge_expired_sessions` `DELETE … WHERE expires_at <= ?`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -114,25 +159,31 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{
     FromRow, MySqlPool, PgPool, SqlitePool,
+    mysql::MySqlRow,
     pool::PoolOptions,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
+    postgres::PgRow,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous},
 };
 use tokio::sync::OnceCell;
 #[cfg(doc)]
-use wxpay_core::flow::{OrderState, PendingRefund};
+use wxpay_core::flow::{OrderState, PaymentsBuilder, PendingRefund};
 use wxpay_core::{
     OutTradeNo,
     flow::{
-        ListFilter, Order, OrderListing, OrderStore, StoreError, Transition, TransitionOutcome,
+        ListFilter, Order, OrderListing, OrderStore, SessionRecord, SessionStore, StoreError,
+        TokenHash, Transition, TransitionOutcome,
     },
 };
 
 pub use row::UnstorableValue;
-use row::{RawRow, instant, state};
+use row::{RawRow, RawSession, instant, state};
 use sql::{Dialect, Statements, Val, bind};
 
-/// The default table name (without prefix).
+/// The default orders table name (without prefix).
 pub const TABLE: &str = "wxpay_orders";
+
+/// The default sessions table name (without prefix).
+pub const SESSIONS_TABLE: &str = "wxpay_sessions";
 
 /// The database behind a [`SqlxStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,8 +285,8 @@ impl PoolConfig {
 #[error("table prefix {0:?} may only hold ASCII letters, digits and '_'")]
 pub struct InvalidTablePrefix(pub String);
 
-/// The [`OrderStore`] (and [`OrderListing`]) on an sqlx pool. Cheap to clone;
-/// clones share the pool.
+/// The [`OrderStore`] (and [`OrderListing`]) and the [`SessionStore`] on an
+/// sqlx pool. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct SqlxStore {
     pool: Pools,
@@ -249,6 +300,7 @@ impl fmt::Debug for SqlxStore {
         f.debug_struct("SqlxStore")
             .field("kind", &self.kind())
             .field("table", &self.table_name())
+            .field("sessions_table", &self.sessions_table_name())
             .field("auto_migrate", &self.auto_migrate)
             .finish_non_exhaustive()
     }
@@ -335,19 +387,20 @@ impl SqlxStore {
         };
         SqlxStore {
             pool,
-            sql: Arc::new(Statements::new(dialect, TABLE.to_owned())),
+            sql: Arc::new(Statements::new(dialect, "")),
             auto_migrate: true,
             migrated: Arc::new(OnceCell::new()),
         }
     }
 
-    /// Uses the table `<prefix>wxpay_orders`.
+    /// Uses the tables `<prefix>wxpay_orders` and `<prefix>wxpay_sessions`.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let pool = sqlx::SqlitePool::connect_lazy("sqlite::memory:").unwrap();
     /// let store = wxpay_sqlx::SqlxStore::sqlite(pool).with_table_prefix("shop_").unwrap();
     /// assert_eq!(store.table_name(), "shop_wxpay_orders");
+    /// assert_eq!(store.sessions_table_name(), "shop_wxpay_sessions");
     /// # }
     /// ```
     ///
@@ -360,10 +413,7 @@ impl SqlxStore {
         {
             return Err(InvalidTablePrefix(prefix.to_owned()));
         }
-        self.sql = Arc::new(Statements::new(
-            self.sql.dialect,
-            format!("{prefix}{TABLE}"),
-        ));
+        self.sql = Arc::new(Statements::new(self.sql.dialect, prefix));
         self.migrated = Arc::new(OnceCell::new());
         Ok(self)
     }
@@ -375,9 +425,14 @@ impl SqlxStore {
         self
     }
 
-    /// The table's name.
+    /// The orders table's name.
     pub fn table_name(&self) -> &str {
         &self.sql.table
+    }
+
+    /// The sessions table's name.
+    pub fn sessions_table_name(&self) -> &str {
+        &self.sql.sessions
     }
 
     /// The database kind.
@@ -395,8 +450,9 @@ impl SqlxStore {
         on_pool!(self, p => p.close().await)
     }
 
-    /// Creates the table and its indexes if they do not exist. Safe to run
-    /// from several instances at once, and again on every start.
+    /// Creates the tables (orders and sessions) and their indexes if they do
+    /// not exist. Safe to run from several instances at once, and again on
+    /// every start.
     ///
     /// # Errors
     /// The database's error.
@@ -436,12 +492,22 @@ impl SqlxStore {
             .map_err(db)
     }
 
-    async fn fetch(&self, sql: &str, vals: &[Val]) -> Result<Vec<Order>, StoreError> {
+    /// The rows `sql` selects, column for column.
+    async fn fetch_raw<R>(&self, sql: &str, vals: &[Val]) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'r> FromRow<'r, SqliteRow>
+            + for<'r> FromRow<'r, PgRow>
+            + for<'r> FromRow<'r, MySqlRow>,
+    {
         self.ready().await?;
-        let rows: Vec<RawRow> = on_pool!(self, p => {
+        Ok(on_pool!(self, p => {
             let rows = bind(sqlx::query(sql), vals).fetch_all(p).await.map_err(db)?;
-            rows.iter().map(RawRow::from_row).collect::<Result<_, _>>().map_err(|e| StoreError::Corrupt(e.to_string()))?
-        });
+            rows.iter().map(R::from_row).collect::<Result<_, _>>().map_err(|e| StoreError::Corrupt(e.to_string()))?
+        }))
+    }
+
+    async fn fetch(&self, sql: &str, vals: &[Val]) -> Result<Vec<Order>, StoreError> {
+        let rows: Vec<RawRow> = self.fetch_raw(sql, vals).await?;
         rows.into_iter().map(RawRow::into_order).collect()
     }
 
@@ -561,5 +627,52 @@ impl OrderListing for SqlxStore {
         }
         let vals = [instant("now", now)?, limit(limit_to)];
         self.fetch(&self.sql.unfulfilled, &vals).await
+    }
+
+    async fn owned_by(&self, owner: &str, limit_to: usize) -> Result<Vec<Order>, StoreError> {
+        if limit_to == 0 {
+            return Ok(Vec::new());
+        }
+        let owner = Val::Text(Some(owner.to_owned()));
+        let mut vals = vec![owner.clone()];
+        if self.sql.owned_by_binds_owner_twice() {
+            vals.push(owner);
+        }
+        vals.push(limit(limit_to));
+        self.fetch(&self.sql.owned_by, &vals).await
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqlxStore {
+    async fn put_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        let vals = row::session_values(session)?;
+        self.execute(&self.sql.session_insert, &vals)
+            .await
+            .map(drop)
+    }
+
+    async fn get_session(
+        &self,
+        token_hash: &TokenHash,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let rows: Vec<RawSession> = self
+            .fetch_raw(&self.sql.session_get, &[row::token_hash(token_hash)])
+            .await?;
+        rows.into_iter()
+            .next()
+            .map(RawSession::into_record)
+            .transpose()
+    }
+
+    async fn remove_session(&self, token_hash: &TokenHash) -> Result<(), StoreError> {
+        self.execute(&self.sql.session_remove, &[row::token_hash(token_hash)])
+            .await
+            .map(drop)
+    }
+
+    async fn purge_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.execute(&self.sql.session_purge, &[instant("now", now)?])
+            .await
     }
 }

@@ -1,19 +1,20 @@
-//! Orders to column values and rows back to orders.
+//! Orders and sessions to column values, and rows back to them.
 
 use chrono::{DateTime, Utc};
 use wxpay_core::{
     Fen, OutTradeNo, SignType, TradeType,
-    flow::{Fulfilment, Order, OrderPatch, OrderState, PendingRefund},
+    flow::{Fulfilment, Order, OrderPatch, OrderState, PendingRefund, SessionRecord, TokenHash},
 };
 
 use crate::sql::Val;
 use wxpay_core::flow::StoreError;
 
 /// A value this schema cannot hold: an amount above `i64::MAX` fen or a time
-/// outside 1677–2262 (times are stored as nanoseconds). Reported as
-/// [`StoreError::Backend`], before anything is written.
+/// (of an order or a session) outside 1677–2262 (times are stored as
+/// nanoseconds). Reported as [`StoreError::Backend`], before anything is
+/// written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{field}` is out of the range the order table can store")]
+#[error("`{field}` is out of the range the store's tables can hold")]
 #[non_exhaustive]
 pub struct UnstorableValue {
     /// The column.
@@ -251,5 +252,51 @@ impl RawRow {
             updated_at: t(self.updated_at),
             synced_at: self.synced_at.map(t),
         })
+    }
+}
+
+/// A session's key as bound: lowercase hex.
+pub(crate) fn token_hash(h: &TokenHash) -> Val {
+    Val::Text(Some(h.to_hex()))
+}
+
+/// Every column of a session, in [`crate::sql::SESSION_COLUMNS`] order.
+pub(crate) fn session_values(s: &SessionRecord) -> Result<Vec<Val>, StoreError> {
+    let v = vec![
+        token_hash(&s.token_hash),
+        Val::Text(Some(s.openid.clone())),
+        text(&s.unionid),
+        Val::Int(Some(time("created_at", s.created_at)?)),
+        Val::Int(Some(time("expires_at", s.expires_at)?)),
+    ];
+    debug_assert_eq!(v.len(), crate::sql::SESSION_COLUMNS.len());
+    Ok(v)
+}
+
+/// A stored session row, column for column.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RawSession {
+    token_hash: String,
+    openid: String,
+    unionid: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl RawSession {
+    /// Reads the row as a session record.
+    pub(crate) fn into_record(self) -> Result<SessionRecord, StoreError> {
+        let token_hash = TokenHash::from_hex(&self.token_hash).ok_or_else(|| {
+            // The hash is not secret (only the token is), so it may be shown.
+            StoreError::Corrupt(format!("session {:?}: not a token hash", self.token_hash))
+        })?;
+        let t = DateTime::from_timestamp_nanos;
+        Ok(SessionRecord::new(
+            token_hash,
+            self.openid,
+            self.unionid,
+            t(self.created_at),
+            t(self.expires_at),
+        ))
     }
 }

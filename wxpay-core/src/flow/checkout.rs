@@ -18,6 +18,10 @@ pub struct CheckoutRequest {
     /// The caller's IP address, if the adapter knows it (sent as
     /// `spbill_create_ip`; `127.0.0.1` otherwise).
     pub client_ip: Option<String>,
+    /// The signed-in user (openid), filled in by [`Payments`](super::Payments)
+    /// from the `Authorization: Bearer …` header when it keeps sessions
+    /// ([`PaymentsBuilder::sessions`](super::PaymentsBuilder::sessions)).
+    pub(crate) user: Option<String>,
 }
 
 impl CheckoutRequest {
@@ -39,6 +43,20 @@ impl CheckoutRequest {
     pub fn with_client_ip(mut self, ip: impl Into<String>) -> CheckoutRequest {
         self.client_ip = Some(ip.into());
         self
+    }
+
+    /// Sets the signed-in user (for tests of a [`Checkout`]; in a running
+    /// app [`Payments`](super::Payments) sets it from the session).
+    pub fn with_user(mut self, openid: impl Into<String>) -> CheckoutRequest {
+        self.user = Some(openid.into());
+        self
+    }
+
+    /// The signed-in user's openid: set only from a live session of
+    /// [`Payments::sign_in`](super::Payments::sign_in), never from the
+    /// request's own fields.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
     }
 
     /// A header's value (`name` in any case).
@@ -247,13 +265,14 @@ pub trait Checkout: Send + Sync + 'static {
     /// [`order`](Checkout::order). Only headers and `client_ip` are filled in
     /// (the body is empty).
     ///
-    /// Default: `Ok(None)`, which lets nobody see any order through the routes.
+    /// Default: the signed-in user ([`CheckoutRequest::user`]) when
+    /// [`Payments`](super::Payments) keeps sessions, and otherwise `None`,
+    /// which lets nobody see any order through the routes.
     ///
     /// # Errors
     /// A [`Rejection`] (e.g. 401 for an expired session) answered as is.
     async fn identify(&self, req: &CheckoutRequest) -> Result<Option<String>, Rejection> {
-        let _ = req;
-        Ok(None)
+        Ok(req.user().map(str::to_owned))
     }
 }
 

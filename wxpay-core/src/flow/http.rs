@@ -290,6 +290,7 @@ async fn answer(payments: &Payments, req: HttpIn) -> HttpOut {
                 body: req.body,
                 headers: req.headers,
                 client_ip: req.client_ip,
+                user: None,
             };
             // Checkout, status and close wait on WeChat (milliseconds): their
             // large futures are boxed so that the notify routes' future,
@@ -320,13 +321,9 @@ async fn owned_order(payments: &Payments, no: &str, req: HttpIn) -> Result<OutTr
         body: Vec::new(),
         headers: req.headers,
         client_ip: req.client_ip,
+        user: None,
     };
-    let caller = payments
-        .inner
-        .checkout
-        .identify(&creq)
-        .await
-        .map_err(|r| error_out(&PaymentsError::Rejected(r)))?;
+    let caller = payments.identify(creq).await.map_err(|e| error_out(&e))?;
     let order = payments.order(&no).await.map_err(|e| error_out(&e))?;
     if !may_see(caller.as_deref(), &order) {
         tracing::info!(out_trade_no = %no, "order route refused to a caller who does not own the order");

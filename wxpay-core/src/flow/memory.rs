@@ -274,6 +274,16 @@ impl OrderListing for MemoryStore {
             limit,
         ))
     }
+
+    async fn owned_by(&self, owner: &str, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let mut found: Vec<Arc<Order>> = (self.all().into_iter())
+            .filter(|o| o.owner.as_deref() == Some(owner))
+            .collect();
+        found.sort_unstable_by(|a, b| {
+            (b.created_at, &b.out_trade_no).cmp(&(a.created_at, &a.out_trade_no))
+        });
+        Ok(found.iter().take(limit).map(|o| Order::clone(o)).collect())
+    }
 }
 
 /// The `limit` least recently updated of `orders`, oldest first. Only

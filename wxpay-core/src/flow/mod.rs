@@ -1,7 +1,7 @@
 //! The framework-agnostic payment flow: the order state machine, the
 //! [`OrderStore`] contract, an in-memory store, and the [`Payments`] service
-//! that adapters expose (checkout, notifies, status, close, refund, login,
-//! reconciliation).
+//! that adapters expose (checkout, notifies, status, close, refund, login and
+//! sign-in sessions, reconciliation).
 //!
 //! Apps plug in their storage ([`OrderStore`]), their pricing and
 //! authentication ([`Checkout`]) and their business effects
@@ -19,6 +19,7 @@ mod memory;
 mod order;
 mod payments;
 mod reconcile;
+mod sessions;
 mod store;
 
 pub use checkout::{
@@ -32,4 +33,5 @@ pub use order::{
 };
 pub use payments::{Payments, PaymentsBuilder, PaymentsError, Session};
 pub use reconcile::{ReconcileReport, Reconciler};
+pub use sessions::{MemorySessions, SessionRecord, SessionStore, SignIn, TokenHash};
 pub use store::{ListFilter, OrderListing, OrderStore, StoreError, TransitionOutcome};

@@ -15,10 +15,12 @@ use tracing::{Instrument, field::Empty};
 use super::{
     Checkout, CheckoutOutcome, CheckoutRequest, MemoryStore, NoCheckout, NoEvents, Order,
     OrderDraft, OrderPatch, OrderState, OrderStore, PaymentEvents, PendingRefund, Rejection,
-    StoreError, Transition, TransitionOutcome,
+    SessionRecord, SessionStore, SignIn, StoreError, TokenHash, Transition, TransitionOutcome,
+    sessions,
 };
 use crate::{
-    Client, Config, ErrCode, Error, Fen, FieldError, OutTradeNo, SessionKey, TradeState, TradeType,
+    Client, Config, ErrCode, Error, Fen, FieldError, OutTradeNo, SessionKey, SessionToken,
+    TradeState, TradeType,
     messages::{OrderQueryResponse, RefundRequest, UnifiedOrderRequest},
 };
 
@@ -98,6 +100,10 @@ pub enum PaymentsError {
     /// The order store failed.
     #[error("order store failed")]
     Store(#[from] StoreError),
+    /// The operation needs a part the service was built without (the
+    /// message names the builder method that adds it).
+    #[error("not configured: {0}")]
+    Unconfigured(&'static str),
 }
 
 impl PaymentsError {
@@ -111,7 +117,9 @@ impl PaymentsError {
             PaymentsError::InvalidState { .. } => 409,
             PaymentsError::Invalid(_) => 400,
             PaymentsError::Wechat(_) => 502,
-            PaymentsError::AmountMismatch { .. } | PaymentsError::Store(_) => 500,
+            PaymentsError::AmountMismatch { .. }
+            | PaymentsError::Store(_)
+            | PaymentsError::Unconfigured(_) => 500,
         }
     }
 }
@@ -135,6 +143,7 @@ pub(crate) struct Settings {
     pub(crate) lease: Duration,
     pub(crate) sync_interval: Duration,
     pub(crate) order_ttl: Duration,
+    pub(crate) session_ttl: Duration,
 }
 
 pub(crate) struct Inner {
@@ -142,6 +151,7 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn OrderStore>,
     pub(crate) checkout: Arc<dyn Checkout>,
     pub(crate) events: Arc<dyn PaymentEvents>,
+    pub(crate) sessions: Option<Arc<dyn SessionStore>>,
     pub(crate) settings: Settings,
     /// Last orderquery per order in this process (for orders whose state
     /// cannot carry `synced_at`).
@@ -205,6 +215,7 @@ pub struct PaymentsBuilder {
     store: Option<Arc<dyn OrderStore>>,
     checkout: Arc<dyn Checkout>,
     events: Arc<dyn PaymentEvents>,
+    sessions: Option<Arc<dyn SessionStore>>,
     settings: Settings,
 }
 
@@ -241,6 +252,22 @@ impl PaymentsBuilder {
     /// The app's business effects. Default: [`NoEvents`].
     pub fn events(mut self, events: impl PaymentEvents) -> Self {
         self.events = Arc::new(events);
+        self
+    }
+
+    /// Keeps sign-in sessions here: turns on [`Payments::sign_in`] and
+    /// [`Payments::signed_in`], and fills in [`CheckoutRequest::user`] from
+    /// each checkout and order request's `Authorization: Bearer …` header
+    /// (so the default [`Checkout::identify`] knows the caller). Default:
+    /// none (no sessions, and no lookups).
+    pub fn sessions(mut self, sessions: Arc<dyn SessionStore>) -> Self {
+        self.sessions = Some(sessions);
+        self
+    }
+
+    /// How long a sign-in token works. Default 7 days.
+    pub fn session_ttl(mut self, ttl: Duration) -> Self {
+        self.settings.session_ttl = ttl;
         self
     }
 
@@ -307,6 +334,7 @@ impl PaymentsBuilder {
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
                 checkout: self.checkout,
                 events: self.events,
+                sessions: self.sessions,
                 settings: self.settings,
                 recent_syncs: Mutex::new(HashMap::new()),
             }),
@@ -345,12 +373,14 @@ impl Payments {
             store: None,
             checkout: Arc::new(NoCheckout),
             events: Arc::new(NoEvents),
+            sessions: None,
             settings: Settings {
                 unifiedorder_attempts: 3,
                 retry_backoff: Duration::from_millis(200),
                 lease: Duration::from_secs(300),
                 sync_interval: Duration::from_secs(5),
                 order_ttl: PREPAY_TTL,
+                session_ttl: Duration::from_secs(7 * 24 * 3600),
             },
         }
     }
@@ -388,7 +418,11 @@ impl Payments {
     /// # Errors
     /// [`PaymentsError::Rejected`] from the app; otherwise as
     /// [`create_order`](Payments::create_order).
-    pub async fn checkout(&self, req: CheckoutRequest) -> Result<CheckoutOutcome, PaymentsError> {
+    pub async fn checkout(
+        &self,
+        mut req: CheckoutRequest,
+    ) -> Result<CheckoutOutcome, PaymentsError> {
+        self.fill_user(&mut req).await?;
         let draft = self.inner.checkout.order(&req).await.inspect_err(|r| {
             tracing::info!(kind = ?r.kind, reason = %r.message, "checkout rejected by the app");
         })?;
@@ -1191,5 +1225,117 @@ impl Payments {
             unionid: s.unionid,
             session_key: s.session_key,
         })
+    }
+
+    /// Signs a mini-program user in and keeps the session: [`login`](Payments::login),
+    /// then a fresh random bearer token whose hash is stored with the openid
+    /// for [`session_ttl`](PaymentsBuilder::session_ttl). Give the client
+    /// `token` and nothing else.
+    ///
+    /// ```no_run
+    /// # async fn demo(payments: wxpay_core::flow::Payments, code: &str) -> Result<(), wxpay_core::flow::PaymentsError> {
+    /// let signed = payments.sign_in(code).await?;
+    /// let reply = serde_json::json!({ "token": signed.token.expose() });
+    /// // later, from the client's `Authorization: Bearer …` header:
+    /// let header = format!("Bearer {}", signed.token.expose());
+    /// let user = payments.signed_in(Some(&header)).await?;
+    /// assert_eq!(user.map(|s| s.openid), Some(signed.session.openid));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`login`](Payments::login); [`PaymentsError::Unconfigured`]
+    /// without [`PaymentsBuilder::sessions`]; store errors.
+    pub async fn sign_in(&self, js_code: &str) -> Result<SignIn, PaymentsError> {
+        let sessions = self.sessions()?;
+        let session = self.login(js_code).await?;
+        let token = SessionToken::generate();
+        let created_at = now();
+        let expires_at = after(created_at, self.inner.settings.session_ttl);
+        let record = SessionRecord::new(
+            TokenHash::of(&token),
+            session.openid.clone(),
+            session.unionid.clone(),
+            created_at,
+            expires_at,
+        );
+        sessions.put_session(&record).await?;
+        Ok(SignIn {
+            token,
+            session,
+            expires_at,
+        })
+    }
+
+    /// The live session an `Authorization` header value (`Bearer <token>`)
+    /// names: `None` for no header, another scheme, an unknown token or an
+    /// expired one.
+    ///
+    /// # Errors
+    /// [`PaymentsError::Unconfigured`] without [`PaymentsBuilder::sessions`];
+    /// store errors.
+    pub async fn signed_in(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Option<SessionRecord>, PaymentsError> {
+        let sessions = self.sessions()?;
+        let Some(token) = authorization.and_then(sessions::bearer) else {
+            return Ok(None);
+        };
+        let found = sessions.get_session(&TokenHash::of(&token)).await?;
+        Ok(found.filter(|s| s.is_live(now())))
+    }
+
+    /// Signs the holder of an `Authorization` header value out: its token
+    /// stops working at once. Returns whether it named a live session.
+    ///
+    /// # Errors
+    /// As [`signed_in`](Payments::signed_in).
+    pub async fn sign_out(&self, authorization: Option<&str>) -> Result<bool, PaymentsError> {
+        let Some(session) = self.signed_in(authorization).await? else {
+            return Ok(false);
+        };
+        self.sessions()?.remove_session(&session.token_hash).await?;
+        Ok(true)
+    }
+
+    fn sessions(&self) -> Result<&Arc<dyn SessionStore>, PaymentsError> {
+        (self.inner.sessions.as_ref()).ok_or(PaymentsError::Unconfigured(
+            "sessions (PaymentsBuilder::sessions)",
+        ))
+    }
+
+    /// With sessions kept, sets the request's user from its bearer token.
+    async fn fill_user(&self, req: &mut CheckoutRequest) -> Result<(), PaymentsError> {
+        if self.inner.sessions.is_some() && req.user.is_none() {
+            let session = self.signed_in(req.header("authorization")).await?;
+            req.user = session.map(|s| s.openid);
+        }
+        Ok(())
+    }
+
+    /// The caller of an order route, as the app's [`Checkout::identify`]
+    /// decides (after the session lookup).
+    pub(crate) async fn identify(
+        &self,
+        mut req: CheckoutRequest,
+    ) -> Result<Option<String>, PaymentsError> {
+        self.fill_user(&mut req).await?;
+        Ok(self.inner.checkout.identify(&req).await?)
+    }
+
+    /// The orders of one owner ([`OrderDraft::with_owner`]), newest first,
+    /// at most `limit`: a user's "my orders" page, or entitlements derived
+    /// from what was paid.
+    ///
+    /// # Errors
+    /// [`PaymentsError::Unconfigured`] for a store without
+    /// [`OrderStore::listing`]; store errors.
+    pub async fn orders_of(&self, owner: &str, limit: usize) -> Result<Vec<Order>, PaymentsError> {
+        let store = self.store();
+        let listing = (store.listing()).ok_or(PaymentsError::Unconfigured(
+            "an order store that can list orders",
+        ))?;
+        Ok(listing.owned_by(owner, limit).await?)
     }
 }

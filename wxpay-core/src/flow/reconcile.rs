@@ -12,7 +12,8 @@ use super::{
 /// Repairs what notifies alone cannot: retries unfinished fulfilments
 /// (crash between recording a payment and `on_paid`), queries open orders
 /// that have been quiet for a while (lost notifies), and closes unpaid
-/// orders past their time to live. Needs a store with
+/// orders past their time to live, and deletes expired sign-in sessions.
+/// The order work needs a store with
 /// [`OrderStore::listing`](super::OrderStore::listing); without it a pass
 /// does nothing.
 ///
@@ -48,6 +49,8 @@ pub struct ReconcileReport {
     pub paid: usize,
     /// Orders closed (by WeChat's answer or for expiry).
     pub closed: usize,
+    /// Expired sign-in sessions deleted.
+    pub sessions_purged: u64,
     /// Operations that failed (logged); retried next pass.
     pub errors: usize,
 }
@@ -106,6 +109,15 @@ impl Reconciler {
     async fn pass(&self) -> Result<ReconcileReport, PaymentsError> {
         let mut report = ReconcileReport::default();
         let p = &self.payments;
+        if let Some(sessions) = &p.inner.sessions {
+            match sessions.purge_expired_sessions(now()).await {
+                Ok(n) => report.sessions_purged = n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconciler: purging expired sessions failed");
+                    report.errors += 1;
+                }
+            }
+        }
         let store = p.store().clone();
         let Some(listing) = store.listing() else {
             tracing::warn!("the order store cannot list orders: nothing to reconcile");

@@ -173,7 +173,7 @@ pub struct ListFilter {
 }
 
 /// Optional capability: listing orders, for reconciliation (lost notifies,
-/// expiry, unfinished fulfilment).
+/// expiry, unfinished fulfilment) and for a user's own orders.
 #[async_trait]
 pub trait OrderListing: Send + Sync {
     /// Orders matching the filter, oldest `updated_at` first.
@@ -190,4 +190,11 @@ pub trait OrderListing: Send + Sync {
     /// A backend error.
     async fn unfulfilled(&self, now: DateTime<Utc>, limit: usize)
     -> Result<Vec<Order>, StoreError>;
+
+    /// The orders whose [`Order::owner`] is `owner`, newest `created_at`
+    /// first (ties by `out_trade_no`, descending), at most `limit`.
+    ///
+    /// # Errors
+    /// A backend error.
+    async fn owned_by(&self, owner: &str, limit: usize) -> Result<Vec<Order>, StoreError>;
 }

@@ -2,5 +2,6 @@
 //! an in-process WeChat stub (axum on 127.0.0.1:0).
 
 mod payments;
+mod sessions;
 mod store;
 mod stub;

@@ -9,12 +9,12 @@ use std::{sync::Arc, time::Duration};
 use chrono::{DateTime, TimeZone, Utc};
 use fixture::{Fixture, MYSQL_ENV, POSTGRES_ENV};
 use wxpay_core::{
-    Fen, OutTradeNo, SignType, TradeType,
+    Fen, OutTradeNo, SessionToken, SignType, TradeType,
     flow::{
         Fulfilment, ListFilter, Order, OrderPatch, OrderState, OrderStore, PendingRefund,
-        StoreError, Transition, TransitionOutcome,
+        SessionRecord, StoreError, TokenHash, Transition, TransitionOutcome,
     },
-    testkit::check_order_store,
+    testkit::{check_order_store, check_session_store},
 };
 use wxpay_sqlx::{DatabaseKind, SqlxStore, UnstorableValue};
 
@@ -54,6 +54,27 @@ fn pay(n: &str, tx: &str) -> Transition {
 
 fn is_backend(r: Result<impl std::fmt::Debug, StoreError>) -> bool {
     matches!(r, Err(StoreError::Backend(_)))
+}
+
+/// The store as a session store. (`SessionStore` is not imported: its `get`
+/// would make `OrderStore::get` ambiguous on `SqlxStore`.)
+fn sessions(s: &SqlxStore) -> Arc<dyn wxpay_core::flow::SessionStore> {
+    Arc::new(s.clone())
+}
+
+fn token(t: &str) -> TokenHash {
+    TokenHash::of(&SessionToken::new(t))
+}
+
+/// A session with nanosecond times, which the store keeps exactly.
+fn session(t: &str, unionid: Option<&str>) -> SessionRecord {
+    SessionRecord::new(
+        token(t),
+        format!("o-{t}-用户"),
+        unionid.map(str::to_owned),
+        t0(),
+        t0() + chrono::Duration::days(7) + chrono::Duration::nanoseconds(1),
+    )
 }
 
 /// Races `n` PREPAID → PAID transitions of one order, alternating between
@@ -127,6 +148,38 @@ macro_rules! backend_tests {
                 check_order_store(Arc::new(fx.store.clone())).await;
                 // Twice on one database: the kit uses fresh numbers.
                 check_order_store(Arc::new(fx.store.clone())).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn session_conformance_kit() {
+                let Some(fx) = fixture().await else { return };
+                check_session_store(sessions(&fx.store)).await;
+                // Again, and from another instance: the kit uses fresh tokens.
+                check_session_store(sessions(&fx.another_instance().await)).await;
+            }
+
+            #[tokio::test]
+            async fn sessions_roundtrip_across_instances() {
+                let Some(fx) = fixture().await else { return };
+                let (a, b) = (sessions(&fx.store), sessions(&fx.another_instance().await));
+                let full = session("full", Some("union-1"));
+                let bare = session("bare", None);
+                a.put_session(&full).await.unwrap();
+                a.put_session(&bare).await.unwrap();
+                assert_eq!(b.get_session(&full.token_hash).await.unwrap().as_ref(), Some(&full));
+                assert_eq!(b.get_session(&bare.token_hash).await.unwrap().as_ref(), Some(&bare));
+                assert_eq!(b.get_session(&token("absent")).await.unwrap(), None);
+                // The same hash twice is refused, not overwritten.
+                assert!(is_backend(a.put_session(&session("full", None)).await));
+                assert_eq!(a.get_session(&full.token_hash).await.unwrap().as_ref(), Some(&full));
+                // The purge bound is inclusive, to the nanosecond.
+                let at = full.expires_at;
+                assert_eq!(b.purge_expired_sessions(at - chrono::Duration::nanoseconds(1)).await.unwrap(), 0);
+                assert_eq!(b.purge_expired_sessions(at).await.unwrap(), 2);
+                assert_eq!(a.get_session(&full.token_hash).await.unwrap(), None);
+                b.remove_session(&full.token_hash).await.unwrap();
+                // Orders and sessions are separate tables.
+                assert_eq!(fx.store.get(&no("full")).await.unwrap(), None);
             }
 
             #[tokio::test]
@@ -282,6 +335,15 @@ macro_rules! backend_tests {
                 assert!(listing.list(&ListFilter { states: vec![], ..filter }).await.unwrap().is_empty());
                 assert_eq!(names(listing.unfulfilled(t0(), 10).await.unwrap()), ["L3", "L1"]);
                 assert_eq!(names(listing.unfulfilled(t0(), 1).await.unwrap()), ["L3"]);
+                let mut mine = order("L4");
+                mine.owner = Some("me".into());
+                s.insert(&mine).await.unwrap();
+                assert_eq!(names(listing.owned_by("me", 10).await.unwrap()), ["L4"]);
+                assert!(listing.owned_by("me", 0).await.unwrap().is_empty());
+                // Exactly the owner: not another case, not trailing spaces
+                // (which MySQL's default collations ignore).
+                assert!(listing.owned_by("Me", 10).await.unwrap().is_empty());
+                assert!(listing.owned_by("me ", 10).await.unwrap().is_empty());
             }
 
             #[tokio::test]
@@ -306,6 +368,12 @@ macro_rules! backend_tests {
                 assert!(is_backend(s.claim_fulfilment(&n, t0(), Duration::from_secs(1)).await));
                 assert!(is_backend(s.complete_fulfilment(&n, t0()).await));
                 assert!(is_backend(s.listing().unwrap().unfulfilled(t0(), 1).await));
+                assert!(is_backend(s.listing().unwrap().owned_by("u", 1).await));
+                let ss = sessions(s);
+                assert!(is_backend(ss.put_session(&session("lost", None)).await));
+                assert!(is_backend(ss.get_session(&token("lost")).await));
+                assert!(is_backend(ss.remove_session(&token("lost")).await));
+                assert!(is_backend(ss.purge_expired_sessions(t0()).await));
                 // Nothing was half-applied.
                 let again = fx.another_instance().await;
                 assert_eq!(again.get(&n).await.unwrap(), Some(order("lost")));
@@ -334,20 +402,52 @@ macro_rules! backend_tests {
             #[tokio::test]
             async fn migrations_are_idempotent_and_optional() {
                 let Some(fx) = fixture().await else { return };
+                assert_eq!(fx.store.table_name(), "wxpay_orders");
+                assert_eq!(fx.store.sessions_table_name(), "wxpay_sessions");
                 let manual = fx.another_instance().await.with_table_prefix("manual_").unwrap().auto_migrate(false);
                 assert_eq!(manual.table_name(), "manual_wxpay_orders");
-                // No table yet, and the store was told not to create it.
+                assert_eq!(manual.sessions_table_name(), "manual_wxpay_sessions");
+                // No tables yet, and the store was told not to create them.
                 assert!(is_backend(manual.get(&no("x")).await));
+                assert!(is_backend(sessions(&manual).get_session(&token("x")).await));
                 manual.migrate().await.unwrap();
                 manual.migrate().await.unwrap();
                 manual.insert(&order("x")).await.unwrap();
                 // The default table is a different one.
                 assert_eq!(fx.store.get(&no("x")).await.unwrap(), None);
+                // Sessions too: they go to `manual_wxpay_sessions`.
+                let x = session("x", None);
+                sessions(&manual).put_session(&x).await.unwrap();
+                assert_eq!(sessions(&fx.store).get_session(&x.token_hash).await.unwrap(), None);
+                assert_eq!(sessions(&manual).get_session(&x.token_hash).await.unwrap(), Some(x.clone()));
+                fx.raw(&format!("DELETE FROM manual_wxpay_sessions WHERE token_hash = '{}'", x.token_hash.to_hex())).await;
+                assert_eq!(sessions(&manual).get_session(&x.token_hash).await.unwrap(), None);
+                // A session call is a first use too: it creates both tables.
+                let first = fx.another_instance().await.with_table_prefix("first_").unwrap();
+                sessions(&first).put_session(&x).await.unwrap();
+                fx.raw("DELETE FROM first_wxpay_sessions").await;
+                fx.raw("DELETE FROM first_wxpay_orders").await;
+                // A new prefix resets the migration state: the store with
+                // the default tables migrated, the prefixed ones do not exist.
+                let default = fx.another_instance().await;
+                default.migrate().await.unwrap();
+                let renamed = default.with_table_prefix("renamed_").unwrap();
+                assert_eq!(sessions(&renamed).get_session(&x.token_hash).await.unwrap(), None);
+                fx.raw("DELETE FROM renamed_wxpay_sessions").await;
                 // Concurrent first use by several instances.
                 let mut tasks = Vec::new();
                 for _ in 0..4 {
                     let s = fx.another_instance().await.with_table_prefix("concurrent_").unwrap();
                     tasks.push(tokio::spawn(async move { s.get(&no("y")).await }));
+                }
+                for t in tasks {
+                    assert_eq!(t.await.unwrap().unwrap(), None);
+                }
+                // The same, when the first use is a session call.
+                let mut tasks = Vec::new();
+                for _ in 0..4 {
+                    let s = sessions(&fx.another_instance().await.with_table_prefix("concurrent_s_").unwrap());
+                    tasks.push(tokio::spawn(async move { s.get_session(&token("y")).await }));
                 }
                 for t in tasks {
                     assert_eq!(t.await.unwrap().unwrap(), None);
