@@ -4,9 +4,10 @@
 //! - `bare`: an axum handler that reads the body and answers the SUCCESS XML;
 //! - `wxpay-memory`: `wxpay_axum::router_at` alone, `MemoryStore`, no-op
 //!   `on_paid` (what wxpay itself costs, without the shop's effect);
-//! - `shop-memory`: the `axum_shop` router, orders in a `MemoryStore` (the
-//!   shop's own tables, written by its `on_paid`, in a SQLite file);
-//! - `shop-sqlite`: the `axum_shop` router, orders and shop tables in SQLite.
+//! - `shop-memory`: the `axum_shop` router, orders in a `MemoryStore`
+//!   (sessions in a SQLite file; the shop has no `on_paid`: its VIP days
+//!   are counted from paid orders);
+//! - `shop-sqlite`: the `axum_shop` router, orders and sessions in SQLite.
 //!
 //! Each round gives every target fresh PREPAID orders (`--orders`, or
 //! `--orders-fast` for `wxpay-memory`) and a file of their signed notifies;

@@ -1,10 +1,11 @@
 //! The small mini-program backend shared by `axum_shop`, `actix_shop` and
-//! `tower_shop`: command line, storage, catalog, login and VIP grants. Only
-//! the HTTP glue differs between the three examples.
+//! `tower_shop`: command line, catalog, login and VIP days. Only the HTTP
+//! glue differs between the three examples.
 //!
-//! Everything it keeps (orders, sessions, grants) lives in `DATABASE_URL`
-//! (a SQLite file in the working directory when unset; `postgres://` and
-//! `mysql://` work too, so several instances can share one database).
+//! Everything it keeps (orders and sign-in sessions; VIP days are counted
+//! from the paid orders) lives in `DATABASE_URL`: a SQLite file in the
+//! working directory when unset; `postgres://` and `mysql://` work too, so
+//! several instances can share one database.
 
 #![allow(dead_code)] // each example uses a different subset
 
@@ -13,14 +14,12 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sqlx::{AnyPool, Row};
 use wxpay_core::{
     BoxError, Config, Fen, SignType,
     flow::{
-        Checkout, CheckoutRequest, Order, OrderDraft, PaymentEvents, Payments, PaymentsBuilder,
-        Rejection,
+        Checkout, CheckoutRequest, Order, OrderDraft, OrderState, Payments, PaymentsBuilder,
+        PaymentsError, Rejection,
     },
-    types::nonce_str,
 };
 use wxpay_sim::{SimConfig, SimHandle, Simulator};
 use wxpay_sqlx::SqlxStore;
@@ -77,7 +76,6 @@ where
 pub struct Shop {
     /// The payment service mounted under `/pay`.
     pub payments: Payments,
-    pub(crate) db: Db,
     /// The embedded simulator (with `--sim`).
     pub sim: Option<SimHandle>,
 }
@@ -112,16 +110,14 @@ impl Shop {
         } else {
             (Config::from_env()?, None)
         };
-        // wxpay's orders first: it also puts a SQLite file in WAL mode.
         let store = Arc::new(SqlxStore::connect(&args.database_url).await?);
-        let db = Db::open(&args.database_url).await?;
         let builder = Payments::builder(config)
-            .store(store)
-            .checkout(ShopCheckout(db.clone()))
-            .events(Grants(db.clone()));
+            .store(store.clone())
+            .sessions(store)
+            .checkout(ShopCheckout);
         let payments = tweak(builder).build()?;
         payments.reconciler(Duration::from_secs(30)).spawn();
-        Ok(Shop { payments, db, sim })
+        Ok(Shop { payments, sim })
     }
 
     /// `POST /login {"code"}`: `wx.login`'s code → jscode2session → a bearer token.
@@ -130,54 +126,68 @@ impl Shop {
         let Some(code) = json["code"].as_str() else {
             return error(400, "bad_request", "expected {\"code\"}");
         };
-        let session = match self.payments.login(code).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "login failed");
-                return error(401, "unauthorized", "login failed");
+        match self.payments.sign_in(code).await {
+            Ok(signed) => (200, json!({ "token": signed.token.expose() })),
+            Err(e @ PaymentsError::Wechat(wxpay_core::Error::Login { .. })) => {
+                tracing::warn!(error = %e, "login refused");
+                error(401, "unauthorized", "login failed")
             }
-        };
-        let token = nonce_str();
-        match self.db.put_session(&token, &session.openid).await {
-            Ok(()) => (200, json!({ "token": token })),
             Err(e) => internal(&e),
         }
     }
 
-    /// `GET /me` with `Authorization: Bearer …`.
+    /// `GET /me` with `Authorization: Bearer …`: VIP days are counted from
+    /// the user's paid orders, so each grants its days exactly once whatever
+    /// the notifies do (only `PAID` ones: a refund, even a partial one or
+    /// one under way, takes them back).
     pub async fn me(&self, authorization: Option<&str>) -> Reply {
-        let Some(openid) = self.db.openid(authorization).await else {
-            return error(401, "unauthorized", "sign in first");
+        let user = match self.payments.signed_in(authorization).await {
+            Ok(Some(user)) => user,
+            Ok(None) => return error(401, "unauthorized", "sign in first"),
+            Err(e) => return internal(&e),
         };
-        match self.db.vip_days(&openid).await {
-            Ok(days) => (200, json!({ "openid": openid, "vip_days": days })),
+        match self.payments.orders_of(&user.openid, usize::MAX).await {
+            Ok(orders) => {
+                let days: i64 = orders.iter().map(vip_days).sum();
+                (200, json!({ "openid": user.openid, "vip_days": days }))
+            }
             Err(e) => internal(&e),
         }
     }
 }
 
-fn internal(e: &sqlx::Error) -> Reply {
-    tracing::error!(error = %e, "database error");
-    error(500, "internal", "try again")
+fn internal(e: &PaymentsError) -> Reply {
+    tracing::error!(error = %e, "request failed");
+    error(e.http_status(), "internal", "try again")
 }
 
-/// Prices orders from the catalog; the client's amount is never read.
-struct ShopCheckout(Db);
+/// The days a paid `vip-month` order grants (its quantity is in `attach`).
+fn vip_days(order: &Order) -> i64 {
+    let quantity = order
+        .attach
+        .as_deref()
+        .and_then(|a| a.strip_prefix("vip-month:"));
+    match (order.state, quantity.and_then(|q| q.parse::<i64>().ok())) {
+        (OrderState::Paid, Some(q)) => q * VIP_DAYS,
+        _ => 0,
+    }
+}
+
+/// Prices orders from the catalog for the signed-in user; the client's
+/// amount is never read.
+struct ShopCheckout;
 
 #[async_trait]
 impl Checkout for ShopCheckout {
-    async fn identify(&self, req: &CheckoutRequest) -> Result<Option<String>, Rejection> {
-        Ok(self.0.openid(req.header("authorization")).await)
-    }
-
     async fn order(&self, req: &CheckoutRequest) -> Result<OrderDraft, Rejection> {
         #[derive(Deserialize)]
         struct Buy {
             sku: String,
             quantity: Option<u32>,
         }
-        let openid = self.identify(req).await?;
-        let openid = openid.ok_or_else(|| Rejection::unauthorized("sign in first"))?;
+        let openid = req
+            .user()
+            .ok_or_else(|| Rejection::unauthorized("sign in first"))?;
         let buy: Buy = req.json()?;
         let quantity = buy.quantity.unwrap_or(1);
         if buy.sku != "vip-month" {
@@ -188,101 +198,9 @@ impl Checkout for ShopCheckout {
         }
         let total = Fen(VIP_MONTH_FEN * u64::from(quantity));
         Ok(
-            OrderDraft::jsapi(openid.clone(), "wxpay shop-VIP membership", total)
+            OrderDraft::jsapi(openid, "wxpay shop-VIP membership", total)
                 .with_owner(openid)
                 .with_attach(format!("vip-month:{quantity}")),
         )
-    }
-}
-
-/// Grants VIP days once per paid order: the grant row is keyed by
-/// `out_trade_no`, so a repeated `on_paid` changes nothing.
-pub(crate) struct Grants(pub(crate) Db);
-
-#[async_trait]
-impl PaymentEvents for Grants {
-    async fn on_paid(&self, order: &Order) -> Result<(), BoxError> {
-        let owner = order.owner.as_deref().ok_or("order without owner")?;
-        let quantity: i64 = (order.attach.as_deref())
-            .and_then(|a| a.strip_prefix("vip-month:")?.parse().ok())
-            .ok_or("order without a vip-month quantity")?;
-        let sql = self
-            .0
-            .sql("INSERT INTO shop_grants (out_trade_no, openid, days) VALUES ($1, $2, $3)");
-        let insert = (sqlx::query(&sql).bind(order.out_trade_no.as_str()))
-            .bind(owner)
-            .bind(quantity * VIP_DAYS);
-        match insert.execute(&self.0.pool).await {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(()), // granted before
-            done => Ok(done.map(drop)?),
-        }
-    }
-}
-
-/// The shop's own tables, beside wxpay's orders in the same database.
-#[derive(Clone)]
-pub(crate) struct Db {
-    pool: AnyPool,
-    mysql: bool,
-}
-
-impl Db {
-    async fn open(url: &str) -> Result<Db, sqlx::Error> {
-        sqlx::any::install_default_drivers();
-        let mut options = sqlx::any::AnyPoolOptions::new().max_connections(5);
-        if url.starts_with("sqlite") {
-            // The store put the file in WAL mode; commit as it does (a sync
-            // per checkpoint, not per commit, still in commit order).
-            options = options.after_connect(|c, _| {
-                let pragma = sqlx::query("PRAGMA synchronous = NORMAL");
-                Box::pin(async move { pragma.execute(c).await.map(drop) })
-            });
-        }
-        let pool = options.connect(url).await?;
-        for ddl in [
-            "CREATE TABLE IF NOT EXISTS shop_sessions (token VARCHAR(64) PRIMARY KEY, openid VARCHAR(128) NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS shop_grants (out_trade_no VARCHAR(32) PRIMARY KEY, openid VARCHAR(128) NOT NULL, days BIGINT NOT NULL)",
-        ] {
-            sqlx::query(ddl).execute(&pool).await?;
-        }
-        let mysql = url.starts_with("mysql");
-        Ok(Db { pool, mysql })
-    }
-
-    /// `$n` placeholders (PostgreSQL, SQLite), rewritten to `?` for MySQL.
-    fn sql(&self, q: &str) -> String {
-        if !self.mysql {
-            return q.to_owned();
-        }
-        let mut parts = q.split('$');
-        let mut sql = parts.next().unwrap_or_default().to_owned();
-        for rest in parts {
-            sql.push('?');
-            sql += rest.trim_start_matches(|c: char| c.is_ascii_digit());
-        }
-        sql
-    }
-
-    async fn put_session(&self, token: &str, openid: &str) -> Result<(), sqlx::Error> {
-        let sql = self.sql("INSERT INTO shop_sessions (token, openid) VALUES ($1, $2)");
-        let insert = sqlx::query(&sql).bind(token).bind(openid);
-        insert.execute(&self.pool).await.map(drop)
-    }
-
-    async fn openid(&self, authorization: Option<&str>) -> Option<String> {
-        let token = authorization?.strip_prefix("Bearer ")?.trim();
-        let sql = self.sql("SELECT openid FROM shop_sessions WHERE token = $1");
-        let row = sqlx::query(&sql)
-            .bind(token)
-            .fetch_optional(&self.pool)
-            .await
-            .ok()??;
-        row.try_get("openid").ok()
-    }
-
-    async fn vip_days(&self, openid: &str) -> Result<i64, sqlx::Error> {
-        let sql = self.sql("SELECT days FROM shop_grants WHERE openid = $1");
-        let rows = sqlx::query(&sql).bind(openid).fetch_all(&self.pool).await?;
-        rows.iter().map(|r| r.try_get::<i64, _>("days")).sum()
     }
 }

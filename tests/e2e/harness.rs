@@ -1,9 +1,19 @@
 //! Starting a shop on a free port and talking to it.
 
-use std::{net::TcpListener, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::TcpListener,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
+use async_trait::async_trait;
 use serde_json::{Value, json};
-use wxpay_core::{OutTradeNo, SignType, flow::Order};
+use wxpay_core::{
+    BoxError, OutTradeNo, SignType,
+    flow::{Order, PaymentEvents},
+};
 use wxpay_sim::SimHandle;
 
 use crate::shop::{Args, Shop};
@@ -16,10 +26,41 @@ pub enum Framework {
     Actix,
 }
 
+/// Counts wxpay's `on_paid` runs per order. The shop itself has no
+/// `on_paid` (its VIP days are counted from paid orders), so the tests hook
+/// one in to watch the exactly-once fulfilment through every adapter.
+#[derive(Clone, Default)]
+pub struct Fulfilments(Arc<Mutex<HashMap<String, usize>>>);
+
+impl Fulfilments {
+    /// How many times `on_paid` ran for the order.
+    pub fn of(&self, out_trade_no: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .get(out_trade_no)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl PaymentEvents for Fulfilments {
+    async fn on_paid(&self, order: &Order) -> Result<(), BoxError> {
+        // Long enough for concurrent duplicate notifies to overlap.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        *(self.0.lock().unwrap())
+            .entry(order.out_trade_no.to_string())
+            .or_default() += 1;
+        Ok(())
+    }
+}
+
 /// A shop server and its simulator, stopped on drop.
 pub struct Running {
     pub base: String,
     pub shop: Arc<Shop>,
+    pub fulfilments: Fulfilments,
     pub http: reqwest::Client,
     server: tokio::task::JoinHandle<()>,
 }
@@ -57,6 +98,26 @@ impl Running {
         database_url: String,
         unifiedorder_attempts: u32,
     ) -> Running {
+        let fulfilments = Fulfilments::default();
+        Self::start_counting(
+            framework,
+            sign_type,
+            database_url,
+            unifiedorder_attempts,
+            fulfilments,
+        )
+        .await
+    }
+
+    /// As [`start_with`](Running::start_with), counting `on_paid` runs in
+    /// `fulfilments` (which several instances may share).
+    pub async fn start_counting(
+        framework: Framework,
+        sign_type: SignType,
+        database_url: String,
+        unifiedorder_attempts: u32,
+        fulfilments: Fulfilments,
+    ) -> Running {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let args = Args {
@@ -70,6 +131,7 @@ impl Running {
             b.sync_interval(Duration::from_millis(50))
                 .retry_backoff(Duration::from_millis(5))
                 .unifiedorder_attempts(unifiedorder_attempts)
+                .events(fulfilments.clone())
         })
         .await
         .expect("shop starts");
@@ -110,6 +172,7 @@ impl Running {
         Running {
             base: format!("http://{addr}"),
             shop,
+            fulfilments,
             http: reqwest::Client::new(),
             server,
         }
@@ -193,20 +256,6 @@ impl Running {
         let (status, me) = self.get_json("/me", Some(token)).await;
         assert_eq!(status, 200, "{me}");
         me["vip_days"].as_i64().unwrap()
-    }
-
-    /// Runs the shop's `on_paid` for a paid order once more, as a fulfilment
-    /// retried after an expired lease would: it must succeed (the grant is
-    /// already there) and grant nothing.
-    pub async fn grant_again_changes_nothing(&self, out_trade_no: &str, token: &str, days: i64) {
-        use wxpay_core::flow::PaymentEvents;
-        let order = self.stored(out_trade_no).await;
-        let grants = crate::shop::Grants(self.shop.db.clone());
-        grants
-            .on_paid(&order)
-            .await
-            .expect("a repeated grant is not an error");
-        assert_eq!(self.vip_days(token).await, days, "granted twice");
     }
 
     /// Polls `GET /pay/orders/{no}` (which syncs stale orders) until `state`.
