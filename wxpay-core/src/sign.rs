@@ -179,11 +179,18 @@ fn constant_time_eq_ignore_ascii_case(a: &[u8], b: &[u8]) -> bool {
 }
 
 pub(crate) fn upper_hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    hex(bytes, b"0123456789ABCDEF")
+}
+
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
+    hex(bytes, b"0123456789abcdef")
+}
+
+fn hex(bytes: &[u8], digits: &[u8; 16]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 0xf) as usize] as char);
+        s.push(digits[(b >> 4) as usize] as char);
+        s.push(digits[(b & 0xf) as usize] as char);
     }
     s
 }

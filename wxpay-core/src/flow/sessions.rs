@@ -51,7 +51,7 @@ impl TokenHash {
 
     /// Lowercase hex (64 characters), as the SQL stores keep it.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::sign::lower_hex(&self.0)
     }
 
     /// Reads [`to_hex`](TokenHash::to_hex)'s form back (either case).
