@@ -61,9 +61,11 @@ impl TokenHash {
     /// let h = TokenHash::of(&SessionToken::new("t"));
     /// assert_eq!(TokenHash::from_hex(&h.to_hex()), Some(h));
     /// assert_eq!(TokenHash::from_hex("zz"), None);
+    /// assert_eq!(TokenHash::from_hex(&"+f".repeat(32)), None);
     /// ```
     pub fn from_hex(hex: &str) -> Option<TokenHash> {
-        if hex.len() != 64 || !hex.is_ascii() {
+        // `from_str_radix` alone would also take a `+` sign.
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut out = [0u8; 32];
