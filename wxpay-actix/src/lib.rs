@@ -45,6 +45,11 @@
 //! }
 //! ```
 //!
+//! With [sessions](wxpay_core::flow::PaymentsBuilder::sessions) kept, the
+//! routes include `POST /sign-in` and `POST /sign-out`; [`sign_in`] and
+//! [`sign_out`] mount them alone at a path of your own:
+//! `App::new().route("/login", wxpay_actix::sign_in(payments.clone()))`.
+//!
 //! Bodies are read up to [`MAX_BODY_BYTES`] (1 MiB): a larger one is a
 //! `FAIL` reply on the notify routes and `413` elsewhere, sent with
 //! `Connection: close` (the rest of the body stays unread). The client IP is
@@ -53,7 +58,7 @@
 #![deny(missing_docs)]
 
 use actix_web::{
-    HttpRequest, HttpResponse, Scope,
+    HttpRequest, HttpResponse, Route, Scope,
     http::{StatusCode, header},
     web,
 };
@@ -78,18 +83,45 @@ pub fn configure(payments: Payments) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.default_service(web::to(move |req: HttpRequest, body: web::Payload| {
             let payments = payments.clone();
-            async move { serve(&payments, req, body).await }
+            async move { serve(&payments, req, body, None).await }
         }));
     }
 }
 
-async fn serve(payments: &Payments, req: HttpRequest, body: web::Payload) -> HttpResponse {
+/// The sign-in route alone, for `App::route` at a path of your own
+/// (`.route("/login", wxpay_actix::sign_in(payments))`): `POST {"code"}` →
+/// `{"token", "openid", "expires_at"}`, the core's `/sign-in` (see
+/// [`wxpay_core::flow::http`]). It takes every method (others answer
+/// `405`). Needs a [`Payments`] that keeps sessions; without them it
+/// answers `404`.
+pub fn sign_in(payments: Payments) -> Route {
+    fixed(payments, "/sign-in")
+}
+
+/// The sign-out route alone (`POST`, `Authorization: Bearer …` →
+/// `{"signed_out": bool}`), like [`sign_in`].
+pub fn sign_out(payments: Payments) -> Route {
+    fixed(payments, "/sign-out")
+}
+
+fn fixed(payments: Payments, path: &'static str) -> Route {
+    web::route().to(move |req: HttpRequest, body: web::Payload| {
+        let payments = payments.clone();
+        async move { serve(&payments, req, body, Some(path)).await }
+    })
+}
+
+/// Answers `req` as the wxpay route `path`, or (`None`) as the one the
+/// request's path names inside the scope.
+async fn serve(
+    payments: &Payments,
+    req: HttpRequest,
+    body: web::Payload,
+    path: Option<&'static str>,
+) -> HttpResponse {
     // Inside the scope, the unprocessed part of the path is relative to it.
-    let mut input = HttpIn::new(
-        req.method().as_str(),
-        req.match_info().unprocessed(),
-        Vec::new(),
-    );
+    let path = path.unwrap_or_else(|| req.match_info().unprocessed());
+    let mut input = HttpIn::new(req.method().as_str(), path, Vec::new());
     if input.needs_headers() {
         for (name, value) in req.headers() {
             input.add_header(name.as_str(), value.as_bytes());

@@ -44,6 +44,18 @@
 //! # Ok(()) }
 //! ```
 //!
+//! With [sessions](wxpay_core::flow::PaymentsBuilder::sessions) kept, the
+//! routes include `POST /sign-in` and `POST /sign-out`; [`sign_in`] and
+//! [`sign_out`] mount them alone at a path of your own:
+//!
+//! ```
+//! # let payments = wxpay_core::flow::http::testkit::payments(wxpay_core::flow::http::testkit::config()).0;
+//! let app: axum::Router = axum::Router::new()
+//!     .route("/login", wxpay_axum::sign_in(payments.clone())) // {"code"} → {"token", …}
+//!     .route("/logout", wxpay_axum::sign_out(payments.clone()))
+//!     .merge(wxpay_axum::router_at("/pay", payments));
+//! ```
+//!
 //! Bodies are read up to [`MAX_BODY_BYTES`] (1 MiB): a larger one is a
 //! `FAIL` reply on the notify routes and `413` elsewhere, sent with
 //! `Connection: close` (the rest of the body stays unread). The client IP comes
@@ -60,7 +72,7 @@ use axum::{
     extract::{ConnectInfo, Request, State},
     http::{HeaderValue, StatusCode, header},
     response::Response,
-    routing::any,
+    routing::{MethodRouter, any},
 };
 pub use wxpay_core::flow::http::MAX_BODY_BYTES;
 use wxpay_core::flow::{
@@ -122,6 +134,40 @@ where
         .with_state(mounted)
 }
 
+/// The sign-in route alone, for [`Router::route`] at a path of your own
+/// (`.route("/login", wxpay_axum::sign_in(payments))`): `POST {"code"}` →
+/// `{"token", "openid", "expires_at"}`, the core's `/sign-in` (see
+/// [`wxpay_core::flow::http`]). Needs a [`Payments`] that keeps sessions;
+/// without them it answers `404`.
+pub fn sign_in<S>(payments: Payments) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    fixed(payments, "/sign-in")
+}
+
+/// The sign-out route alone (`POST`, `Authorization: Bearer …` →
+/// `{"signed_out": bool}`), like [`sign_in`].
+pub fn sign_out<S>(payments: Payments) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    fixed(payments, "/sign-out")
+}
+
+fn fixed<S>(payments: Payments, path: &'static str) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    any(serve_fixed).with_state(Fixed { payments, path })
+}
+
+#[derive(Clone)]
+struct Fixed {
+    payments: Payments,
+    path: &'static str,
+}
+
 #[derive(Clone)]
 struct Mounted {
     payments: Payments,
@@ -130,18 +176,32 @@ struct Mounted {
 
 async fn serve_nested(State(payments): State<Payments>, req: Request) -> Response {
     // Inside `nest`, the URI path is relative to the prefix.
-    serve(&payments, req, 0).await
+    serve(&payments, req, Path::Skip(0)).await
 }
 
 async fn serve_at(State(mounted): State<Mounted>, req: Request) -> Response {
-    serve(&mounted.payments, req, mounted.prefix_len).await
+    serve(&mounted.payments, req, Path::Skip(mounted.prefix_len)).await
 }
 
-/// Answers `req`, whose path past its first `skip` bytes (the prefix the
-/// route matched) is wxpay's.
-async fn serve(payments: &Payments, req: Request, skip: usize) -> Response {
+async fn serve_fixed(State(fixed): State<Fixed>, req: Request) -> Response {
+    serve(&fixed.payments, req, Path::Fixed(fixed.path)).await
+}
+
+/// Which wxpay path a request is for.
+enum Path {
+    /// The request's path past its first bytes (the prefix the route matched).
+    Skip(usize),
+    /// This one, whatever the request's path.
+    Fixed(&'static str),
+}
+
+/// Answers `req` as the wxpay route `path` says.
+async fn serve(payments: &Payments, req: Request, path: Path) -> Response {
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path().get(skip..).unwrap_or_default();
+    let path = match path {
+        Path::Skip(skip) => parts.uri.path().get(skip..).unwrap_or_default(),
+        Path::Fixed(path) => path,
+    };
     let path = if path.is_empty() { "/" } else { path };
     let mut input = HttpIn::new(parts.method.as_str(), path, Vec::new());
     if input.needs_headers() {

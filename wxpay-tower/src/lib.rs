@@ -65,6 +65,12 @@
 //! # }
 //! ```
 //!
+//! With [sessions](wxpay_core::flow::PaymentsBuilder::sessions) kept, the
+//! routes include `POST /sign-in` and `POST /sign-out`;
+//! [`WxpayService::sign_in`] and [`WxpayService::sign_out`] serve them
+//! alone at a path of your own (route `/login` to it), like
+//! [`WxpayService::payment_notify`] does for the notify.
+//!
 //! Bodies are read up to [`MAX_BODY_BYTES`] (1 MiB): a larger one is a
 //! `FAIL` reply on the notify routes and `413` elsewhere, sent with
 //! `Connection: close` (the rest of the body stays unread). The client IP is
@@ -99,7 +105,7 @@ use wxpay_core::flow::{
 enum Mode {
     /// All routes; the request path minus this prefix.
     Routes(Arc<str>),
-    /// One fixed route (`/notify` or `/refund-notify`) whatever the path.
+    /// One fixed route (`/notify`, `/sign-in`…) whatever the path.
     Fixed(&'static str),
 }
 
@@ -146,6 +152,28 @@ impl WxpayService {
         WxpayService {
             payments,
             mode: Mode::Fixed("/refund-notify"),
+        }
+    }
+
+    /// Only the sign-in route, whatever the path: mount it where your
+    /// mini-program signs in (`POST /login`). `POST {"code"}` →
+    /// `{"token", "openid", "expires_at"}`, the core's `/sign-in` (see
+    /// [`wxpay_core::flow::http`]). Needs a [`Payments`] that keeps
+    /// sessions; without them it answers `404`.
+    pub fn sign_in(payments: Payments) -> WxpayService {
+        WxpayService {
+            payments,
+            mode: Mode::Fixed("/sign-in"),
+        }
+    }
+
+    /// Only the sign-out route, whatever the path (`POST`,
+    /// `Authorization: Bearer …` → `{"signed_out": bool}`), like
+    /// [`sign_in`](WxpayService::sign_in).
+    pub fn sign_out(payments: Payments) -> WxpayService {
+        WxpayService {
+            payments,
+            mode: Mode::Fixed("/sign-out"),
         }
     }
 

@@ -13,8 +13,13 @@ use wxpay_core::flow::{
     http::testkit::{self, AdapterClient, TestRequest, TestResponse},
 };
 
-/// The app under test: wxpay under `/pay` next to app routes.
-struct App(Router);
+/// The app under test: wxpay under `/pay` next to app routes, and where
+/// the kit's relative paths are mounted.
+struct App(Router, fn(&str) -> String);
+
+fn under_pay(path: &str) -> String {
+    format!("/pay{path}")
+}
 
 fn shop_routes() -> Router {
     Router::new()
@@ -24,19 +29,38 @@ fn shop_routes() -> Router {
 
 /// wxpay nested (`router`).
 fn app(payments: Payments) -> App {
-    App(shop_routes().nest("/pay", wxpay_axum::router(payments)))
+    App(
+        shop_routes().nest("/pay", wxpay_axum::router(payments)),
+        under_pay,
+    )
 }
 
 /// wxpay merged (`router_at`).
 fn app_at(payments: Payments) -> App {
-    App(shop_routes().merge(wxpay_axum::router_at("/pay", payments)))
+    App(
+        shop_routes().merge(wxpay_axum::router_at("/pay", payments)),
+        under_pay,
+    )
+}
+
+/// wxpay merged, with sign-in and sign-out alone at `/login` and `/logout`.
+fn app_login(payments: Payments) -> App {
+    let router = shop_routes()
+        .route("/login", wxpay_axum::sign_in(payments.clone()))
+        .route("/logout", wxpay_axum::sign_out(payments.clone()))
+        .merge(wxpay_axum::router_at("/pay", payments));
+    App(router, |path| match path {
+        "/sign-in" => "/login".to_owned(),
+        "/sign-out" => "/logout".to_owned(),
+        _ => under_pay(path),
+    })
 }
 
 impl AdapterClient for App {
     async fn send(&self, req: TestRequest) -> TestResponse {
         let mut builder = Request::builder()
             .method(req.method.as_str())
-            .uri(format!("/pay{}", req.path));
+            .uri((self.1)(&req.path));
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
         }
@@ -75,6 +99,8 @@ async fn passes_the_adapter_kit() {
 #[tokio::test]
 async fn merged_passes_the_adapter_kit() {
     testkit::check_adapter(async |p| app_at(p)).await;
+    // /login and /logout answer 404 when no sessions are kept.
+    testkit::check_adapter(async |p| app_login(p)).await;
 }
 
 async fn get(app: &App, path: &str) -> (u16, Vec<u8>) {
@@ -140,5 +166,22 @@ async fn checkout_against_the_simulator() {
         .with_notify_url("http://127.0.0.1:9/pay/notify");
     testkit::check_adapter_checkout(config.clone(), async |p| app(p)).await;
     testkit::check_adapter_checkout(config, async |p| app_at(p)).await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn sign_in_against_the_simulator() {
+    let sim = wxpay_sim::Simulator::start(wxpay_sim::SimConfig::test())
+        .await
+        .unwrap();
+    let config = sim
+        .merchant_config()
+        .with_notify_url("http://127.0.0.1:9/pay/notify");
+    for mount in [app, app_at, app_login] {
+        let code = sim.login("o-kit-user").await;
+        let openid =
+            testkit::check_adapter_sign_in(config.clone(), &code, async |p| mount(p)).await;
+        assert_eq!(openid, "o-kit-user");
+    }
     sim.shutdown().await;
 }

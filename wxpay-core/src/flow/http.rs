@@ -13,6 +13,12 @@
 //! | `POST` | `/orders/{out_trade_no}/close` | `200`, same body ([`Payments::close`]) |
 //! | `POST` | `/notify` | the payment notify: always `200` with WeChat's XML (`SUCCESS`/`FAIL`) |
 //! | `POST` | `/refund-notify` | the refund notify: the same |
+//! | `POST` | `/sign-in` | with [sessions](super::PaymentsBuilder::sessions) only: `{"code"}` from `wx.login` → `200 {"token", "openid", "expires_at"}` ([`Payments::sign_in`]; `expires_at` in Unix seconds) |
+//! | `POST` | `/sign-out` | with sessions only: ends the session of the `Authorization: Bearer` token → `200 {"signed_out": true \| false}` |
+//!
+//! Without sessions, `/sign-in` and `/sign-out` are unknown paths. Adapters
+//! can also mount the sign-in and sign-out routes alone, at a path of the
+//! app's choice (`POST /login`).
 //!
 //! Anything else is `404`; a known path with another method is `405` with
 //! an `Allow` header. Order routes answer errors as JSON
@@ -225,6 +231,8 @@ enum Route {
     Close(String),
     Notify,
     RefundNotify,
+    SignIn,
+    SignOut,
 }
 
 impl Route {
@@ -248,6 +256,8 @@ impl Route {
             }
             [Some("notify"), None, ..] => Some(Route::Notify),
             [Some("refund-notify"), None, ..] => Some(Route::RefundNotify),
+            [Some("sign-in"), None, ..] => Some(Route::SignIn),
+            [Some("sign-out"), None, ..] => Some(Route::SignOut),
             _ => None,
         }
     }
@@ -271,7 +281,9 @@ pub async fn handle(payments: &Payments, req: HttpIn) -> HttpOut {
 }
 
 async fn answer(payments: &Payments, req: HttpIn) -> HttpOut {
-    let Some(route) = Route::parse(&req.path) else {
+    let route = Route::parse(&req.path)
+        .filter(|r| payments.keeps_sessions() || !matches!(r, Route::SignIn | Route::SignOut));
+    let Some(route) = route else {
         return HttpOut::not_found();
     };
     if req.method != route.allow() {
@@ -297,6 +309,14 @@ async fn answer(payments: &Payments, req: HttpIn) -> HttpOut {
             // which every framework moves into a box of its own, stays small.
             match Box::pin(payments.checkout(creq)).await {
                 Ok(outcome) => HttpOut::json(201, &checkout_json(&outcome)),
+                Err(e) => error_out(&e),
+            }
+        }
+        Route::SignIn => sign_in(payments, &req.body).await,
+        Route::SignOut => {
+            let auth = req.headers.get("authorization").map(String::as_str);
+            match payments.sign_out(auth).await {
+                Ok(ended) => HttpOut::json(200, &json!({ "signed_out": ended })),
                 Err(e) => error_out(&e),
             }
         }
@@ -330,6 +350,48 @@ async fn owned_order(payments: &Payments, no: &str, req: HttpIn) -> Result<OutTr
         return Err(HttpOut::not_found());
     }
     Ok(no)
+}
+
+/// `POST /sign-in {"code"}`: a refused code (invalid, used, expired) is
+/// `401` and the client calls `wx.login` again; WeChat's quota (`45011`)
+/// is `429`; WeChat being busy or unreachable is `502`.
+async fn sign_in(payments: &Payments, body: &[u8]) -> HttpOut {
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: String,
+    }
+    // wx.login's codes are 32 characters; the code goes into a URL.
+    let code = match serde_json::from_slice::<Code>(body) {
+        Ok(c) if !c.code.is_empty() && c.code.len() <= 128 => c.code,
+        _ => return HttpOut::error(400, "bad_request", "expected a JSON body {\"code\"}"),
+    };
+    match Box::pin(payments.sign_in(&code)).await {
+        Ok(signed) => HttpOut::json(
+            200,
+            &json!({
+                "token": signed.token.expose(),
+                "openid": signed.session.openid,
+                "expires_at": signed.expires_at.timestamp(),
+            }),
+        ),
+        Err(PaymentsError::Wechat(crate::Error::Login { errcode, errmsg })) if errcode != -1 => {
+            tracing::warn!(errcode, errmsg = %errmsg, "sign-in refused by WeChat");
+            if errcode == 45011 {
+                HttpOut::error(
+                    429,
+                    "too_many_requests",
+                    "too many sign-ins; try again later",
+                )
+            } else {
+                HttpOut::error(
+                    401,
+                    "unauthorized",
+                    "the login code was refused; call wx.login again",
+                )
+            }
+        }
+        Err(e) => error_out(&e),
+    }
 }
 
 /// The access rule of the order routes: the order has an owner and it is
@@ -432,8 +494,8 @@ pub mod testkit {
     use crate::{
         ApiKey, Config, Fen, OutTradeNo, Params, SignType, TradeType,
         flow::{
-            Checkout, CheckoutRequest, MemoryStore, Order, OrderDraft, OrderState, OrderStore,
-            Payments, Rejection,
+            Checkout, CheckoutRequest, MemorySessions, MemoryStore, Order, OrderDraft, OrderState,
+            OrderStore, Payments, Rejection,
         },
     };
 
@@ -542,6 +604,22 @@ pub mod testkit {
         let store = Arc::new(MemoryStore::new());
         let payments = Payments::builder(config)
             .store(Arc::clone(&store) as Arc<dyn OrderStore>)
+            .checkout(KitCheckout)
+            .build()
+            .expect("payments");
+        (payments, store)
+    }
+
+    /// As [`payments`], keeping sign-in sessions in a fresh
+    /// [`MemorySessions`].
+    ///
+    /// # Panics
+    /// When the client cannot be built.
+    pub fn payments_with_sessions(config: Config) -> (Payments, Arc<MemoryStore>) {
+        let store = Arc::new(MemoryStore::new());
+        let payments = Payments::builder(config)
+            .store(Arc::clone(&store) as Arc<dyn OrderStore>)
+            .sessions(Arc::new(MemorySessions::new()))
             .checkout(KitCheckout)
             .build()
             .expect("payments");
@@ -676,6 +754,8 @@ pub mod testkit {
             ("POST", "/orders/A1/refund"),
             ("GET", "/orders/"),
             ("POST", "/notify/x"),
+            ("POST", "/sign-in"),
+            ("POST", "/sign-out"),
         ] {
             let r = send(request(method, path, &[], b"")).await;
             assert_error(&format!("{method} {path}"), &r, 404, "not_found");
@@ -906,6 +986,98 @@ pub mod testkit {
         assert_eq!(store.len(), count, "refused checkouts store nothing");
     }
 
+    /// The sign-in routes through the adapter, on a [`Payments`] that keeps
+    /// sessions ([`payments_with_sessions`]); the client sends `/sign-in`
+    /// and `/sign-out` wherever the adapter mounted them. `config` must
+    /// point at a WeChat whose `jscode2session` accepts `code` once and
+    /// refuses it after that (e.g. the `wxpay-sim` simulator, with a code
+    /// from `SimHandle::login`). Checks refusals (405, 400, 413), a sign-in
+    /// whose token the service then knows and whose answer holds no session
+    /// key, the used code's `401`, and sign-out. Returns the openid.
+    ///
+    /// # Panics
+    /// When the adapter deviates.
+    pub async fn check_adapter_sign_in<C, F>(config: Config, code: &str, mount: F) -> String
+    where
+        C: AdapterClient,
+        F: AsyncFnOnce(Payments) -> C,
+    {
+        let (payments, _) = payments_with_sessions(config);
+        let client = mount(payments.clone()).await;
+        let send = async |r: TestRequest| client.send(r).await;
+        let json = [("content-type", "application/json")];
+
+        for method in ["GET", "PUT"] {
+            let r = send(request(method, "/sign-in", &[], b"")).await;
+            assert_error(&format!("{method} /sign-in"), &r, 405, "method_not_allowed");
+            assert_eq!(r.allow.as_deref(), Some("POST"));
+        }
+        let long = format!(r#"{{"code":"{}"}}"#, "c".repeat(129));
+        for (what, body) in [
+            ("not JSON", &b"code=abc"[..]),
+            ("no code", br#"{"js_code":"abc"}"#),
+            ("an empty code", br#"{"code":""}"#),
+            ("a code that is not a string", br#"{"code":123}"#),
+            ("a 129-character code", long.as_bytes()),
+        ] {
+            let r = send(request("POST", "/sign-in", &json, body)).await;
+            assert_error(&format!("sign-in with {what}"), &r, 400, "bad_request");
+        }
+        let huge = vec![b' '; 2 * MAX_BODY_BYTES];
+        let r = send(request("POST", "/sign-in", &json, &huge)).await;
+        assert_error("sign-in with a 2 MiB body", &r, 413, "payload_too_large");
+        assert!(
+            r.closes,
+            "sign-in with a 2 MiB body: the connection must close"
+        );
+
+        let body = serde_json::json!({ "code": code }).to_string();
+        let r = send(request("POST", "/sign-in", &json, body.as_bytes())).await;
+        assert_eq!(r.status, 200, "sign-in: {}", r.text());
+        let v = r.json();
+        let token = v["token"].as_str().expect("token").to_owned();
+        let openid = v["openid"].as_str().expect("openid").to_owned();
+        assert!(token.len() >= 43, "a 256-bit token: {token:?}");
+        assert!(
+            v["expires_at"].as_i64().expect("expires_at") > Utc::now().timestamp(),
+            "expires in the future: {v}"
+        );
+        let keys: Vec<&String> = v.as_object().expect("object").keys().collect();
+        assert_eq!(
+            keys,
+            ["expires_at", "openid", "token"],
+            "nothing else, no session key"
+        );
+        let bearer = format!("Bearer {token}");
+        let who = payments.signed_in(Some(&bearer)).await.expect("lookup");
+        assert_eq!(
+            who.map(|s| s.openid),
+            Some(openid.clone()),
+            "the token names the user"
+        );
+
+        let r = send(request("POST", "/sign-in", &json, body.as_bytes())).await;
+        assert_error("sign-in with a used code", &r, 401, "unauthorized");
+
+        let auth = [("Authorization", bearer.as_str())];
+        for (what, headers, ended) in [
+            ("sign-out without a token", &[][..], false),
+            ("sign-out", &auth[..], true),
+            ("sign-out again", &auth[..], false),
+        ] {
+            let r = send(request("POST", "/sign-out", headers, b"")).await;
+            assert_eq!(r.status, 200, "{what}: {}", r.text());
+            assert_eq!(
+                r.json(),
+                serde_json::json!({ "signed_out": ended }),
+                "{what}"
+            );
+        }
+        let who = payments.signed_in(Some(&bearer)).await.expect("lookup");
+        assert!(who.is_none(), "the token no longer works after sign-out");
+        openid
+    }
+
     /// Successful checkouts through the adapter: `config` must point at a
     /// WeChat that accepts its merchant (e.g. the `wxpay-sim` simulator).
     /// Checks the `201` bodies for JSAPI (`pay_params`) and NATIVE
@@ -1039,6 +1211,9 @@ mod tests {
         assert!(Route::parse("/orders/A/close/x").is_none());
         assert!(Route::parse("/notify/x").is_none());
         assert!(Route::parse("/orders/").is_none());
+        assert!(matches!(Route::parse("/sign-in"), Some(Route::SignIn)));
+        assert!(matches!(Route::parse("/sign-out"), Some(Route::SignOut)));
+        assert!(Route::parse("/sign-in/x").is_none());
         assert!(!HttpIn::new("POST", "/notify", Vec::new()).needs_headers());
         assert!(!HttpIn::new("POST", "/refund-notify?x", Vec::new()).needs_headers());
         assert!(HttpIn::new("GET", "/orders/A", Vec::new()).needs_headers());

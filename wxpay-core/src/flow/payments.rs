@@ -1299,6 +1299,11 @@ impl Payments {
         Ok(true)
     }
 
+    /// Whether sign-in sessions are kept ([`PaymentsBuilder::sessions`]).
+    pub fn keeps_sessions(&self) -> bool {
+        self.inner.sessions.is_some()
+    }
+
     fn sessions(&self) -> Result<&Arc<dyn SessionStore>, PaymentsError> {
         (self.inner.sessions.as_ref()).ok_or(PaymentsError::Unconfigured(
             "sessions (PaymentsBuilder::sessions)",

@@ -239,6 +239,54 @@ async fn the_routes_know_the_signed_in_user() {
     assert_eq!(w.orders.len(), stored);
 }
 
+#[tokio::test]
+async fn the_sign_in_route_maps_wechat_refusals_and_stores_nothing_for_them() {
+    let w = world().await;
+    for (code, status, error) in [
+        ("err40029", 401, "unauthorized"),
+        ("err40163", 401, "unauthorized"),
+        ("err45011", 429, "too_many_requests"),
+        ("err-1", 502, "upstream_error"),
+    ] {
+        let body = serde_json::json!({ "code": code }).to_string();
+        let out = http::handle(
+            &w.payments,
+            HttpIn::new("POST", "/sign-in", body.into_bytes()),
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+        assert_eq!(
+            (out.status, v["error"].as_str()),
+            (status, Some(error)),
+            "{code}: {v}"
+        );
+    }
+    let far = Utc::now() + chrono::Duration::days(3650);
+    assert_eq!(
+        w.sessions.purge_expired_sessions(far).await.unwrap(),
+        0,
+        "refused sign-ins keep no session"
+    );
+
+    let out = http::handle(
+        &w.payments,
+        HttpIn::new("POST", "/sign-in", br#"{"code":"alice"}"#.to_vec()),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+    assert_eq!(
+        (out.status, &v["openid"]),
+        (200, &serde_json::json!("o-alice")),
+        "{v}"
+    );
+    let bearer = format!("Bearer {}", v["token"].as_str().unwrap());
+    let user = w.payments.signed_in(Some(&bearer)).await.unwrap().unwrap();
+    assert_eq!(
+        user.expires_at.timestamp(),
+        v["expires_at"].as_i64().unwrap()
+    );
+}
+
 /// A session store whose backend is down.
 struct Down;
 

@@ -134,6 +134,11 @@ async fn handle(State(stub): State<Stub>, uri: Uri, body: Bytes) -> axum::respon
             .find_map(|kv| kv.strip_prefix("js_code="))
             .unwrap_or("")
             .to_owned();
+        // `err<n>` plays WeChat refusing the code with errcode n.
+        if let Some(errcode) = code.strip_prefix("err").and_then(|n| n.parse::<i64>().ok()) {
+            return axum::Json(serde_json::json!({ "errcode": errcode, "errmsg": "refused" }))
+                .into_response();
+        }
         return axum::Json(serde_json::json!({
             "openid": format!("o-{code}"),
             "session_key": "c2Vzc2lvbmtleQ==",

@@ -15,18 +15,26 @@ use wxpay_core::{
 };
 use wxpay_tower::WxpayService;
 
-struct Client(WxpayService);
+/// wxpay's routes under `/pay`, and, when set, the sign-in and sign-out
+/// services alone (as an app would route `/login` and `/logout` to them).
+struct Client {
+    routes: WxpayService,
+    login: Option<(WxpayService, WxpayService)>,
+}
 
 impl AdapterClient for Client {
     async fn send(&self, req: TestRequest) -> TestResponse {
-        let mut builder = Request::builder()
-            .method(req.method.as_str())
-            .uri(format!("/pay{}", req.path));
+        let (svc, uri) = match (&self.login, req.path.as_str()) {
+            (Some((sign_in, _)), "/sign-in") => (sign_in, "/login".to_owned()),
+            (Some((_, sign_out)), "/sign-out") => (sign_out, "/logout".to_owned()),
+            (_, path) => (&self.routes, format!("/pay{path}")),
+        };
+        let mut builder = Request::builder().method(req.method.as_str()).uri(uri);
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
         }
         let req = builder.body(Full::new(Bytes::from(req.body))).unwrap();
-        let res = self.0.clone().oneshot(req).await.unwrap();
+        let res = svc.clone().oneshot(req).await.unwrap();
         let header = |name| {
             res.headers()
                 .get(name)
@@ -46,12 +54,44 @@ impl AdapterClient for Client {
 }
 
 fn mount(payments: Payments) -> Client {
-    Client(WxpayService::new(payments).with_prefix("/pay"))
+    Client {
+        routes: WxpayService::new(payments).with_prefix("/pay"),
+        login: None,
+    }
+}
+
+fn mount_with_login(payments: Payments) -> Client {
+    Client {
+        login: Some((
+            WxpayService::sign_in(payments.clone()),
+            WxpayService::sign_out(payments.clone()),
+        )),
+        ..mount(payments)
+    }
 }
 
 #[tokio::test]
 async fn passes_the_adapter_kit() {
     testkit::check_adapter(async |p| mount(p)).await;
+    // The sign-in services answer 404 when no sessions are kept.
+    testkit::check_adapter(async |p| mount_with_login(p)).await;
+}
+
+#[tokio::test]
+async fn sign_in_against_the_simulator() {
+    let sim = wxpay_sim::Simulator::start(wxpay_sim::SimConfig::test())
+        .await
+        .unwrap();
+    let config = sim
+        .merchant_config()
+        .with_notify_url("http://127.0.0.1:9/pay/notify");
+    for mount in [mount, mount_with_login] {
+        let code = sim.login("o-kit-user").await;
+        let openid =
+            testkit::check_adapter_sign_in(config.clone(), &code, async |p| mount(p)).await;
+        assert_eq!(openid, "o-kit-user");
+    }
+    sim.shutdown().await;
 }
 
 #[tokio::test]
