@@ -4,13 +4,15 @@
 //! sign-in sessions, reconciliation).
 //!
 //! Apps plug in their storage ([`OrderStore`]), their pricing and
-//! authentication ([`Checkout`]) and their business effects
+//! authentication ([`Checkout`], or the ready-made [`Catalog`] for a fixed
+//! price list and wxpay's sign-in sessions) and their business effects
 //! ([`PaymentEvents`]); wxpay gets the money handling right: verified
 //! notifies only, amounts checked against the stored order, compare-and-set
 //! state changes, `on_paid` exactly once in the normal case (see
 //! [`PaymentEvents`] for the precise guarantee), late payments recorded and
 //! flagged rather than dropped, and lost notifies recovered by orderquery.
 
+mod catalog;
 mod checkout;
 mod events;
 pub mod http;
@@ -22,6 +24,7 @@ mod reconcile;
 mod sessions;
 mod store;
 
+pub use catalog::{Catalog, CatalogItem};
 pub use checkout::{
     Checkout, CheckoutOutcome, CheckoutRequest, NoCheckout, OrderDraft, Rejection, RejectionKind,
 };
