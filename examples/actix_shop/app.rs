@@ -11,7 +11,7 @@ pub async fn serve(shop: Arc<Shop>, listener: std::net::TcpListener) -> std::io:
     HttpServer::new(move || {
         App::new()
             .app_data(web::Data::from(shop.clone()))
-            .route("/login", web::post().to(login))
+            .route("/login", wxpay_actix::sign_in(shop.payments.clone()))
             .route("/me", web::get().to(me))
             .service(wxpay_actix::scope("/pay", shop.payments.clone()))
     })
@@ -19,10 +19,6 @@ pub async fn serve(shop: Arc<Shop>, listener: std::net::TcpListener) -> std::io:
     .listen(listener)?
     .run()
     .await
-}
-
-async fn login(shop: web::Data<Shop>, body: web::Bytes) -> HttpResponse {
-    respond(shop.login(&body).await)
 }
 
 async fn me(shop: web::Data<Shop>, req: HttpRequest) -> HttpResponse {

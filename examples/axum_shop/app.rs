@@ -4,11 +4,10 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    body::Bytes,
     extract::State,
     http::{HeaderMap, StatusCode, header::AUTHORIZATION},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::get,
 };
 
 use crate::shop::{Reply, Shop};
@@ -20,17 +19,13 @@ pub async fn serve(shop: Arc<Shop>, listener: std::net::TcpListener) -> std::io:
     axum::serve(listener, router(shop)).await
 }
 
-/// `/login`, `/me`, and wxpay under `/pay`.
+/// `/me`, and wxpay's sign-in at `/login` and its routes under `/pay`.
 pub fn router(shop: Arc<Shop>) -> Router {
     Router::new()
-        .route("/login", post(login))
         .route("/me", get(me))
         .with_state(shop.clone())
+        .route("/login", wxpay_axum::sign_in(shop.payments.clone()))
         .merge(wxpay_axum::router_at("/pay", shop.payments.clone()))
-}
-
-async fn login(State(shop): State<Arc<Shop>>, body: Bytes) -> Response {
-    respond(shop.login(&body).await)
 }
 
 async fn me(State(shop): State<Arc<Shop>>, headers: HeaderMap) -> Response {

@@ -1,6 +1,7 @@
 //! The small mini-program backend shared by `axum_shop`, `actix_shop` and
-//! `tower_shop`: command line, catalog, login and VIP days. Only the HTTP
-//! glue differs between the three examples.
+//! `tower_shop`: command line, catalog and VIP days. Sign-in (`/login`),
+//! pricing and the payment routes are wxpay's; only the HTTP glue differs
+//! between the three examples.
 //!
 //! Everything it keeps (orders and sign-in sessions; VIP days are counted
 //! from the paid orders) lives in `DATABASE_URL`: a SQLite file in the
@@ -11,15 +12,10 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use async_trait::async_trait;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use wxpay_core::{
     BoxError, Config, Fen, SignType,
-    flow::{
-        Checkout, CheckoutRequest, Order, OrderDraft, OrderState, Payments, PaymentsBuilder,
-        PaymentsError, Rejection,
-    },
+    flow::{Catalog, Order, OrderState, Payments, PaymentsBuilder, PaymentsError},
 };
 use wxpay_sim::{SimConfig, SimHandle, Simulator};
 use wxpay_sqlx::SqlxStore;
@@ -28,6 +24,15 @@ use wxpay_sqlx::SqlxStore;
 pub const VIP_MONTH_FEN: u64 = 998;
 /// Days granted per unit.
 pub const VIP_DAYS: i64 = 30;
+
+/// What the shop sells: `vip-month`, 9.98 yuan, 1 to 12 at a time. wxpay's
+/// [`Catalog`] prices each order from it for the signed-in user; the
+/// client's amount is never read.
+pub fn catalog() -> Catalog {
+    Catalog::new()
+        .item("vip-month", "wxpay shop-VIP membership", Fen(VIP_MONTH_FEN))
+        .max_quantity(12)
+}
 
 /// Command line shared by the shops.
 #[derive(clap::Parser, Debug, Clone)]
@@ -74,18 +79,16 @@ where
 
 /// What a running shop holds.
 pub struct Shop {
-    /// The payment service mounted under `/pay`.
+    /// The payment service: wxpay's routes under `/pay`, and its sign-in at
+    /// `/login`.
     pub payments: Payments,
     /// The embedded simulator (with `--sim`).
     pub sim: Option<SimHandle>,
+    catalog: Catalog,
 }
 
 /// An HTTP answer in framework-free form: status and JSON.
 pub type Reply = (u16, Value);
-
-fn error(status: u16, code: &str, message: &str) -> Reply {
-    (status, json!({ "error": code, "message": message }))
-}
 
 impl Shop {
     /// Opens storage, configures WeChat Pay (`WXPAY_*`, or the embedded
@@ -114,26 +117,14 @@ impl Shop {
         let builder = Payments::builder(config)
             .store(store.clone())
             .sessions(store)
-            .checkout(ShopCheckout);
+            .checkout(catalog());
         let payments = tweak(builder).build()?;
         payments.reconciler(Duration::from_secs(30)).spawn();
-        Ok(Shop { payments, sim })
-    }
-
-    /// `POST /login {"code"}`: `wx.login`'s code → jscode2session → a bearer token.
-    pub async fn login(&self, body: &[u8]) -> Reply {
-        let json = serde_json::from_slice::<Value>(body).unwrap_or_default();
-        let Some(code) = json["code"].as_str() else {
-            return error(400, "bad_request", "expected {\"code\"}");
-        };
-        match self.payments.sign_in(code).await {
-            Ok(signed) => (200, json!({ "token": signed.token.expose() })),
-            Err(e @ PaymentsError::Wechat(wxpay_core::Error::Login { .. })) => {
-                tracing::warn!(error = %e, "login refused");
-                error(401, "unauthorized", "login failed")
-            }
-            Err(e) => internal(&e),
-        }
+        Ok(Shop {
+            payments,
+            sim,
+            catalog: catalog(),
+        })
     }
 
     /// `GET /me` with `Authorization: Bearer …`: VIP days are counted from
@@ -143,64 +134,35 @@ impl Shop {
     pub async fn me(&self, authorization: Option<&str>) -> Reply {
         let user = match self.payments.signed_in(authorization).await {
             Ok(Some(user)) => user,
-            Ok(None) => return error(401, "unauthorized", "sign in first"),
+            Ok(None) => {
+                return (
+                    401,
+                    json!({ "error": "unauthorized", "message": "sign in first" }),
+                );
+            }
             Err(e) => return internal(&e),
         };
         match self.payments.orders_of(&user.openid, usize::MAX).await {
             Ok(orders) => {
-                let days: i64 = orders.iter().map(vip_days).sum();
+                let days: i64 = orders.iter().map(|o| self.vip_days(o)).sum();
                 (200, json!({ "openid": user.openid, "vip_days": days }))
             }
             Err(e) => internal(&e),
+        }
+    }
+
+    /// The days a paid order grants.
+    fn vip_days(&self, order: &Order) -> i64 {
+        match (order.state, self.catalog.line(order)) {
+            (OrderState::Paid, Some((item, n))) if item.sku == "vip-month" => {
+                i64::from(n) * VIP_DAYS
+            }
+            _ => 0,
         }
     }
 }
 
 fn internal(e: &PaymentsError) -> Reply {
     tracing::error!(error = %e, "request failed");
-    error(e.http_status(), "internal", "try again")
-}
-
-/// The days a paid `vip-month` order grants (its quantity is in `attach`).
-fn vip_days(order: &Order) -> i64 {
-    let quantity = order
-        .attach
-        .as_deref()
-        .and_then(|a| a.strip_prefix("vip-month:"));
-    match (order.state, quantity.and_then(|q| q.parse::<i64>().ok())) {
-        (OrderState::Paid, Some(q)) => q * VIP_DAYS,
-        _ => 0,
-    }
-}
-
-/// Prices orders from the catalog for the signed-in user; the client's
-/// amount is never read.
-struct ShopCheckout;
-
-#[async_trait]
-impl Checkout for ShopCheckout {
-    async fn order(&self, req: &CheckoutRequest) -> Result<OrderDraft, Rejection> {
-        #[derive(Deserialize)]
-        struct Buy {
-            sku: String,
-            quantity: Option<u32>,
-        }
-        let openid = req
-            .user()
-            .ok_or_else(|| Rejection::unauthorized("sign in first"))?;
-        let buy: Buy = req.json()?;
-        let quantity = buy.quantity.unwrap_or(1);
-        if buy.sku != "vip-month" {
-            return Err(Rejection::bad_request(format!("unknown sku {:?}", buy.sku)));
-        }
-        if !(1..=12).contains(&quantity) {
-            return Err(Rejection::bad_request("quantity must be 1 to 12"));
-        }
-        let total = Fen(VIP_MONTH_FEN * u64::from(quantity));
-        Ok(
-            OrderDraft::jsapi(openid, "wxpay shop-VIP membership", total)
-                .with_owner(openid)
-                .with_attach(format!("vip-month:{quantity}")),
-        )
-    }
+    (500, json!({ "error": "internal", "message": "try again" }))
 }
