@@ -13,7 +13,7 @@
 //! ```no_run
 //! use std::{convert::Infallible, sync::Arc};
 //! use async_trait::async_trait;
-//! use http_body_util::{BodyExt, Full, combinators::BoxBody};
+//! use http_body_util::Full;
 //! use hyper::{body::Bytes, server::conn::http1, service::service_fn};
 //! use hyper_util::rt::TokioIo;
 //! use tower_service::Service;
@@ -50,13 +50,11 @@
 //!         let app = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
 //!             let mut wxpay = wxpay.clone();
 //!             async move {
-//!                 if req.uri().path().starts_with("/pay/") {
-//!                     req.extensions_mut().insert(peer); // the payer's IP for WeChat
-//!                     let res = wxpay.call(req).await?;
-//!                     return Ok::<_, Infallible>(res.map(|b| b.boxed()));
+//!                 if !req.uri().path().starts_with("/pay/") {
+//!                     return Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from("my shop"))));
 //!                 }
-//!                 let body: BoxBody<Bytes, Infallible> = Full::new(Bytes::from("my shop")).boxed();
-//!                 Ok(hyper::Response::new(body))
+//!                 req.extensions_mut().insert(peer); // the payer's IP for WeChat
+//!                 wxpay.call(req).await
 //!             }
 //!         });
 //!         let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), app).await;
