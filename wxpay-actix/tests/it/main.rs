@@ -93,31 +93,14 @@ async fn passes_the_adapter_kit_through_configure() {
 }
 
 #[actix_web::test]
-async fn checkout_against_the_simulator() {
+async fn checkout_and_sign_in_against_the_simulator() {
     let sim = wxpay_sim::Simulator::start(wxpay_sim::SimConfig::test())
         .await
         .unwrap();
     let config = sim
         .merchant_config()
         .with_notify_url("http://127.0.0.1:9/pay/notify");
-    testkit::check_adapter_checkout(config, async |p| mount(p, Via::Scope).await).await;
-    sim.shutdown().await;
-}
-
-#[actix_web::test]
-async fn passes_the_adapter_kit_with_login_routes() {
-    // /login and /logout answer 404 when no sessions are kept.
-    testkit::check_adapter(async |p| mount(p, Via::Login).await).await;
-}
-
-#[actix_web::test]
-async fn sign_in_against_the_simulator() {
-    let sim = wxpay_sim::Simulator::start(wxpay_sim::SimConfig::test())
-        .await
-        .unwrap();
-    let config = sim
-        .merchant_config()
-        .with_notify_url("http://127.0.0.1:9/pay/notify");
+    testkit::check_adapter_checkout(config.clone(), async |p| mount(p, Via::Scope).await).await;
     for via in [Via::Scope, Via::Configure, Via::Login] {
         let code = sim.login("o-kit-user").await;
         let openid =
@@ -126,4 +109,10 @@ async fn sign_in_against_the_simulator() {
         assert_eq!(openid, "o-kit-user");
     }
     sim.shutdown().await;
+}
+
+#[actix_web::test]
+async fn passes_the_adapter_kit_with_login_routes() {
+    // /login and /logout answer 404 when no sessions are kept.
+    testkit::check_adapter(async |p| mount(p, Via::Login).await).await;
 }

@@ -157,7 +157,7 @@ fn router_at_refuses_a_malformed_prefix() {
 }
 
 #[tokio::test]
-async fn checkout_against_the_simulator() {
+async fn checkout_and_sign_in_against_the_simulator() {
     let sim = wxpay_sim::Simulator::start(wxpay_sim::SimConfig::test())
         .await
         .unwrap();
@@ -165,18 +165,7 @@ async fn checkout_against_the_simulator() {
         .merchant_config()
         .with_notify_url("http://127.0.0.1:9/pay/notify");
     testkit::check_adapter_checkout(config.clone(), async |p| app(p)).await;
-    testkit::check_adapter_checkout(config, async |p| app_at(p)).await;
-    sim.shutdown().await;
-}
-
-#[tokio::test]
-async fn sign_in_against_the_simulator() {
-    let sim = wxpay_sim::Simulator::start(wxpay_sim::SimConfig::test())
-        .await
-        .unwrap();
-    let config = sim
-        .merchant_config()
-        .with_notify_url("http://127.0.0.1:9/pay/notify");
+    testkit::check_adapter_checkout(config.clone(), async |p| app_at(p)).await;
     for mount in [app, app_at, app_login] {
         let code = sim.login("o-kit-user").await;
         let openid =

@@ -78,23 +78,6 @@ async fn passes_the_adapter_kit() {
 }
 
 #[tokio::test]
-async fn sign_in_against_the_simulator() {
-    let sim = wxpay_sim::Simulator::start(wxpay_sim::SimConfig::test())
-        .await
-        .unwrap();
-    let config = sim
-        .merchant_config()
-        .with_notify_url("http://127.0.0.1:9/pay/notify");
-    for mount in [mount, mount_with_login] {
-        let code = sim.login("o-kit-user").await;
-        let openid =
-            testkit::check_adapter_sign_in(config.clone(), &code, async |p| mount(p)).await;
-        assert_eq!(openid, "o-kit-user");
-    }
-    sim.shutdown().await;
-}
-
-#[tokio::test]
 async fn paths_outside_the_prefix_are_not_found() {
     let (payments, _) = testkit::payments(testkit::config());
     let svc = WxpayService::new(payments).with_prefix("/pay");
@@ -162,14 +145,20 @@ async fn notify_only_services_answer_any_path() {
 }
 
 #[tokio::test]
-async fn checkout_against_the_simulator() {
+async fn checkout_and_sign_in_against_the_simulator() {
     let sim = wxpay_sim::Simulator::start(wxpay_sim::SimConfig::test())
         .await
         .unwrap();
     let config = sim
         .merchant_config()
         .with_notify_url("http://127.0.0.1:9/pay/notify");
-    testkit::check_adapter_checkout(config, async |p| mount(p)).await;
+    testkit::check_adapter_checkout(config.clone(), async |p| mount(p)).await;
+    for mount in [mount, mount_with_login] {
+        let code = sim.login("o-kit-user").await;
+        let openid =
+            testkit::check_adapter_sign_in(config.clone(), &code, async |p| mount(p)).await;
+        assert_eq!(openid, "o-kit-user");
+    }
     sim.shutdown().await;
 }
 
