@@ -69,11 +69,9 @@ where
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
     let args = <Args as clap::Parser>::parse();
     let listener = std::net::TcpListener::bind(args.listen)?;
-    let shop = Shop::start(&args, listener.local_addr()?, |b| b).await?;
-    println!(
-        "{framework} shop listening on http://{}",
-        listener.local_addr()?
-    );
+    let addr = listener.local_addr()?;
+    let shop = Shop::start(&args, addr, |b| b).await?;
+    println!("{framework} shop listening on http://{addr}");
     Ok(serve(Arc::new(shop), listener).await?)
 }
 

@@ -21,23 +21,18 @@ pub async fn serve(shop: Arc<Shop>, listener: std::net::TcpListener) -> std::io:
     loop {
         let (stream, peer) = listener.accept().await?;
         let (shop, wxpay, login) = (shop.clone(), wxpay.clone(), login.clone());
-        tokio::spawn(async move {
-            let app = service_fn(move |mut req: Request<Incoming>| {
-                let (shop, wxpay, login) = (shop.clone(), wxpay.clone(), login.clone());
-                async move {
-                    let mut wxpay = match req.uri().path() {
-                        "/login" => login,
-                        path if path.starts_with("/pay/") => wxpay,
-                        _ => return Ok::<_, Infallible>(me(&shop, &req).await),
-                    };
-                    req.extensions_mut().insert(peer); // the payer's IP for WeChat
-                    wxpay.call(req).await
+        let app = service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(peer); // the payer's IP for WeChat
+            let (shop, mut wxpay, mut login) = (shop.clone(), wxpay.clone(), login.clone());
+            async move {
+                match req.uri().path() {
+                    "/login" => login.call(req).await,
+                    path if path.starts_with("/pay/") => wxpay.call(req).await,
+                    _ => Ok::<_, Infallible>(me(&shop, &req).await),
                 }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), app)
-                .await;
+            }
         });
+        tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), app));
     }
 }
 
