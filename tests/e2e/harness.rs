@@ -129,6 +129,8 @@ impl Running {
         };
         let shop = Shop::start(&args, addr, |b| {
             b.sync_interval(Duration::from_millis(50))
+                // the simulator's 5 minutes, scaled
+                .close_after(Duration::from_secs(3))
                 .retry_backoff(Duration::from_millis(5))
                 .unifiedorder_attempts(unifiedorder_attempts)
                 .events(fulfilments.clone())

@@ -305,7 +305,8 @@ pub async fn orders_close(fw: Framework) {
         .as_str()
         .unwrap()
         .to_owned();
-    // WeChat refuses closing within 5 (scaled: 3 s) minutes
+    // WeChat refuses closing within 5 (scaled: 3 s) minutes: refused
+    // before asking, with the time to wait
     let early = app
         .post_json(
             &format!("/pay/orders/{no}/close"),
@@ -313,9 +314,11 @@ pub async fn orders_close(fw: Framework) {
             Value::Null,
         )
         .await;
-    assert_eq!(
-        early.0, 502,
-        "closing too early is WeChat's refusal: {}",
+    assert_eq!(early.0, 409, "closing too early: {}", early.1);
+    assert_eq!(early.1["error"], "too_early", "{}", early.1);
+    assert!(
+        (1..=3).contains(&early.1["retry_after"].as_u64().unwrap_or(0)),
+        "{}",
         early.1
     );
     assert_eq!(app.stored(&no).await.state, OrderState::Prepaid);

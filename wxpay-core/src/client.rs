@@ -43,6 +43,14 @@ pub trait Transport: Send + Sync + 'static {
     /// Sends one request.
     fn send(&self, req: HttpRequest)
     -> impl Future<Output = Result<HttpResponse, BoxError>> + Send;
+
+    /// Whether requests that need the merchant client certificate
+    /// (refunds) can be sent at all. Default `true`; a transport that knows
+    /// it has none says `false`, so a refund fails before anything is
+    /// recorded instead of as a transport failure of unknown outcome.
+    fn has_client_identity(&self) -> bool {
+        true
+    }
 }
 
 /// The merchant API client certificate (for refunds).
@@ -147,6 +155,10 @@ impl ReqwestTransport {
 }
 
 impl Transport for ReqwestTransport {
+    fn has_client_identity(&self) -> bool {
+        self.with_cert.is_some()
+    }
+
     async fn send(&self, req: HttpRequest) -> Result<HttpResponse, BoxError> {
         let client = if req.client_cert {
             self.with_cert
@@ -391,6 +403,28 @@ impl<T: Transport> Client<T> {
         Ok(RefundQueryResponse::from_params(answer)?)
     }
 
+    /// `POST /pay/refundquery` by `out_trade_no`: every refund of the order
+    /// (the first 10 of more; retried per [`RetryPolicy`]).
+    ///
+    /// # Errors
+    /// Any [`Error`] (`REFUNDNOTEXIST` when the order has none).
+    pub async fn refund_query_by_order(
+        &self,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<RefundQueryResponse, Error> {
+        let params: Params = [("out_trade_no", out_trade_no.as_str())]
+            .into_iter()
+            .collect();
+        let answer = self.call_idempotent("/pay/refundquery", params).await?;
+        Ok(RefundQueryResponse::from_params(answer)?)
+    }
+
+    /// Whether refunds can be sent: the transport has the merchant client
+    /// certificate ([`Transport::has_client_identity`]).
+    pub fn can_refund(&self) -> bool {
+        self.transport.has_client_identity()
+    }
+
     /// `GET /sns/jscode2session`: trades a `wx.login` code for the openid.
     ///
     /// # Errors
@@ -430,10 +464,17 @@ impl<T: Transport> Client<T> {
     /// Signs `wx.requestPayment` parameters for a `prepay_id` with the
     /// configured sign type (which unifiedorder used too).
     pub fn pay_params(&self, prepay_id: &str) -> PayParams {
+        self.pay_params_signed(prepay_id, self.config.sign_type)
+    }
+
+    /// Signs `wx.requestPayment` parameters with `sign_type`: the one the
+    /// order's unifiedorder was signed with (WeChat checks that they agree),
+    /// which may differ from today's configuration for an older order.
+    pub fn pay_params_signed(&self, prepay_id: &str, sign_type: SignType) -> PayParams {
         PayParams::new(
             &self.config.appid,
             prepay_id,
-            self.config.sign_type,
+            sign_type,
             &self.config.api_key,
         )
     }

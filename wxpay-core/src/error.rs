@@ -81,6 +81,20 @@ impl Error {
         matches!(self, Error::Transport { .. } | Error::Xml(_))
     }
 
+    /// Whether this is a verified, definite refusal: a signed business
+    /// answer whose code is catalogued and says not to retry. Only such an
+    /// answer proves a request had no effect; anything else (transport
+    /// failures, unverifiable or unreadable answers, unknown or retryable
+    /// codes) leaves the outcome unknown for money-moving calls.
+    pub fn is_definite_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::Business { err_code, .. }
+                if !matches!(err_code, ErrCode::Other(_))
+                    && err_code.advice() == crate::RetryAdvice::No
+        )
+    }
+
     /// The business code, if this is a business failure.
     pub fn err_code(&self) -> Option<&ErrCode> {
         match self {

@@ -56,6 +56,15 @@ pub enum NotifyError {
     /// The signature is missing or wrong.
     #[error("notify signature refused")]
     Signature(#[from] SignatureError),
+    /// The notify declares another algorithm than its order was created
+    /// with (the order's sign type decides, not the message).
+    #[error("notify declares sign_type {declared}; its order was created with {expected}")]
+    SignTypeMismatch {
+        /// What the notify says.
+        declared: SignType,
+        /// What the order was created with.
+        expected: SignType,
+    },
     /// The notify is for another AppID.
     #[error("notify is for appid {received:?}, not ours")]
     WrongAppId {
@@ -80,7 +89,9 @@ impl NotifyError {
     /// A short `return_msg` for the FAIL reply that reveals nothing internal.
     pub fn reply_message(&self) -> &'static str {
         match self {
-            NotifyError::Signature(_) | NotifyError::UnknownSignType(_) => "签名失败",
+            NotifyError::Signature(_)
+            | NotifyError::UnknownSignType(_)
+            | NotifyError::SignTypeMismatch { .. } => "签名失败",
             NotifyError::WrongAppId { .. } | NotifyError::WrongMchId { .. } => "商户信息不符",
             NotifyError::Decrypt(_) => "解密失败",
             _ => "参数格式校验错误",

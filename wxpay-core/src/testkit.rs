@@ -23,8 +23,9 @@ use rand::{Rng, distributions::Alphanumeric};
 use crate::{
     Fen, OutTradeNo, SignType, TradeType,
     flow::{
-        Fulfilment, ListFilter, Order, OrderPatch, OrderState, OrderStore, PendingRefund,
-        SessionRecord, SessionStore, StoreError, TokenHash, Transition, TransitionOutcome,
+        Attention, AttentionKind, Fulfilment, ListFilter, Order, OrderPatch, OrderState,
+        OrderStore, Refund, RefundSource, RefundState, SessionRecord, SessionStore, StoreError,
+        TokenHash, Transition, TransitionOutcome,
     },
 };
 
@@ -72,6 +73,7 @@ pub async fn check_order_store(store: Arc<dyn OrderStore>) {
     kit.roundtrip(&*store).await;
     kit.duplicate(&*store).await;
     kit.compare_and_set(&*store).await;
+    kit.stale_refund_settlement(&*store).await;
     kit.patch_semantics(&*store).await;
     kit.concurrent_transitions(store.clone()).await;
     kit.fulfilment(store.clone()).await;
@@ -232,18 +234,61 @@ impl Kit {
             bank_type: Some("CMB_DEBIT".into()),
             cash_fee: Some(Fen(8_800_000_000)),
             refunded_fee: Fen(17),
-            pending_refund: Some(PendingRefund {
-                out_refund_no: "R-1@x".into(),
-                refund_fee: Fen(3),
-            }),
-            attention: Some("payment on a closed order — 请核对".into()),
+            refunds: vec![
+                Refund {
+                    out_refund_no: format!("{}-{tag}-R-1@x", self.run),
+                    refund_fee: Fen(17),
+                    state: RefundState::Success,
+                    refund_id: Some("50000000382019052709732678859".into()),
+                    source: RefundSource::App,
+                    effect: Fulfilment::Done { at: at - secs(20) },
+                    created_at: at - secs(40),
+                    updated_at: at - secs(30),
+                },
+                Refund {
+                    out_refund_no: format!("{}-{tag}-R2", self.run),
+                    refund_fee: Fen(3),
+                    state: RefundState::Unknown,
+                    refund_id: None,
+                    source: RefundSource::Found,
+                    effect: Fulfilment::Claimed {
+                        until: at + secs(30),
+                    },
+                    created_at: at - secs(30),
+                    updated_at: at - secs(30),
+                },
+            ],
+            attention: vec![
+                Attention::new(
+                    AttentionKind::LatePayment,
+                    "payment on a closed order — 请核对",
+                    at - secs(60),
+                ),
+                Attention::new(
+                    AttentionKind::RefundFound,
+                    "refund R2 of 3 fen",
+                    at - secs(30),
+                ),
+            ],
             fulfilment: Fulfilment::Claimed {
                 until: at + secs(30),
             },
+            version: 0,
             created_at: at - secs(100),
             updated_at: at - secs(50),
             synced_at: Some(at - secs(10)),
         }
+    }
+
+    /// A refund of this run (numbers are unique across orders).
+    fn refund(&self, tag: &str, fee: u64, state: RefundState, at: DateTime<Utc>) -> Refund {
+        Refund::new(
+            format!("{}-{tag}", self.run),
+            Fen(fee),
+            state,
+            RefundSource::App,
+            at,
+        )
     }
 
     async fn expect_stored(&self, store: &dyn OrderStore, case: &str, want: &Order) {
@@ -283,6 +328,23 @@ impl Kit {
         zero.cash_fee = Some(Fen(0));
         zero.attach = Some(String::new());
         orders.push(zero);
+        let mut held = self.minimal("rt-held", OrderState::Refunding, now);
+        held.fulfilment = Fulfilment::Held;
+        for (i, state) in RefundState::ALL.into_iter().enumerate() {
+            let mut r = self.refund(
+                &format!("rt-held-r{i}"),
+                i as u64 + 1,
+                state,
+                now - secs(9 - i as i64),
+            );
+            r.effect = [
+                Fulfilment::Pending,
+                Fulfilment::Held,
+                Fulfilment::Done { at: now },
+            ][i % 3];
+            held.refunds.push(r);
+        }
+        orders.push(held);
 
         for o in &orders {
             ok(case, store.insert(o).await);
@@ -332,14 +394,9 @@ impl Kit {
             prepay_expires_at: Some(Some(now + secs(7200))),
             ..OrderPatch::default()
         };
-        let t = Transition::new(
-            expected.out_trade_no.clone(),
-            &[OrderState::Created],
-            OrderState::Prepaid,
-            patch,
-            now + secs(1),
-        )
-        .expect("legal");
+        let t =
+            Transition::new(&expected, OrderState::Prepaid, patch, now + secs(1)).expect("legal");
+        let stale = expected.clone();
         expected.apply(t.to, &t.patch, t.at);
         match ok(case, store.transition(&t).await) {
             TransitionOutcome::Applied(o) if o == expected => {}
@@ -350,13 +407,16 @@ impl Kit {
         }
         self.expect_stored(store, case, &expected).await;
 
-        // not applied: the state is not among `from`
+        // not applied: the state is not the one read
         let t = Transition::new(
-            expected.out_trade_no.clone(),
-            &[OrderState::Created],
+            &stale,
             OrderState::Closed,
             OrderPatch {
-                attention: Some(Some("must not be stored".into())),
+                attention: vec![Attention::new(
+                    AttentionKind::Other,
+                    "must not be stored",
+                    now,
+                )],
                 ..OrderPatch::default()
             },
             now + secs(2),
@@ -367,16 +427,16 @@ impl Kit {
             other => fail(
                 case,
                 format!(
-                    "[CREATED] → CLOSED on a PREPAID order: expected NotApplied(order as found), got {other:?}"
+                    "CREATED → CLOSED on a PREPAID order: expected NotApplied(order as found), got {other:?}"
                 ),
             ),
         }
         self.expect_stored(store, case, &expected).await;
 
-        // the same state again (a fresh prepay), with several `from` states
+        // the same state again (a fresh prepay)
+        let read = expected.clone();
         let t = Transition::new(
-            expected.out_trade_no.clone(),
-            &[OrderState::Created, OrderState::Prepaid],
+            &read,
             OrderState::Prepaid,
             OrderPatch {
                 prepay_id: Some(Some("wx-prepay-2".into())),
@@ -395,15 +455,34 @@ impl Kit {
         }
         self.expect_stored(store, case, &expected).await;
 
-        // not found
+        // A stale read: same state, older version. It must lose.
         let t = Transition::new(
-            self.no("cas-absent"),
-            &[OrderState::Created],
+            &read,
             OrderState::Prepaid,
-            OrderPatch::default(),
-            now,
+            OrderPatch {
+                prepay_id: Some(Some("wx-prepay-stale".into())),
+                ..OrderPatch::default()
+            },
+            now + secs(4),
         )
         .expect("legal");
+        match ok(case, store.transition(&t).await) {
+            TransitionOutcome::NotApplied(o) if o == expected => {}
+            other => fail(
+                case,
+                format!(
+                    "a transition made from version {} of an order now at version {} (same state):                      expected NotApplied(order as found), got {other:?} (the store ignores the version:                      a stale read wins)",
+                    read.version, expected.version
+                ),
+            ),
+        }
+        self.expect_stored(store, case, &expected).await;
+
+        // not found
+        let mut absent = self.minimal("cas-absent", OrderState::Created, now);
+        absent.out_trade_no = self.no("cas-absent");
+        let t = Transition::new(&absent, OrderState::Prepaid, OrderPatch::default(), now)
+            .expect("legal");
         match ok(case, store.transition(&t).await) {
             TransitionOutcome::NotFound => {}
             other => fail(
@@ -416,6 +495,80 @@ impl Kit {
         }
     }
 
+    /// Two copies of one refund notify (or a notify and a refundquery): the
+    /// copy that read the order before another refund settled must not
+    /// overwrite that settlement.
+    async fn stale_refund_settlement(&self, store: &dyn OrderStore) {
+        let case = "stale read of the refund ledger";
+        let now = micros_now();
+        let mut order = self.minimal("stale", OrderState::Refunding, now);
+        order.total_fee = Fen(100);
+        order.transaction_id = Some("4200000000000000000000000077".into());
+        order.refunds = vec![
+            self.refund("stale-r1", 30, RefundState::Processing, now),
+            self.refund("stale-r2", 40, RefundState::Processing, now),
+        ];
+        ok(case, store.insert(&order).await);
+        let settle = |o: &Order, i: usize, at| {
+            let mut r = o.refunds[i].clone();
+            r.state = RefundState::Success;
+            let refunded = o.refunded_fee.0 + r.refund_fee.0;
+            let mut refunds = o.refunds.clone();
+            refunds[i] = r.clone();
+            let open = refunds.iter().any(|r| r.state.is_open());
+            let to = if open {
+                OrderState::Refunding
+            } else {
+                OrderState::PartiallyRefunded
+            };
+            let patch = OrderPatch {
+                refunded_fee: Some(Fen(refunded)),
+                refunds: vec![r],
+                ..OrderPatch::default()
+            };
+            Transition::new(o, to, patch, at).expect("legal")
+        };
+        // Both copies read the order first.
+        let read_a = ok(case, store.get(&order.out_trade_no).await).expect("stored");
+        let read_b = read_a.clone();
+        let a = settle(&read_a, 0, now + secs(1));
+        let mut expected = read_a.clone();
+        expected.apply(a.to, &a.patch, a.at);
+        match ok(case, store.transition(&a).await) {
+            TransitionOutcome::Applied(o) if o == expected => {}
+            other => fail(
+                case,
+                format!("settling r1: expected Applied({expected:?}), got {other:?}"),
+            ),
+        }
+        // B settles r2 from its stale read: refunded_fee 40 would erase r1's 30.
+        let b = settle(&read_b, 1, now + secs(2));
+        match ok(case, store.transition(&b).await) {
+            TransitionOutcome::NotApplied(o) if o == expected => {}
+            other => fail(
+                case,
+                format!(
+                    "a refund settlement made from a stale read (version {}) was not refused: {other:?}                      (the store checks the state only, not the version)",
+                    read_b.version
+                ),
+            ),
+        }
+        self.expect_stored(store, case, &expected).await;
+        // Read again and settle: both refunds count.
+        let b = settle(&expected, 1, now + secs(3));
+        expected.apply(b.to, &b.patch, b.at);
+        match ok(case, store.transition(&b).await) {
+            TransitionOutcome::Applied(o) if o == expected && o.refunded_fee == Fen(70) => {}
+            other => fail(
+                case,
+                format!(
+                    "settling r2 after a fresh read: expected Applied({expected:?}), got {other:?}"
+                ),
+            ),
+        }
+        self.expect_stored(store, case, &expected).await;
+    }
+
     async fn step(
         &self,
         store: &dyn OrderStore,
@@ -425,14 +578,7 @@ impl Kit {
         patch: OrderPatch,
         at: DateTime<Utc>,
     ) {
-        let t = Transition::new(
-            expected.out_trade_no.clone(),
-            &[expected.state],
-            to,
-            patch,
-            at,
-        )
-        .expect("legal");
+        let t = Transition::new(expected, to, patch, at).expect("legal");
         expected.apply(t.to, &t.patch, t.at);
         match ok(case, store.transition(&t).await) {
             TransitionOutcome::Applied(o) if &o == expected => {}
@@ -463,8 +609,9 @@ impl Kit {
             bank_type: Some(None),
             cash_fee: Some(None),
             refunded_fee: Some(Fen(0)),
-            pending_refund: Some(None),
-            attention: Some(None),
+            refunds: Vec::new(),
+            attention: Vec::new(),
+            fulfilment: Some(Fulfilment::Pending),
             synced_at: Some(None),
         };
         self.step(
@@ -498,8 +645,13 @@ impl Kit {
             bank_type: Some(Some("OTHERS".into())),
             cash_fee: Some(Some(Fen(77))),
             refunded_fee: Some(Fen(0)),
-            pending_refund: None,
-            attention: Some(Some("late payment".into())),
+            refunds: Vec::new(),
+            attention: vec![
+                // recorded already (same kind and detail): not added again
+                expected.attention[0].clone(),
+                Attention::new(AttentionKind::DoublePayment, "second transaction 42", now),
+            ],
+            fulfilment: Some(Fulfilment::Held),
             synced_at: Some(Some(now + secs(3))),
         };
         self.step(
@@ -512,12 +664,16 @@ impl Kit {
         )
         .await;
 
-        // Some fields set, the rest kept.
+        // Some fields set, the rest kept; a new refund added, one replaced.
+        let mut replaced = expected.refunds[1].clone();
+        replaced.state = RefundState::Closed;
+        replaced.refund_id = Some("5000-closed".into());
         let refund = OrderPatch {
-            pending_refund: Some(Some(PendingRefund {
-                out_refund_no: "R1".into(),
-                refund_fee: Fen(10),
-            })),
+            refunds: vec![
+                self.refund("patch-R1", 10, RefundState::Requested, now),
+                replaced,
+            ],
+            fulfilment: Some(Fulfilment::Done { at: now + secs(4) }),
             ..OrderPatch::default()
         };
         self.step(
@@ -529,9 +685,14 @@ impl Kit {
             now + secs(4),
         )
         .await;
+        let mut settled = self.refund("patch-R1", 10, RefundState::Success, now);
+        settled.refund_id = Some("5000-ok".into());
+        settled.effect = Fulfilment::Claimed {
+            until: now + secs(60),
+        };
         let refunded = OrderPatch {
-            pending_refund: Some(None),
-            refunded_fee: Some(Fen(10)),
+            refunds: vec![settled],
+            refunded_fee: Some(Fen(27)),
             ..OrderPatch::default()
         };
         self.step(
@@ -556,8 +717,7 @@ impl Kit {
             let store = store.clone();
             let barrier = barrier.clone();
             let t = Transition::new(
-                order.out_trade_no.clone(),
-                &[OrderState::Created, OrderState::Prepaid],
+                &order,
                 OrderState::Paid,
                 OrderPatch {
                     transaction_id: Some(Some(format!("TX{i}"))),
@@ -631,63 +791,122 @@ impl Kit {
                 store.claim_fulfilment(&no, now, lease).await
             }));
         }
-        let mut won = 0;
+        let mut claims = Vec::new();
         for task in tasks {
             let claimed = match task.await {
                 Ok(r) => ok(case, r),
                 Err(e) => fail(case, format!("a claiming task panicked: {e}")),
             };
-            won += usize::from(claimed);
+            claims.extend(claimed);
         }
-        if won != 1 {
+        if claims.len() != 1 {
             fail(
                 case,
                 format!(
-                    "{RACERS} concurrent claims of a pending fulfilment: {won} won, exactly 1 must"
+                    "{RACERS} concurrent claims of a pending fulfilment: {} won, exactly 1 must",
+                    claims.len()
+                ),
+            );
+        }
+        let first = claims[0];
+        if first.until != now + secs(60) {
+            fail(
+                case,
+                format!(
+                    "the claim's lease ends at {}, expected now + lease",
+                    first.until
                 ),
             );
         }
         let mut expected = order.clone();
-        expected.fulfilment = Fulfilment::Claimed {
-            until: now + secs(60),
-        };
+        expected.fulfilment = Fulfilment::Claimed { until: first.until };
+        expected.version += 1;
         self.expect_stored(&*store, case, &expected).await;
 
         // A live lease blocks.
-        if ok(
+        if let Some(c) = ok(
             case,
             store.claim_fulfilment(&no, now + secs(59), lease).await,
         ) {
             fail(
                 case,
-                "a claim succeeded while another claim's lease was live",
+                format!("a claim succeeded while another claim's lease was live: {c:?}"),
             );
         }
         // An expired lease does not.
         let later = now + secs(120);
-        if !ok(case, store.claim_fulfilment(&no, later, lease).await) {
+        let Some(second) = ok(case, store.claim_fulfilment(&no, later, lease).await) else {
             fail(
                 case,
                 "a claim failed although the previous lease had expired",
-            );
-        }
+            )
+        };
         expected.fulfilment = Fulfilment::Claimed {
             until: later + secs(60),
         };
+        expected.version += 1;
+        self.expect_stored(&*store, case, &expected).await;
+
+        // The first worker's lease ran out: it cannot complete.
+        if ok(
+            case,
+            store.complete_fulfilment(&no, first, later + secs(1)).await,
+        ) {
+            fail(
+                case,
+                "complete_fulfilment succeeded with a claim that had passed to another worker",
+            );
+        }
         self.expect_stored(&*store, case, &expected).await;
 
         // Done is final.
         let done_at = later + secs(1);
-        ok(case, store.complete_fulfilment(&no, done_at).await);
+        if !ok(case, store.complete_fulfilment(&no, second, done_at).await) {
+            fail(
+                case,
+                "complete_fulfilment failed for the holder of the claim",
+            );
+        }
         expected.fulfilment = Fulfilment::Done { at: done_at };
+        expected.version += 1;
         self.expect_stored(&*store, case, &expected).await;
         if ok(
             case,
             store
                 .claim_fulfilment(&no, now + secs(86_400 * 365), lease)
                 .await,
-        ) {
+        )
+        .is_some()
+        {
             fail(case, "a claim succeeded on a completed fulfilment");
+        }
+
+        // Only a PAID order (paid, nothing refunded or in flight) can be
+        // claimed; so can no held fulfilment.
+        for (tag, state, fulfilment) in [
+            ("ful-refunding", OrderState::Refunding, Fulfilment::Pending),
+            ("ful-refunded", OrderState::Refunded, Fulfilment::Pending),
+            (
+                "ful-partly",
+                OrderState::PartiallyRefunded,
+                Fulfilment::Pending,
+            ),
+            ("ful-prepaid", OrderState::Prepaid, Fulfilment::Pending),
+            ("ful-held", OrderState::Paid, Fulfilment::Held),
+        ] {
+            let mut o = self.minimal(tag, state, now);
+            o.fulfilment = fulfilment;
+            ok(case, store.insert(&o).await);
+            if let Some(c) = ok(
+                case,
+                store.claim_fulfilment(&o.out_trade_no, now, lease).await,
+            ) {
+                fail(
+                    case,
+                    format!("a {state} order with fulfilment {fulfilment:?} was claimed: {c:?}"),
+                );
+            }
+            self.expect_stored(&*store, case, &o).await;
         }
 
         // Unknown orders cannot be claimed.
@@ -695,7 +914,7 @@ impl Kit {
             store
                 .claim_fulfilment(&self.no("ful-absent"), now, lease)
                 .await,
-            Ok(true)
+            Ok(Some(_))
         ) {
             fail(case, "a claim of an unknown order succeeded");
         }
@@ -712,8 +931,7 @@ impl Kit {
         let before = ok(case, store.get_shared(&no).await);
 
         let paid = Transition::new(
-            no.clone(),
-            &[OrderState::Prepaid],
+            &expected,
             OrderState::Paid,
             OrderPatch {
                 transaction_id: Some(Some("4200000000000000000000000042".into())),
@@ -738,16 +956,18 @@ impl Kit {
         }
 
         // Claim and complete while the transition's handle is held.
-        if !ok(case, store.claim_fulfilment(&no, now, lease).await) {
-            fail(case, "the claim of a pending fulfilment failed");
-        }
+        let Some(claim) = ok(case, store.claim_fulfilment(&no, now, lease).await) else {
+            fail(case, "the claim of a pending fulfilment failed")
+        };
         expected.fulfilment = Fulfilment::Claimed {
             until: now + secs(60),
         };
+        expected.version += 1;
         self.expect_stored(store, case, &expected).await;
         let done_at = now + secs(2);
-        ok(case, store.complete_fulfilment(&no, done_at).await);
+        ok(case, store.complete_fulfilment(&no, claim, done_at).await);
         expected.fulfilment = Fulfilment::Done { at: done_at };
+        expected.version += 1;
         self.expect_stored(store, case, &expected).await;
         if handle.fulfilment != Fulfilment::Pending {
             fail(
@@ -759,7 +979,7 @@ impl Kit {
             );
         }
 
-        // Not applied: the order as it is, fulfilment included.
+        // Not applied: the order as it is, fulfilment and version included.
         match ok(case, store.transition_shared(&paid).await) {
             TransitionOutcome::NotApplied(o) if *o == expected => {}
             other => fail(
@@ -769,14 +989,10 @@ impl Kit {
                 ),
             ),
         }
-        let absent = Transition::new(
-            self.no("shared-absent"),
-            &[OrderState::Prepaid],
-            OrderState::Paid,
-            OrderPatch::default(),
-            now,
-        )
-        .expect("legal");
+        let mut absent = self.minimal("shared-absent", OrderState::Prepaid, now);
+        absent.out_trade_no = self.no("shared-absent");
+        let absent =
+            Transition::new(&absent, OrderState::Paid, OrderPatch::default(), now).expect("legal");
         match ok(case, store.transition_shared(&absent).await) {
             TransitionOutcome::NotFound => {}
             other => fail(
@@ -827,6 +1043,44 @@ impl Kit {
             mk("u4", OrderState::Paid, 7, Fulfilment::Done { at: now }),
             mk("u5", OrderState::Closed, 8, p),
             mk("u6", OrderState::Failed, 9, p),
+            // refunded or in flight: `on_paid` is not due whatever the fulfilment
+            mk("u7", OrderState::Refunding, 10, p),
+            mk("u8", OrderState::Refunded, 11, p),
+            mk("u9", OrderState::Paid, 12, Fulfilment::Held),
+            // a successful refund whose `on_refunded` is due, or not
+            {
+                let mut o = mk("v1", OrderState::Refunded, 13, Fulfilment::Done { at: now });
+                o.refunds
+                    .push(self.refund("lst-r1", 1, RefundState::Success, now));
+                o
+            },
+            {
+                let mut o = mk("v2", OrderState::PartiallyRefunded, 14, p);
+                let mut r = self.refund("lst-r2", 1, RefundState::Success, now);
+                r.effect = Fulfilment::Claimed {
+                    until: now - secs(1),
+                };
+                o.refunds.push(r);
+                o
+            },
+            {
+                let mut o = mk("v3", OrderState::Refunded, 15, p);
+                let mut r = self.refund("lst-r3", 1, RefundState::Success, now);
+                r.effect = Fulfilment::Done { at: now };
+                o.refunds.push(r);
+                let mut live = self.refund("lst-r3b", 1, RefundState::Success, now);
+                live.effect = Fulfilment::Claimed {
+                    until: now + secs(60),
+                };
+                o.refunds.push(live);
+                o
+            },
+            {
+                let mut o = mk("v4", OrderState::Refunding, 16, p);
+                o.refunds
+                    .push(self.refund("lst-r4", 1, RefundState::Processing, now));
+                o
+            },
         ];
         for o in &orders {
             ok(case, store.insert(o).await);
@@ -896,24 +1150,23 @@ impl Kit {
         let found = ok(case, listing.unfulfilled(now, 1000).await);
         let got: Vec<String> = ours(&found)
             .into_iter()
-            .filter(|t| t.starts_with('u') || t.starts_with('l'))
+            .filter(|t| t.starts_with('u') || t.starts_with('l') || t.starts_with('v'))
             .collect();
-        if got != ["l4", "u1", "u2"] || !sorted(&found) {
+        if got != ["l4", "u1", "u2", "v1", "v2"] || !sorted(&found) {
             fail(
                 case,
                 format!(
-                    "unfulfilled(now) returned {got:?}, expected [l4, u1, u2]: paid orders whose \
-                     fulfilment is pending or whose lease expired, oldest first"
+                    "unfulfilled(now) returned {got:?}, expected [l4, u1, u2, v1, v2]: PAID orders \
+                     whose fulfilment is pending or whose lease expired, and orders with a SUCCESS \
+                     refund whose effect is, oldest first"
                 ),
             );
         }
         for o in &found {
-            let free = match o.fulfilment {
-                Fulfilment::Pending => true,
-                Fulfilment::Claimed { until } => until < now,
-                Fulfilment::Done { .. } => false,
-            };
-            if !o.state.is_paid() || !free {
+            let paid_due = o.state == OrderState::Paid && o.fulfilment.claimable(now);
+            let refund_due = (o.refunds.iter())
+                .any(|r| r.state == RefundState::Success && r.effect.claimable(now));
+            if !paid_due && !refund_due {
                 fail(case, format!("unfulfilled returned {o:?}"));
             }
         }

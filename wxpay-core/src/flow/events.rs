@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::{Order, PendingRefund};
+use super::{Order, Refund};
 use crate::BoxError;
 
 /// The app's reaction to money moving: grant what was bought, revoke it on
@@ -57,20 +57,31 @@ pub trait PaymentEvents: Send + Sync + 'static {
     /// Any error: the fulfilment stays unfinished and is retried after the lease.
     async fn on_paid(&self, order: &Order) -> Result<(), BoxError>;
 
-    /// A refund completed (`order` is `REFUNDED` or `PARTIALLY_REFUNDED`).
-    /// Called once by the instance that records it; not retried: an error
-    /// is only logged. Default: nothing.
+    /// A refund succeeded (`refund.state` is `SUCCESS`): take back what it
+    /// paid for. Runs like `on_paid`, under a claim (a lease kept in the
+    /// refund's [`effect`](super::Refund::effect)): once per successful
+    /// refund in the normal case, again after the lease if it fails, is
+    /// cancelled or the process dies, from the reconciler or the next
+    /// notify; never while an `on_paid` run of the order holds its claim
+    /// (a grant in progress is taken back after it, never before). So make
+    /// it idempotent by `refund.out_refund_no`. Refunds made outside the
+    /// app count too. `on_paid` never runs for an order with a refund in
+    /// flight or settled. Default: nothing.
     ///
     /// # Errors
-    /// Any error; it is logged.
-    async fn on_refunded(&self, order: &Order, refund: &PendingRefund) -> Result<(), BoxError> {
+    /// Any error: the effect stays unfinished and is retried after the lease.
+    async fn on_refunded(&self, order: &Order, refund: &Refund) -> Result<(), BoxError> {
         let _ = (order, refund);
         Ok(())
     }
 
-    /// An order was flagged for a human (see [`Order::attention`]), e.g. a
-    /// payment arrived for a closed order. Default: nothing (the flag and an
-    /// `error`-level log line remain).
+    /// An order was flagged for a person (a case was added to
+    /// [`Order::attention`]): a late payment, a second `transaction_id`, a
+    /// verified amount or currency mismatch, a refund this app did not
+    /// start, an abnormal refund, a refund settled with another amount.
+    /// Called by the instance that recorded the case (the case stays on the
+    /// order either way). Default: nothing (the flag and an `error`-level
+    /// log line remain).
     async fn on_attention(&self, order: &Order) {
         let _ = order;
     }

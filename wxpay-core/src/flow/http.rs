@@ -449,6 +449,14 @@ fn error_out(e: &PaymentsError) -> HttpOut {
             HttpOut::error(status, code, message)
         }
         PaymentsError::NotFound(_) => HttpOut::not_found(),
+        PaymentsError::TooEarly { retry_after, .. } => HttpOut::json(
+            status,
+            &json!({
+                "error": "too_early",
+                "message": e.to_string(),
+                "retry_after": retry_after.as_secs().max(1),
+            }),
+        ),
         PaymentsError::InvalidState { .. } | PaymentsError::Invalid(_) => {
             let code = if status == 409 {
                 "invalid_state"
@@ -484,7 +492,7 @@ fn error_out(e: &PaymentsError) -> HttpOut {
 /// (e.g. the `wxpay-sim` simulator) behind [`Config::with_api_base`](crate::Config::with_api_base).
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit {
-    use std::{future::Future, sync::Arc};
+    use std::{future::Future, sync::Arc, time::Duration};
 
     use async_trait::async_trait;
     use chrono::Utc;
@@ -605,6 +613,7 @@ pub mod testkit {
         let payments = Payments::builder(config)
             .store(Arc::clone(&store) as Arc<dyn OrderStore>)
             .checkout(KitCheckout)
+            .close_after(Duration::ZERO)
             .build()
             .expect("payments");
         (payments, store)
@@ -621,6 +630,7 @@ pub mod testkit {
             .store(Arc::clone(&store) as Arc<dyn OrderStore>)
             .sessions(Arc::new(MemorySessions::new()))
             .checkout(KitCheckout)
+            .close_after(Duration::ZERO)
             .build()
             .expect("payments");
         (payments, store)
@@ -841,11 +851,26 @@ pub mod testkit {
                 body.len() > MAX_BODY_BYTES,
                 "{what}: the connection closes exactly when the body was not read to its end"
             );
-            assert_eq!(
-                get("KIT-A1").await,
-                before,
-                "{what}: the order must not change"
-            );
+            let after = get("KIT-A1").await;
+            if what == "wrong amount" {
+                // A verified notify with another amount is recorded as an
+                // attention case (once), and nothing else changes.
+                assert_eq!(
+                    after.attention.iter().map(|a| a.kind).collect::<Vec<_>>(),
+                    [crate::flow::AttentionKind::AmountMismatch],
+                    "{what}: flagged for a person"
+                );
+                let mut unflagged = after.clone();
+                unflagged.attention.clear();
+                unflagged.version = before.version;
+                unflagged.updated_at = before.updated_at;
+                assert_eq!(
+                    unflagged, before,
+                    "{what}: the order must not change but for the flag"
+                );
+            } else {
+                assert_eq!(after, before, "{what}: the order must not change");
+            }
         }
 
         // Refund notify refusals.
@@ -871,11 +896,26 @@ pub mod testkit {
             let before = get("KIT-A1").await;
             let r = send(request("POST", "/refund-notify", &[], &body)).await;
             assert_fail_xml(what, &r);
-            assert_eq!(
-                get("KIT-A1").await,
-                before,
-                "{what}: the order must not change"
-            );
+            let after = get("KIT-A1").await;
+            if what == "wrong amount" {
+                // A verified notify with another amount is recorded as an
+                // attention case (once), and nothing else changes.
+                assert_eq!(
+                    after.attention.iter().map(|a| a.kind).collect::<Vec<_>>(),
+                    [crate::flow::AttentionKind::AmountMismatch],
+                    "{what}: flagged for a person"
+                );
+                let mut unflagged = after.clone();
+                unflagged.attention.clear();
+                unflagged.version = before.version;
+                unflagged.updated_at = before.updated_at;
+                assert_eq!(
+                    unflagged, before,
+                    "{what}: the order must not change but for the flag"
+                );
+            } else {
+                assert_eq!(after, before, "{what}: the order must not change");
+            }
         }
 
         // The genuine notify, then a duplicate.

@@ -3,8 +3,9 @@
 use tracing::{Instrument, field::Empty};
 
 use super::{
-    OrderPatch, OrderState, Payments, PendingRefund, Transition, TransitionOutcome,
-    payments::{PaidInfo, Recorded, now},
+    Order, OrderState, Payments,
+    decide::{Mismatch, PaymentReport, Source},
+    fulfil::Recorded,
 };
 use crate::{
     Fen, NotifyError, OutTradeNo, RefundStatus, SignType,
@@ -33,14 +34,14 @@ impl NotifyReply {
         )
     }
 
-    fn success(outcome: NotifyOutcome) -> NotifyReply {
+    pub(crate) fn success(outcome: NotifyOutcome) -> NotifyReply {
         NotifyReply {
             body: notify::reply_success().to_owned(),
             outcome,
         }
     }
 
-    fn fail(msg: &str, outcome: NotifyOutcome) -> NotifyReply {
+    pub(crate) fn fail(msg: &str, outcome: NotifyOutcome) -> NotifyReply {
         NotifyReply {
             body: notify::reply_fail(msg),
             outcome,
@@ -54,6 +55,8 @@ impl NotifyReply {
 pub enum NotifyOutcome {
     /// The order was recorded `PAID` by this notify (`late`: it was CLOSED
     /// or FAILED, and is now flagged for attention). Reply `SUCCESS`.
+    /// (Also when the payment is recorded flagged as a second transaction
+    /// of a paid order: see [`Order::attention`](super::Order::attention).)
     Paid {
         /// The order.
         out_trade_no: OutTradeNo,
@@ -112,21 +115,29 @@ pub enum NotifyRejection {
     WrongMerchant,
     /// No order with that number.
     UnknownOrder,
-    /// The paid amount differs from the order's.
+    /// The paid amount differs from the order's (recorded as an attention
+    /// case on the order; nothing else changes).
     AmountMismatch {
         /// The order's amount.
         expected: Fen,
         /// The notify's `total_fee`.
         received: Fen,
     },
+    /// The currency (`fee_type`) is not the order's, CNY (recorded as an
+    /// attention case on the order; nothing else changes).
+    CurrencyMismatch {
+        /// The notify's `fee_type`.
+        received: String,
+    },
 }
 
 fn rejection_of(e: &NotifyError) -> NotifyRejection {
     match e {
         NotifyError::ReturnFail { .. } => NotifyRejection::ReturnFail,
-        NotifyError::Signature(_) | NotifyError::UnknownSignType(_) | NotifyError::Decrypt(_) => {
-            NotifyRejection::BadSignature
-        }
+        NotifyError::Signature(_)
+        | NotifyError::UnknownSignType(_)
+        | NotifyError::SignTypeMismatch { .. }
+        | NotifyError::Decrypt(_) => NotifyRejection::BadSignature,
         NotifyError::WrongAppId { .. } | NotifyError::WrongMchId { .. } => {
             NotifyRejection::WrongMerchant
         }
@@ -149,7 +160,7 @@ macro_rules! traced {
     }};
 }
 
-fn reject(e: &NotifyError) -> NotifyReply {
+pub(crate) fn reject(e: &NotifyError) -> NotifyReply {
     tracing::warn!(error = %e, "notify refused");
     NotifyReply::fail(e.reply_message(), NotifyOutcome::Rejected(rejection_of(e)))
 }
@@ -229,7 +240,11 @@ impl Payments {
             }
         };
         tracing::Span::current().record("state", order.state.as_str());
-        let verified = match unverified.verify(self.config(), order.sign_type) {
+        let sign_type = match self.notify_sign_type(&unverified, &order) {
+            Ok(t) => t,
+            Err(e) => return reject(&e),
+        };
+        let verified = match unverified.verify(self.config(), sign_type) {
             Ok(n) => n,
             Err(e) => return reject(&e),
         };
@@ -248,58 +263,55 @@ impl Payments {
                 out_trade_no: order.out_trade_no.clone(),
             });
         }
-        if verified.total_fee != order.total_fee {
-            tracing::error!(
-                expected = order.total_fee.0,
-                received = verified.total_fee.0,
-                "verified notify with a different amount: order unchanged"
-            );
-            return NotifyReply::fail(
-                "金额不符",
-                NotifyOutcome::Rejected(NotifyRejection::AmountMismatch {
-                    expected: order.total_fee,
-                    received: verified.total_fee,
-                }),
-            );
-        }
-        let recorded = if order.state.is_paid() && order.transaction_id == verified.transaction_id {
-            // A redelivery of the payment already recorded (WeChat's retries,
-            // or a concurrent copy that won): no write, one read per
-            // duplicate. A different transaction_id takes the slow path,
-            // which reports it.
-            Recorded::Already(order)
-        } else {
-            let info = PaidInfo {
-                transaction_id: verified.transaction_id,
-                time_end: verified.time_end,
-                bank_type: verified.bank_type,
-                cash_fee: verified.cash_fee,
-                source: "notify",
-            };
-            // Let go of the shared copy first: a store that hands out its own
-            // (MemoryStore) then updates the order in place instead of
-            // copying it.
-            drop(order);
-            match self.record_payment(verified.out_trade_no, info).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "order store failed; WeChat will deliver again");
-                    return NotifyReply::fail("系统繁忙", NotifyOutcome::Unavailable);
-                }
+        let report = PaymentReport {
+            fee_type: verified.params.non_empty("fee_type").map(str::to_owned),
+            transaction_id: verified.transaction_id,
+            total_fee: Some(verified.total_fee),
+            time_end: verified.time_end,
+            bank_type: verified.bank_type,
+            cash_fee: verified.cash_fee,
+            source: Source::Notify,
+        };
+        let recorded = match self.record_payment(order, &report, &[]).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "order store failed; WeChat will deliver again");
+                return NotifyReply::fail("系统繁忙", NotifyOutcome::Unavailable);
             }
         };
         self.after_paid(&recorded).await;
         match recorded {
-            Recorded::Paid { order, late } => {
+            Recorded::Paid { order, late, .. } => {
                 tracing::info!(late, "payment recorded");
                 NotifyReply::success(NotifyOutcome::Paid {
                     out_trade_no: order.out_trade_no.clone(),
                     late,
                 })
             }
-            Recorded::Already(order) => NotifyReply::success(NotifyOutcome::Duplicate {
-                out_trade_no: order.out_trade_no.clone(),
-            }),
+            Recorded::Already(order) | Recorded::Flagged(order) => {
+                NotifyReply::success(NotifyOutcome::Duplicate {
+                    out_trade_no: order.out_trade_no.clone(),
+                })
+            }
+            Recorded::Refused { mismatch, .. } => {
+                tracing::error!(
+                    ?mismatch,
+                    "verified notify that does not match the order: flagged, order otherwise unchanged"
+                );
+                match mismatch {
+                    Mismatch::Amount { expected, received } => NotifyReply::fail(
+                        "金额不符",
+                        NotifyOutcome::Rejected(NotifyRejection::AmountMismatch {
+                            expected,
+                            received,
+                        }),
+                    ),
+                    Mismatch::Currency { received } => NotifyReply::fail(
+                        "币种不符",
+                        NotifyOutcome::Rejected(NotifyRejection::CurrencyMismatch { received }),
+                    ),
+                }
+            }
             Recorded::NotFound => NotifyReply::fail(
                 "订单不存在",
                 NotifyOutcome::Rejected(NotifyRejection::UnknownOrder),
@@ -307,154 +319,29 @@ impl Payments {
         }
     }
 
-    /// Handles a refund-result notify (raw body): checks the merchant,
-    /// decrypts `req_info` (its only authentication) and settles the pending
-    /// refund: `SUCCESS` → `REFUNDED` or `PARTIALLY_REFUNDED` (adding to
-    /// `refunded_fee`, then [`PaymentEvents::on_refunded`](super::PaymentEvents::on_refunded));
-    /// `REFUNDCLOSE` → back to `PAID`/`PARTIALLY_REFUNDED`; `CHANGE` → back,
-    /// flagged for attention. Anything else, or a refund that is not the
-    /// pending one, answers `SUCCESS` and changes nothing.
-    pub async fn handle_refund_notify(&self, body: &[u8]) -> NotifyReply {
-        let span = tracing::info_span!(
-            "wxpay.refund_notify",
-            out_trade_no = Empty,
-            out_refund_no = Empty,
-            outcome = Empty
-        );
-        traced!(span, self.handle_refund_notify_inner(body))
-    }
-
-    async fn handle_refund_notify_inner(&self, body: &[u8]) -> NotifyReply {
-        let n = match notify::decrypt_refund_notify(body, self.config()) {
-            Ok(n) => n,
-            Err(e) => return reject(&e),
-        };
-        let span = tracing::Span::current();
-        span.record("out_trade_no", n.out_trade_no.as_str());
-        span.record("out_refund_no", n.out_refund_no.as_str());
-        let store = &self.inner.store;
-        let order = match store.get(&n.out_trade_no).await {
-            Ok(Some(o)) => o,
-            Ok(None) => {
-                return NotifyReply::fail(
-                    "订单不存在",
-                    NotifyOutcome::Rejected(NotifyRejection::UnknownOrder),
-                );
+    /// The algorithm a payment notify for `order` must be signed with: the
+    /// order's (the one unifiedorder was signed with). A notify that
+    /// declares another is refused, except `HMAC-SHA256` for an MD5 order
+    /// when [`PaymentsBuilder::hmac_notifies_for_md5_orders`](super::PaymentsBuilder::hmac_notifies_for_md5_orders)
+    /// allows it. An HMAC-SHA256 order never takes MD5.
+    fn notify_sign_type(
+        &self,
+        unverified: &notify::UnverifiedNotify,
+        order: &Order,
+    ) -> Result<SignType, NotifyError> {
+        match unverified.declared_sign_type()? {
+            None => Ok(order.sign_type),
+            Some(d) if d == order.sign_type => Ok(d),
+            Some(SignType::HmacSha256)
+                if order.sign_type == SignType::Md5
+                    && self.inner.settings.hmac_notifies_for_md5_orders =>
+            {
+                Ok(SignType::HmacSha256)
             }
-            Err(e) => {
-                tracing::error!(error = %e, "order store failed; WeChat will deliver again");
-                return NotifyReply::fail("系统繁忙", NotifyOutcome::Unavailable);
-            }
-        };
-        let ignored = || {
-            NotifyReply::success(NotifyOutcome::RefundIgnored {
-                out_trade_no: n.out_trade_no.clone(),
-                out_refund_no: n.out_refund_no.clone(),
-            })
-        };
-        let Some(pending) = order
-            .pending_refund
-            .clone()
-            .filter(|p| order.state == OrderState::Refunding && p.out_refund_no == n.out_refund_no)
-        else {
-            if !matches!(n.refund_status, RefundStatus::Processing) {
-                tracing::info!(state = %order.state, "refund notify for no pending refund (already applied or made elsewhere)");
-            }
-            return ignored();
-        };
-        let (to, patch) = match &n.refund_status {
-            RefundStatus::Success => {
-                if n.refund_fee != pending.refund_fee {
-                    tracing::error!(
-                        requested = pending.refund_fee.0,
-                        refunded = n.refund_fee.0,
-                        "refund amount differs from the request; recording WeChat's"
-                    );
-                }
-                let refunded = Fen(order.refunded_fee.0 + n.refund_fee.0);
-                let to = if refunded.0 >= order.total_fee.0 {
-                    OrderState::Refunded
-                } else {
-                    OrderState::PartiallyRefunded
-                };
-                let attention = (n.refund_fee != pending.refund_fee).then(|| {
-                    format!(
-                        "refund {} requested {} fen, WeChat refunded {} fen",
-                        pending.out_refund_no, pending.refund_fee.0, n.refund_fee.0
-                    )
-                });
-                (
-                    to,
-                    OrderPatch {
-                        refunded_fee: Some(refunded),
-                        pending_refund: Some(None),
-                        attention: attention.map(Some),
-                        ..OrderPatch::default()
-                    },
-                )
-            }
-            RefundStatus::RefundClose | RefundStatus::Change => {
-                let back = if order.refunded_fee.0 == 0 {
-                    OrderState::Paid
-                } else {
-                    OrderState::PartiallyRefunded
-                };
-                let attention = matches!(n.refund_status, RefundStatus::Change).then(|| {
-                    format!(
-                        "refund {} is abnormal (CHANGE): settle it in the merchant platform",
-                        pending.out_refund_no
-                    )
-                });
-                (
-                    back,
-                    OrderPatch {
-                        pending_refund: Some(None),
-                        attention: attention.map(Some),
-                        ..OrderPatch::default()
-                    },
-                )
-            }
-            _ => return ignored(),
-        };
-        let t = Transition::new(
-            order.out_trade_no.clone(),
-            &[OrderState::Refunding],
-            to,
-            patch,
-            now(),
-        )
-        .expect("REFUNDING → REFUNDED/PARTIALLY_REFUNDED/PAID is legal");
-        let after = match store.transition(&t).await {
-            Ok(TransitionOutcome::Applied(o)) => o,
-            Ok(TransitionOutcome::NotApplied(_)) => return ignored(),
-            Ok(TransitionOutcome::NotFound) => {
-                return NotifyReply::fail(
-                    "订单不存在",
-                    NotifyOutcome::Rejected(NotifyRejection::UnknownOrder),
-                );
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "order store failed; WeChat will deliver again");
-                return NotifyReply::fail("系统繁忙", NotifyOutcome::Unavailable);
-            }
-        };
-        if after.attention.is_some() && after.attention != order.attention {
-            self.inner.events.on_attention(&after).await;
+            Some(declared) => Err(NotifyError::SignTypeMismatch {
+                declared,
+                expected: order.sign_type,
+            }),
         }
-        if n.refund_status == RefundStatus::Success {
-            let done = PendingRefund {
-                out_refund_no: pending.out_refund_no.clone(),
-                refund_fee: n.refund_fee,
-            };
-            if let Err(e) = self.inner.events.on_refunded(&after, &done).await {
-                tracing::error!(error = %e, "on_refunded failed (not retried)");
-            }
-        }
-        NotifyReply::success(NotifyOutcome::Refund {
-            out_trade_no: after.out_trade_no.clone(),
-            out_refund_no: n.out_refund_no.clone(),
-            status: n.refund_status.clone(),
-            state: after.state,
-        })
     }
 }

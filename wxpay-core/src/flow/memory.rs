@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Fulfilment, ListFilter, Order, OrderListing, OrderStore, StoreError, Transition,
-    TransitionOutcome,
+    Claim, Fulfilment, ListFilter, Order, OrderListing, OrderState, OrderStore, RefundState,
+    StoreError, Transition, TransitionOutcome,
 };
 use crate::OutTradeNo;
 
@@ -38,30 +38,36 @@ impl Key {
     }
 }
 
-/// One stored order. The fulfilment is kept beside the shared order, so
-/// that claiming and completing it never copy an order someone still holds
-/// (the notify that just paid it, running `on_paid`); readers get it
-/// written into the order (in place, unless that order is still shared).
+/// One stored order. The fulfilment (and the version its changes bump) is
+/// kept beside the shared order, so that claiming and completing it never
+/// copy an order someone still holds (the notify that just paid it, running
+/// `on_paid`); readers get both written into the order (in place, unless
+/// that order is still shared).
 #[derive(Debug)]
 struct Entry {
     order: Arc<Order>,
     /// The current fulfilment; `order.fulfilment` may lag behind it.
     fulfilment: Fulfilment,
+    /// The current version; `order.version` may lag behind it.
+    version: u64,
 }
 
 impl Entry {
     fn new(order: Order) -> Entry {
-        let fulfilment = order.fulfilment;
+        let (fulfilment, version) = (order.fulfilment, order.version);
         Entry {
             order: Arc::new(order),
             fulfilment,
+            version,
         }
     }
 
     /// The order as it is now, as a shared handle.
     fn current(&mut self) -> Arc<Order> {
-        if self.order.fulfilment != self.fulfilment {
-            Arc::make_mut(&mut self.order).fulfilment = self.fulfilment;
+        if self.order.fulfilment != self.fulfilment || self.order.version != self.version {
+            let o = Arc::make_mut(&mut self.order);
+            o.fulfilment = self.fulfilment;
+            o.version = self.version;
         }
         Arc::clone(&self.order)
     }
@@ -149,12 +155,9 @@ fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
 }
 
 fn unfulfilled_at(order: &Order, now: DateTime<Utc>) -> bool {
-    order.state.is_paid()
-        && match order.fulfilment {
-            Fulfilment::Pending => true,
-            Fulfilment::Claimed { until } => until < now,
-            Fulfilment::Done { .. } => false,
-        }
+    (order.entitled() && order.fulfilment.claimable(now))
+        || (order.refunds.iter())
+            .any(|r| r.state == RefundState::Success && r.effect.claimable(now))
 }
 
 #[async_trait]
@@ -200,15 +203,17 @@ impl OrderStore for MemoryStore {
         let Some(entry) = shard.get_mut(&key) else {
             return Ok(TransitionOutcome::NotFound);
         };
-        if !t.from.contains(&entry.order.state) {
+        if entry.order.state != t.from || entry.version != t.version {
             return Ok(TransitionOutcome::NotApplied(entry.current()));
         }
-        let fulfilment = entry.fulfilment;
+        let (fulfilment, version) = (entry.fulfilment, entry.version);
         // In place unless a reader still holds the old version.
         let order = Arc::make_mut(&mut entry.order);
         order.fulfilment = fulfilment;
+        order.version = version;
         order.apply(t.to, &t.patch, t.at);
         entry.fulfilment = order.fulfilment;
+        entry.version = order.version;
         Ok(TransitionOutcome::Applied(Arc::clone(&entry.order)))
     }
 
@@ -217,35 +222,38 @@ impl OrderStore for MemoryStore {
         out_trade_no: &OutTradeNo,
         now: DateTime<Utc>,
         lease: Duration,
+    ) -> Result<Option<Claim>, StoreError> {
+        let key = Key::of(out_trade_no);
+        let mut shard = self.shard(&key);
+        let Some(entry) = shard.get_mut(&key) else {
+            return Ok(None);
+        };
+        if entry.order.state != OrderState::Paid || !entry.fulfilment.claimable(now) {
+            return Ok(None);
+        }
+        let until = lease_end(now, lease);
+        entry.fulfilment = Fulfilment::Claimed { until };
+        entry.version += 1;
+        Ok(Some(Claim { until }))
+    }
+
+    async fn complete_fulfilment(
+        &self,
+        out_trade_no: &OutTradeNo,
+        claim: Claim,
+        at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let key = Key::of(out_trade_no);
         let mut shard = self.shard(&key);
         let Some(entry) = shard.get_mut(&key) else {
             return Ok(false);
         };
-        let free = match entry.fulfilment {
-            Fulfilment::Pending => true,
-            Fulfilment::Claimed { until } => until < now,
-            Fulfilment::Done { .. } => false,
-        };
-        if free {
-            entry.fulfilment = Fulfilment::Claimed {
-                until: lease_end(now, lease),
-            };
+        if entry.fulfilment != (Fulfilment::Claimed { until: claim.until }) {
+            return Ok(false);
         }
-        Ok(free)
-    }
-
-    async fn complete_fulfilment(
-        &self,
-        out_trade_no: &OutTradeNo,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let key = Key::of(out_trade_no);
-        if let Some(entry) = self.shard(&key).get_mut(&key) {
-            entry.fulfilment = Fulfilment::Done { at };
-        }
-        Ok(())
+        entry.fulfilment = Fulfilment::Done { at };
+        entry.version += 1;
+        Ok(true)
     }
 
     fn listing(&self) -> Option<&dyn OrderListing> {

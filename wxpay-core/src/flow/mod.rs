@@ -14,13 +14,16 @@
 
 mod catalog;
 mod checkout;
+pub mod decide;
 mod events;
+mod fulfil;
 pub mod http;
 mod inbound;
 mod memory;
 mod order;
 mod payments;
 mod reconcile;
+mod refunds;
 mod sessions;
 mod store;
 
@@ -28,13 +31,16 @@ pub use catalog::{Catalog, CatalogItem};
 pub use checkout::{
     Checkout, CheckoutOutcome, CheckoutRequest, NoCheckout, OrderDraft, Rejection, RejectionKind,
 };
+pub use decide::AttentionPolicy;
 pub use events::{NoEvents, PaymentEvents};
 pub use inbound::{NotifyOutcome, NotifyRejection, NotifyReply};
 pub use memory::MemoryStore;
 pub use order::{
-    Fulfilment, IllegalTransition, Order, OrderPatch, OrderState, PendingRefund, Transition,
+    Attention, AttentionKind, Claim, Fulfilment, IllegalTransition, Order, OrderPatch, OrderState,
+    Refund, RefundSource, RefundState, Transition,
 };
 pub use payments::{Payments, PaymentsBuilder, PaymentsError, Session};
 pub use reconcile::{ReconcileReport, Reconciler};
+pub use refunds::RefundOutcome;
 pub use sessions::{MemorySessions, SessionRecord, SessionStore, SignIn, TokenHash};
 pub use store::{ListFilter, OrderListing, OrderStore, StoreError, TransitionOutcome};

@@ -70,23 +70,30 @@ impl OrderState {
     }
 
     /// The transition table: whether `self → next` is legal. This is the one
-    /// place the rules live.
+    /// place the rules live. Every state may "become" itself: a change of
+    /// fields only (a fresh `prepay_id`, an attention flag, a refund's
+    /// progress, a sync time).
     pub fn can_become(self, next: OrderState) -> bool {
         use OrderState::*;
-        matches!(
-            (self, next),
-            (Created, Prepaid | Paid | Closed | Failed)
-                // a fresh prepay_id after the 2-hour expiry
-                | (Prepaid, Prepaid | Paid | Closed | Failed)
-                // money is never dropped: a verified late payment is recorded (and flagged)
-                | (Closed | Failed, Paid)
-                | (Paid | PartiallyRefunded, Refunding)
-                // a refund that closed or failed returns to where it was
-                | (Refunding, Refunded | PartiallyRefunded | Paid)
-        )
+        self == next
+            || matches!(
+                (self, next),
+                (Created, Prepaid | Paid | Closed | Failed)
+                    | (Prepaid, Paid | Closed | Failed)
+                    // money is never dropped: a verified late payment is recorded (and flagged)
+                    | (Closed | Failed, Paid)
+                    // a payment learnt together with the refunds WeChat already made of it
+                    | (Created | Prepaid | Closed | Failed, Refunding | Refunded | PartiallyRefunded)
+                    // the refund ledger decides: refunds in flight, settled in part or in full
+                    | (Paid, Refunding | Refunded | PartiallyRefunded)
+                    | (Refunding, Paid | Refunded | PartiallyRefunded)
+                    | (PartiallyRefunded, Refunding | Refunded)
+            )
     }
 
-    /// Whether the payment has been received (the money is ours or was refunded).
+    /// Whether the payment has been received (the money is ours or was
+    /// refunded, in part or in full). Not the same as "the goods are due":
+    /// see [`Order::entitled`].
     pub fn is_paid(self) -> bool {
         matches!(
             self,
@@ -109,13 +116,252 @@ impl fmt::Display for OrderState {
     }
 }
 
-/// The refund currently in flight (one at a time per order).
+/// Where one refund is. Serialised in UPPERCASE.
+///
+/// ```text
+/// REQUESTED ──► PROCESSING ──► SUCCESS
+///   │   ▲  ╲         │    ╲──► CLOSED
+///   │   │   ► UNKNOWN ┘    ╲─► ABNORMAL ──► SUCCESS | CLOSED
+///   ▼   │   (settled by refundquery)
+/// REFUSED (WeChat refused the request for good; the same number may be sent again)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum RefundState {
+    /// Recorded (its amount reserved) and being sent to WeChat.
+    Requested,
+    /// WeChat accepted it; the money is on its way.
+    Processing,
+    /// The answer was ambiguous (timeout, transport failure, an answer that
+    /// failed verification, an unknown code): it may or may not have been
+    /// accepted. Its amount stays reserved; refundquery settles it.
+    Unknown,
+    /// Refunded (WeChat's `SUCCESS`).
+    Success,
+    /// Closed by WeChat (`REFUNDCLOSE`): nothing was refunded; the amount is free again.
+    Closed,
+    /// Abnormal (`CHANGE`): the money could not reach the payer; a person
+    /// settles it in the merchant platform. Its amount stays reserved.
+    Abnormal,
+    /// WeChat refused the request with a definite, verified answer: nothing
+    /// was refunded; the amount is free again, and the same refund number
+    /// may be sent again.
+    Refused,
+}
+
+impl RefundState {
+    /// Every state.
+    pub const ALL: [RefundState; 7] = [
+        RefundState::Requested,
+        RefundState::Processing,
+        RefundState::Unknown,
+        RefundState::Success,
+        RefundState::Closed,
+        RefundState::Abnormal,
+        RefundState::Refused,
+    ];
+
+    /// The UPPERCASE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundState::Requested => "REQUESTED",
+            RefundState::Processing => "PROCESSING",
+            RefundState::Unknown => "UNKNOWN",
+            RefundState::Success => "SUCCESS",
+            RefundState::Closed => "CLOSED",
+            RefundState::Abnormal => "ABNORMAL",
+            RefundState::Refused => "REFUSED",
+        }
+    }
+
+    /// Reads an UPPERCASE name.
+    pub fn parse(s: &str) -> Option<RefundState> {
+        RefundState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether its amount counts against what is left to refund: every
+    /// state but `CLOSED` and `REFUSED`.
+    pub fn reserves(self) -> bool {
+        !matches!(self, RefundState::Closed | RefundState::Refused)
+    }
+
+    /// Whether it awaits WeChat's outcome (what refundquery settles):
+    /// `REQUESTED`, `PROCESSING`, `UNKNOWN`, and `ABNORMAL` (which a person
+    /// may still turn into a refund in the merchant platform).
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            RefundState::Requested
+                | RefundState::Processing
+                | RefundState::Unknown
+                | RefundState::Abnormal
+        )
+    }
+
+    /// The refund state table: whether `self → next` is legal.
+    pub fn can_become(self, next: RefundState) -> bool {
+        use RefundState::*;
+        self == next
+            || matches!(
+                (self, next),
+                (
+                    Requested,
+                    Processing | Unknown | Success | Closed | Abnormal | Refused
+                ) | (Unknown, Processing | Success | Closed | Abnormal | Refused)
+                    | (Processing, Success | Closed | Abnormal)
+                    | (Abnormal, Success | Closed)
+                    | (Refused, Requested)
+            )
+    }
+}
+
+impl fmt::Display for RefundState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who started a refund.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum RefundSource {
+    /// This app ([`Payments::refund`](super::Payments::refund)).
+    App,
+    /// Found in a refund notify or a refundquery answer: made elsewhere
+    /// (the merchant platform, another system). Flagged for attention.
+    Found,
+}
+
+impl RefundSource {
+    /// The UPPERCASE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundSource::App => "APP",
+            RefundSource::Found => "FOUND",
+        }
+    }
+
+    /// Reads an UPPERCASE name.
+    pub fn parse(s: &str) -> Option<RefundSource> {
+        [RefundSource::App, RefundSource::Found]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+/// One refund of an order, as the ledger keeps it (keyed by `out_refund_no`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingRefund {
+pub struct Refund {
     /// The merchant refund number.
     pub out_refund_no: String,
-    /// The amount of this refund.
+    /// The amount.
     pub refund_fee: Fen,
+    /// Where it is.
+    pub state: RefundState,
+    /// WeChat's refund number, once known.
+    pub refund_id: Option<String>,
+    /// Who started it.
+    pub source: RefundSource,
+    /// The app's [`on_refunded`](super::PaymentEvents::on_refunded) for it
+    /// (relevant once it is `SUCCESS`).
+    pub effect: Fulfilment,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Refund {
+    /// A refund in `state`, recorded at `now`.
+    pub fn new(
+        out_refund_no: impl Into<String>,
+        refund_fee: Fen,
+        state: RefundState,
+        source: RefundSource,
+        now: DateTime<Utc>,
+    ) -> Refund {
+        Refund {
+            out_refund_no: out_refund_no.into(),
+            refund_fee,
+            state,
+            refund_id: None,
+            source,
+            effect: Fulfilment::Pending,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// Why an order is flagged for a person. Serialised in UPPERCASE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum AttentionKind {
+    /// Paid after the order was closed or had failed.
+    LatePayment,
+    /// A second `transaction_id` for a paid order: paid twice.
+    DoublePayment,
+    /// A verified payment report with another amount than the order's.
+    AmountMismatch,
+    /// A verified payment report in another currency than the order's.
+    CurrencyMismatch,
+    /// A refund this app did not start (made in the merchant platform, or
+    /// elsewhere).
+    RefundFound,
+    /// A refund that WeChat settled with another amount than requested.
+    RefundAmountMismatch,
+    /// A refund WeChat reports abnormal (`CHANGE`).
+    RefundAbnormal,
+    /// Anything else (also attention notes written by earlier versions).
+    Other,
+}
+
+impl AttentionKind {
+    /// The UPPERCASE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttentionKind::LatePayment => "LATE_PAYMENT",
+            AttentionKind::DoublePayment => "DOUBLE_PAYMENT",
+            AttentionKind::AmountMismatch => "AMOUNT_MISMATCH",
+            AttentionKind::CurrencyMismatch => "CURRENCY_MISMATCH",
+            AttentionKind::RefundFound => "REFUND_FOUND",
+            AttentionKind::RefundAmountMismatch => "REFUND_AMOUNT_MISMATCH",
+            AttentionKind::RefundAbnormal => "REFUND_ABNORMAL",
+            AttentionKind::Other => "OTHER",
+        }
+    }
+}
+
+/// One reason to look at an order: recorded in the store with it, and
+/// reported to [`PaymentEvents::on_attention`](super::PaymentEvents::on_attention).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attention {
+    /// What kind of case.
+    pub kind: AttentionKind,
+    /// What was seen (amounts, numbers; never secrets).
+    pub detail: String,
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
+}
+
+impl Attention {
+    /// A flag recorded at `at`.
+    pub fn new(kind: AttentionKind, detail: impl Into<String>, at: DateTime<Utc>) -> Attention {
+        Attention {
+            kind,
+            detail: detail.into(),
+            at,
+        }
+    }
+
+    /// Whether it records the same case as `other` (kind and detail; the
+    /// time may differ): a case is recorded once however often it is seen.
+    pub fn same_case(&self, other: &Attention) -> bool {
+        self.kind == other.kind && self.detail == other.detail
+    }
 }
 
 /// Whether the app's business effect of a paid order has run.
@@ -135,6 +381,36 @@ pub enum Fulfilment {
         /// When it finished.
         at: DateTime<Utc>,
     },
+    /// Held for a person: it does not run until the app says so (an
+    /// attention case under [`AttentionPolicy::Hold`](super::AttentionPolicy::Hold),
+    /// e.g. a payment after the order was closed).
+    Held,
+}
+
+impl Fulfilment {
+    /// Whether a worker may claim it at `now`: pending, or claimed with a
+    /// lease that ended before `now`.
+    pub fn claimable(self, now: DateTime<Utc>) -> bool {
+        match self {
+            Fulfilment::Pending => true,
+            Fulfilment::Claimed { until } => until < now,
+            Fulfilment::Done { .. } | Fulfilment::Held => false,
+        }
+    }
+
+    /// Whether a worker holds it at `now` (claimed, lease not over).
+    pub fn is_running(self, now: DateTime<Utc>) -> bool {
+        matches!(self, Fulfilment::Claimed { until } if until >= now)
+    }
+}
+
+/// A claim on an effect: the lease its holder got. Completing the effect
+/// needs the same claim, so a worker whose lease ran out (and whose effect
+/// another worker claimed since) cannot mark it done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// The lease end.
+    pub until: DateTime<Utc>,
 }
 
 /// One order, as the store keeps it.
@@ -175,14 +451,18 @@ pub struct Order {
     pub bank_type: Option<String>,
     /// Cash actually paid (total minus coupons).
     pub cash_fee: Option<Fen>,
-    /// Sum of completed refunds.
+    /// Sum of the successful refunds (kept equal to the ledger's).
     pub refunded_fee: Fen,
-    /// The refund in flight.
-    pub pending_refund: Option<PendingRefund>,
-    /// Set when a human should look (e.g. payment on a closed order).
-    pub attention: Option<String>,
-    /// The business effect's progress.
+    /// The refund ledger: every refund of this order, oldest first.
+    pub refunds: Vec<Refund>,
+    /// Why a person should look (a late or double payment, an amount
+    /// mismatch, a refund made elsewhere…), oldest first; each case once.
+    pub attention: Vec<Attention>,
+    /// The business effect's progress ([`PaymentEvents::on_paid`](super::PaymentEvents::on_paid)).
     pub fulfilment: Fulfilment,
+    /// Bumped by the store on every change; a [`Transition`] applies only
+    /// to the version it was made from.
+    pub version: u64,
     /// When the order was stored.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -220,20 +500,24 @@ impl Order {
             bank_type: None,
             cash_fee: None,
             refunded_fee: Fen(0),
-            pending_refund: None,
-            attention: None,
+            refunds: Vec::new(),
+            attention: Vec::new(),
             fulfilment: Fulfilment::Pending,
+            version: 0,
             created_at: now,
             updated_at: now,
             synced_at: None,
         }
     }
 
-    /// Applies a patch (every `Some` field overwrites) and the new state.
-    /// Store implementations may use this after their compare-and-set check.
+    /// Applies a patch (every `Some` field overwrites, refunds are upserted
+    /// by number, attention cases appended unless recorded already) and the
+    /// new state, and bumps the version. Store implementations may use this
+    /// after their compare-and-set check.
     pub fn apply(&mut self, to: OrderState, patch: &OrderPatch, at: DateTime<Utc>) {
         self.state = to;
         self.updated_at = at;
+        self.version += 1;
         macro_rules! set {
             ($($f:ident),*) => {$( if let Some(v) = &patch.$f { self.$f = v.clone(); } )*};
         }
@@ -245,14 +529,68 @@ impl Order {
             time_end,
             bank_type,
             cash_fee,
-            pending_refund,
-            attention,
             synced_at
         );
         if let Some(v) = patch.refunded_fee {
             self.refunded_fee = v;
         }
+        if let Some(f) = patch.fulfilment {
+            self.fulfilment = f;
+        }
+        for r in &patch.refunds {
+            match self
+                .refunds
+                .iter_mut()
+                .find(|x| x.out_refund_no == r.out_refund_no)
+            {
+                Some(x) => *x = r.clone(),
+                None => self.refunds.push(r.clone()),
+            }
+        }
+        for a in &patch.attention {
+            if !self.attention.iter().any(|x| x.same_case(a)) {
+                self.attention.push(a.clone());
+            }
+        }
     }
+
+    /// The refund with this number.
+    pub fn refund(&self, out_refund_no: &str) -> Option<&Refund> {
+        self.refunds
+            .iter()
+            .find(|r| r.out_refund_no == out_refund_no)
+    }
+
+    /// The sum of the successful refunds.
+    pub fn refunded(&self) -> Fen {
+        sum(self
+            .refunds
+            .iter()
+            .filter(|r| r.state == RefundState::Success))
+    }
+
+    /// The sum of every refund that counts against the amount paid (all but
+    /// closed and refused ones).
+    pub fn reserved(&self) -> Fen {
+        sum(self.refunds.iter().filter(|r| r.state.reserves()))
+    }
+
+    /// What may still be refunded: the amount minus [`reserved`](Order::reserved).
+    pub fn refundable(&self) -> Fen {
+        Fen(self.total_fee.0.saturating_sub(self.reserved().0))
+    }
+
+    /// Whether the goods are due: paid, and no refund in flight or
+    /// settled (state `PAID`). This is what `on_paid` runs for.
+    pub fn entitled(&self) -> bool {
+        self.state == OrderState::Paid
+    }
+}
+
+/// A sum of refund amounts; saturates (amounts are checked against the
+/// order's before they are recorded, so it never does in practice).
+fn sum<'a>(refunds: impl Iterator<Item = &'a Refund>) -> Fen {
+    Fen(refunds.fold(0u64, |acc, r| acc.saturating_add(r.refund_fee.0)))
 }
 
 /// Field changes carried by a transition. `None` leaves a field as it is;
@@ -274,25 +612,31 @@ pub struct OrderPatch {
     pub bank_type: Option<Option<String>>,
     /// Cash paid.
     pub cash_fee: Option<Option<Fen>>,
-    /// Completed refunds total.
+    /// Successful refunds total.
     pub refunded_fee: Option<Fen>,
-    /// The refund in flight.
-    pub pending_refund: Option<Option<PendingRefund>>,
-    /// Attention flag.
-    pub attention: Option<Option<String>>,
+    /// Refunds to record: each replaces the ledger's refund with its
+    /// number, or is added.
+    pub refunds: Vec<Refund>,
+    /// Attention cases to add (a case recorded already is not added again).
+    pub attention: Vec<Attention>,
+    /// New fulfilment (e.g. the payment's winner claims it in the same write).
+    pub fulfilment: Option<Fulfilment>,
     /// Last sync with WeChat.
     pub synced_at: Option<Option<DateTime<Utc>>>,
 }
 
-/// A compare-and-set request: if the order is in one of `from`, move it to
-/// `to` and apply `patch`, atomically.
+/// A compare-and-set request: if the order is still in state `from` at
+/// `version` (unchanged since it was read), move it to `to` and apply
+/// `patch`, atomically, bumping the version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     /// Which order.
     pub out_trade_no: OutTradeNo,
-    /// The states it must be in for the change to apply.
-    pub from: Vec<OrderState>,
-    /// The new state (may equal the current one, e.g. a fresh prepay).
+    /// The state it was read in.
+    pub from: OrderState,
+    /// The version it was read at.
+    pub version: u64,
+    /// The new state (may equal the current one: a change of fields only).
     pub to: OrderState,
     /// Field changes.
     pub patch: OrderPatch,
@@ -311,36 +655,48 @@ pub struct IllegalTransition {
 }
 
 impl Transition {
-    /// Builds a transition, checking every `from → to` against the table.
+    /// A transition of `order` as read (its state and version) to `to`,
+    /// checked against the table.
     ///
     /// # Errors
-    /// [`IllegalTransition`] naming the first forbidden pair.
+    /// [`IllegalTransition`] when `order.state → to` is forbidden.
     ///
     /// ```
-    /// use wxpay_core::flow::{OrderState::*, OrderPatch, Transition};
-    /// use wxpay_core::OutTradeNo;
-    /// let no = OutTradeNo::new("A1").unwrap();
+    /// use wxpay_core::flow::{Order, OrderState::*, OrderPatch, Transition};
+    /// use wxpay_core::{Fen, OutTradeNo, SignType, TradeType};
     /// let now = chrono::Utc::now();
-    /// assert!(Transition::new(no.clone(), &[Created, Prepaid], Paid, OrderPatch::default(), now).is_ok());
-    /// assert!(Transition::new(no, &[Refunded], Paid, OrderPatch::default(), now).is_err());
+    /// let mut order = Order::new(OutTradeNo::new("A1").unwrap(), Fen(1), "x", TradeType::Jsapi, SignType::Md5, now);
+    /// let t = Transition::new(&order, Paid, OrderPatch::default(), now).unwrap();
+    /// assert_eq!((t.from, t.version), (Created, 0));
+    /// order.state = Refunded;
+    /// assert!(Transition::new(&order, Paid, OrderPatch::default(), now).is_err());
     /// ```
     pub fn new(
-        out_trade_no: OutTradeNo,
-        from: &[OrderState],
+        order: &Order,
         to: OrderState,
         patch: OrderPatch,
         at: DateTime<Utc>,
     ) -> Result<Transition, IllegalTransition> {
-        if let Some(bad) = from.iter().find(|f| !f.can_become(to)) {
-            return Err(IllegalTransition { from: *bad, to });
+        if !order.state.can_become(to) {
+            return Err(IllegalTransition {
+                from: order.state,
+                to,
+            });
         }
         Ok(Transition {
-            out_trade_no,
-            from: from.to_vec(),
+            out_trade_no: order.out_trade_no.clone(),
+            from: order.state,
+            version: order.version,
             to,
             patch,
             at,
         })
+    }
+
+    /// Whether `order` is as this transition was made from (same state
+    /// and version): the store's compare-and-set condition.
+    pub fn matches(&self, order: &Order) -> bool {
+        order.state == self.from && order.version == self.version
     }
 }
 
@@ -351,32 +707,121 @@ mod tests {
 
     #[test]
     fn the_transition_table_exactly() {
-        let legal = [
+        let refunded = [Refunding, Refunded, PartiallyRefunded];
+        let mut legal = vec![
             (Created, Prepaid),
             (Created, Paid),
             (Created, Closed),
             (Created, Failed),
-            (Prepaid, Prepaid),
             (Prepaid, Paid),
             (Prepaid, Closed),
             (Prepaid, Failed),
             (Closed, Paid),
             (Failed, Paid),
-            (Paid, Refunding),
-            (PartiallyRefunded, Refunding),
-            (Refunding, Refunded),
-            (Refunding, PartiallyRefunded),
             (Refunding, Paid),
+            (PartiallyRefunded, Refunding),
+            (PartiallyRefunded, Refunded),
         ];
+        for from in [Created, Prepaid, Closed, Failed, Paid, Refunding] {
+            for to in refunded {
+                if from != to {
+                    legal.push((from, to));
+                }
+            }
+        }
         for from in OrderState::ALL {
             for to in OrderState::ALL {
                 assert_eq!(
                     from.can_become(to),
-                    legal.contains(&(from, to)),
+                    from == to || legal.contains(&(from, to)),
                     "{from} → {to}"
                 );
             }
         }
+    }
+
+    #[test]
+    fn refund_states_money_rules() {
+        use RefundState as R;
+        for s in R::ALL {
+            assert_eq!(R::parse(s.as_str()), Some(s));
+            // Only a definite outcome frees the amount.
+            assert_eq!(s.reserves(), !matches!(s, R::Closed | R::Refused), "{s}");
+            // Success and Closed are final.
+            for t in R::ALL {
+                if matches!(s, R::Success | R::Closed) {
+                    assert_eq!(s.can_become(t), s == t, "{s} → {t}");
+                }
+            }
+            // Nothing goes back to REQUESTED but a refused request sent again.
+            assert_eq!(
+                s.can_become(R::Requested),
+                matches!(s, R::Requested | R::Refused)
+            );
+        }
+        assert!(!R::Processing.can_become(R::Refused));
+        assert!(R::Unknown.can_become(R::Success));
+    }
+
+    fn order_with(refunds: &[(u64, RefundState)]) -> Order {
+        let now = Utc::now();
+        let mut o = Order::new(
+            OutTradeNo::new("R1").unwrap(),
+            Fen(100),
+            "x",
+            TradeType::Jsapi,
+            SignType::Md5,
+            now,
+        );
+        for (i, (fee, state)) in refunds.iter().enumerate() {
+            o.refunds.push(Refund::new(
+                format!("r{i}"),
+                Fen(*fee),
+                *state,
+                RefundSource::App,
+                now,
+            ));
+        }
+        o
+    }
+
+    #[test]
+    fn ledger_sums() {
+        use RefundState as R;
+        let o = order_with(&[
+            (10, R::Success),
+            (20, R::Processing),
+            (30, R::Closed),
+            (5, R::Refused),
+            (7, R::Unknown),
+            (3, R::Abnormal),
+        ]);
+        assert_eq!(o.refunded(), Fen(10));
+        assert_eq!(o.reserved(), Fen(10 + 20 + 7 + 3));
+        assert_eq!(o.refundable(), Fen(60));
+    }
+
+    #[test]
+    fn apply_upserts_refunds_dedupes_attention_and_bumps_the_version() {
+        let mut o = order_with(&[(10, RefundState::Processing)]);
+        let now = o.created_at;
+        let mut r = o.refunds[0].clone();
+        r.state = RefundState::Success;
+        let flag = Attention::new(AttentionKind::RefundFound, "r9", now);
+        let patch = OrderPatch {
+            refunds: vec![
+                r.clone(),
+                Refund::new("r9", Fen(1), RefundState::Success, RefundSource::Found, now),
+            ],
+            attention: vec![flag.clone()],
+            ..OrderPatch::default()
+        };
+        o.apply(OrderState::PartiallyRefunded, &patch, now);
+        o.apply(OrderState::PartiallyRefunded, &patch, now);
+        assert_eq!(o.version, 2);
+        assert_eq!(o.refunds.len(), 2);
+        assert_eq!(o.refunds[0], r);
+        assert_eq!(o.attention, vec![flag]);
     }
 
     #[test]
@@ -394,8 +839,8 @@ mod tests {
     #[test]
     fn refunded_is_terminal_and_paid_never_goes_back() {
         for to in OrderState::ALL {
-            assert!(!Refunded.can_become(to));
-            assert!(!to.can_become(Created));
+            assert_eq!(Refunded.can_become(to), to == Refunded);
+            assert_eq!(to.can_become(Created), to == Created);
         }
         assert!(!Paid.can_become(Closed));
         assert!(!Paid.can_become(Prepaid));

@@ -3,9 +3,7 @@
 use std::{
     collections::HashMap,
     fmt,
-    future::Future,
     sync::{Arc, Mutex},
-    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -13,19 +11,54 @@ use chrono::{DateTime, Utc};
 use tracing::{Instrument, field::Empty};
 
 use super::{
-    Checkout, CheckoutOutcome, CheckoutRequest, MemoryStore, NoCheckout, NoEvents, Order,
-    OrderDraft, OrderPatch, OrderState, OrderStore, PaymentEvents, PendingRefund, Rejection,
-    SessionRecord, SessionStore, SignIn, StoreError, TokenHash, Transition, TransitionOutcome,
+    AttentionPolicy, Checkout, CheckoutOutcome, CheckoutRequest, MemoryStore, NoCheckout, NoEvents,
+    Order, OrderDraft, OrderPatch, OrderState, OrderStore, PaymentEvents, Rejection, SessionRecord,
+    SessionStore, SignIn, StoreError, TokenHash, Transition, TransitionOutcome,
+    decide::{Mismatch, PaymentReport, Source},
+    fulfil::Recorded,
     sessions,
 };
 use crate::{
     Client, Config, ErrCode, Error, Fen, FieldError, OutTradeNo, SessionKey, SessionToken,
     TradeState, TradeType,
-    messages::{OrderQueryResponse, RefundRequest, UnifiedOrderRequest},
+    messages::{OrderQueryResponse, UnifiedOrderRequest},
 };
 
 /// How long a `prepay_id` / `code_url` works.
 pub(crate) const PREPAY_TTL: Duration = Duration::from_secs(2 * 3600);
+
+/// WeChat takes closeorder from 5 minutes after an order was created.
+pub(crate) const CLOSE_AFTER: Duration = Duration::from_secs(5 * 60);
+
+/// How often a read-decide-write is tried again when the order keeps
+/// changing under it before the caller is told to try later.
+pub(crate) const MAX_RACES: usize = 8;
+
+pub(crate) fn illegal(e: super::IllegalTransition) -> StoreError {
+    // The decisions only make legal moves; this is a bug, reported loudly.
+    tracing::error!(error = %e, "a decision made an illegal transition");
+    StoreError::Corrupt(format!("refused to write an illegal transition: {e}"))
+}
+
+pub(crate) fn raced(no: &OutTradeNo) -> StoreError {
+    StoreError::Corrupt(format!(
+        "order {no} kept changing while it was being updated"
+    ))
+}
+
+pub(crate) fn mismatch_error(out_trade_no: OutTradeNo, m: Mismatch) -> PaymentsError {
+    match m {
+        Mismatch::Amount { expected, received } => PaymentsError::AmountMismatch {
+            out_trade_no,
+            expected,
+            reported: received,
+        },
+        Mismatch::Currency { received } => PaymentsError::CurrencyMismatch {
+            out_trade_no,
+            reported: received,
+        },
+    }
+}
 
 /// Now, in whole microseconds (what SQL stores keep), so orders read back
 /// from any store equal the ones written.
@@ -36,27 +69,6 @@ pub(crate) fn now() -> DateTime<Utc> {
 
 pub(crate) fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     t + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-}
-
-/// The states a payment normally finds its order in.
-const PAYABLE: &[OrderState] = &[OrderState::Created, OrderState::Prepaid];
-/// The ended states a late payment still moves to `PAID` (flagged).
-const ENDED: &[OrderState] = &[OrderState::Closed, OrderState::Failed];
-
-/// One compare-and-set of order `no` from `from` to `PAID`. The number and
-/// the patch move into the transition and come back with its outcome: a
-/// payment is recorded without copying them.
-async fn pay(
-    store: &dyn OrderStore,
-    no: OutTradeNo,
-    from: &[OrderState],
-    patch: OrderPatch,
-    at: DateTime<Utc>,
-) -> Result<(TransitionOutcome<Arc<Order>>, OutTradeNo, OrderPatch), StoreError> {
-    let t = Transition::new(no, from, OrderState::Paid, patch, at)
-        .expect("CREATED, PREPAID, CLOSED and FAILED may all move to PAID");
-    let outcome = store.transition_shared(&t).await?;
-    Ok((outcome, t.out_trade_no, t.patch))
 }
 
 /// Why a [`Payments`] operation failed.
@@ -94,6 +106,26 @@ pub enum PaymentsError {
         /// WeChat's amount.
         reported: Fen,
     },
+    /// WeChat answered in another currency than the order's: nothing was
+    /// changed but the attention flag; look into it.
+    #[error("order {out_trade_no}: WeChat reports the currency {reported}, the order is in CNY")]
+    CurrencyMismatch {
+        /// The order.
+        out_trade_no: OutTradeNo,
+        /// WeChat's currency.
+        reported: String,
+    },
+    /// WeChat does not take the operation yet (closeorder in the first 5
+    /// minutes of an order): nothing was sent; try again after `retry_after`.
+    #[error("order {out_trade_no}: cannot {operation} yet; retry after {}s", retry_after.as_secs())]
+    TooEarly {
+        /// The order.
+        out_trade_no: OutTradeNo,
+        /// What was attempted.
+        operation: &'static str,
+        /// How long until it is allowed.
+        retry_after: Duration,
+    },
     /// The call to WeChat failed.
     #[error("WeChat call failed")]
     Wechat(#[from] Error),
@@ -108,18 +140,28 @@ pub enum PaymentsError {
 
 impl PaymentsError {
     /// The HTTP status an adapter should answer with: 400/401/403 for
-    /// rejections and invalid input, 404, 409 for a wrong state, 502 for
-    /// WeChat failures, 500 for the store and amount mismatches.
+    /// rejections and invalid input, 404, 409 for a wrong state or an
+    /// operation WeChat does not take yet, 502 for WeChat failures, 500 for
+    /// the store, the configuration and amount or currency mismatches.
     pub fn http_status(&self) -> u16 {
         match self {
             PaymentsError::Rejected(r) => r.kind.status(),
             PaymentsError::NotFound(_) => 404,
-            PaymentsError::InvalidState { .. } => 409,
+            PaymentsError::InvalidState { .. } | PaymentsError::TooEarly { .. } => 409,
             PaymentsError::Invalid(_) => 400,
             PaymentsError::Wechat(_) => 502,
             PaymentsError::AmountMismatch { .. }
+            | PaymentsError::CurrencyMismatch { .. }
             | PaymentsError::Store(_)
             | PaymentsError::Unconfigured(_) => 500,
+        }
+    }
+
+    /// For [`PaymentsError::TooEarly`]: how long until the operation is allowed.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PaymentsError::TooEarly { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 }
@@ -144,6 +186,9 @@ pub(crate) struct Settings {
     pub(crate) sync_interval: Duration,
     pub(crate) order_ttl: Duration,
     pub(crate) session_ttl: Duration,
+    pub(crate) attention: AttentionPolicy,
+    pub(crate) hmac_notifies_for_md5_orders: bool,
+    pub(crate) close_after: Duration,
 }
 
 pub(crate) struct Inner {
@@ -307,6 +352,34 @@ impl PaymentsBuilder {
         self
     }
 
+    /// What happens to a late payment (paid after its order was closed or
+    /// had failed): it is always recorded and flagged, and then held for a
+    /// person (the default), fulfilled, or refunded at once. See
+    /// [`AttentionPolicy`].
+    pub fn attention_policy(mut self, policy: AttentionPolicy) -> Self {
+        self.settings.attention = policy;
+        self
+    }
+
+    /// Whether a payment notify for an order created with MD5 may be
+    /// signed with HMAC-SHA256 when it says so (`sign_type=HMAC-SHA256`;
+    /// same API key, a stronger algorithm). Default `false`: the order's
+    /// sign type decides, and a notify that declares another is refused.
+    /// An order created with HMAC-SHA256 never accepts an MD5 notify.
+    pub fn hmac_notifies_for_md5_orders(mut self, allow: bool) -> Self {
+        self.settings.hmac_notifies_for_md5_orders = allow;
+        self
+    }
+
+    /// How long after its creation an order may be closed: WeChat refuses
+    /// closeorder in an order's first 5 minutes, the default. Earlier,
+    /// [`Payments::close`] answers [`PaymentsError::TooEarly`] without
+    /// asking. Change it only for a simulator whose clock runs faster.
+    pub fn close_after(mut self, after: Duration) -> Self {
+        self.settings.close_after = after;
+        self
+    }
+
     /// Builds the service.
     ///
     /// # Errors
@@ -342,27 +415,6 @@ impl PaymentsBuilder {
     }
 }
 
-/// Payment data from a verified notify or orderquery.
-#[derive(Debug, Clone)]
-pub(crate) struct PaidInfo {
-    pub(crate) transaction_id: Option<String>,
-    pub(crate) time_end: Option<String>,
-    pub(crate) bank_type: Option<String>,
-    pub(crate) cash_fee: Option<Fen>,
-    pub(crate) source: &'static str,
-}
-
-/// What recording a payment did.
-#[derive(Debug, Clone)]
-pub(crate) enum Recorded {
-    /// This call moved the order to PAID (`late`: from CLOSED/FAILED).
-    Paid { order: Arc<Order>, late: bool },
-    /// It was already paid.
-    Already(Arc<Order>),
-    /// The order vanished.
-    NotFound,
-}
-
 impl Payments {
     /// Starts a builder over `config` (with a [`MemoryStore`] unless
     /// [`store`](PaymentsBuilder::store) is called).
@@ -381,6 +433,9 @@ impl Payments {
                 sync_interval: Duration::from_secs(5),
                 order_ttl: PREPAY_TTL,
                 session_ttl: Duration::from_secs(7 * 24 * 3600),
+                attention: AttentionPolicy::Hold,
+                hmac_notifies_for_md5_orders: false,
+                close_after: CLOSE_AFTER,
             },
         }
     }
@@ -551,31 +606,29 @@ impl Payments {
             Ok(a) => a,
             Err(e) => return Err(self.unifiedorder_failed(&order, e).await),
         };
-        let now = crate::flow::payments::now();
-        let t = Transition::new(
-            out_trade_no.clone(),
-            &[OrderState::Created, OrderState::Prepaid],
-            OrderState::Prepaid,
-            OrderPatch {
-                prepay_id: Some(answer.prepay_id.clone()),
-                code_url: Some(answer.code_url.clone()),
-                prepay_expires_at: Some(Some(after(now, PREPAY_TTL))),
-                ..OrderPatch::default()
-            },
-            now,
-        )
-        .expect("CREATED/PREPAID → PREPAID is legal");
-        let order = match store.transition(&t).await? {
-            TransitionOutcome::Applied(o) => o,
-            TransitionOutcome::NotApplied(o) => {
+        let patch = OrderPatch {
+            prepay_id: Some(answer.prepay_id.clone()),
+            code_url: Some(answer.code_url.clone()),
+            prepay_expires_at: Some(Some(after(super::payments::now(), PREPAY_TTL))),
+            ..OrderPatch::default()
+        };
+        let order = match self
+            .update(&out_trade_no, Some(order), |o| {
+                o.state
+                    .is_open()
+                    .then(|| (OrderState::Prepaid, patch.clone()))
+            })
+            .await?
+        {
+            Some((o, true)) => o,
+            Some((mut o, false)) => {
                 // A notify (or sync) overtook unifiedorder's answer.
                 tracing::info!(state = %o.state, "order moved on before unifiedorder answered");
-                let mut o = o;
                 o.prepay_id = o.prepay_id.or(answer.prepay_id);
                 o.code_url = o.code_url.or(answer.code_url);
                 o
             }
-            TransitionOutcome::NotFound => return Err(PaymentsError::NotFound(out_trade_no)),
+            None => return Err(PaymentsError::NotFound(out_trade_no)),
         };
         Ok(self.outcome(&order))
     }
@@ -591,7 +644,7 @@ impl Payments {
                 .prepay_id
                 .as_deref()
                 .filter(|_| order.trade_type == TradeType::Jsapi)
-                .map(|p| self.inner.client.pay_params(p)),
+                .map(|p| self.inner.client.pay_params_signed(p, order.sign_type)),
             code_url: order.code_url.clone(),
         }
     }
@@ -633,168 +686,18 @@ impl Payments {
             }
             _ => {
                 tracing::warn!(error = %e, "unifiedorder refused; order FAILED");
-                let t = Transition::new(
-                    order.out_trade_no.clone(),
-                    &[OrderState::Created],
-                    OrderState::Failed,
-                    OrderPatch::default(),
-                    now(),
-                )
-                .expect("CREATED → FAILED is legal");
-                if let Err(se) = self.inner.store.transition(&t).await {
+                let failed = self
+                    .update(&order.out_trade_no, None, |o| {
+                        (o.state == OrderState::Created)
+                            .then(|| (OrderState::Failed, OrderPatch::default()))
+                    })
+                    .await;
+                if let Err(se) = failed {
                     tracing::error!(error = %se, "could not record the failed unifiedorder");
                 }
             }
         }
         PaymentsError::Wechat(e)
-    }
-
-    /// Records a verified payment: CAS to `PAID` from CREATED/PREPAID, or from
-    /// CLOSED/FAILED with the attention flag (money is never dropped).
-    pub(crate) async fn record_payment(
-        &self,
-        out_trade_no: OutTradeNo,
-        info: PaidInfo,
-    ) -> Result<Recorded, StoreError> {
-        let store = &*self.inner.store;
-        let mut no = out_trade_no;
-        let mut patch = OrderPatch {
-            transaction_id: Some(info.transaction_id),
-            time_end: Some(info.time_end),
-            bank_type: Some(info.bank_type),
-            cash_fee: Some(info.cash_fee),
-            ..OrderPatch::default()
-        };
-        for _ in 0..4 {
-            let at = now();
-            let outcome;
-            (outcome, no, patch) = pay(store, no, PAYABLE, patch, at).await?;
-            let found = match outcome {
-                TransitionOutcome::Applied(order) => {
-                    return Ok(Recorded::Paid { order, late: false });
-                }
-                TransitionOutcome::NotApplied(o) => o,
-                TransitionOutcome::NotFound => return Ok(Recorded::NotFound),
-            };
-            if found.state.is_paid() {
-                let reported = patch.transaction_id.as_ref().and_then(Option::as_ref);
-                if found.transaction_id.is_some()
-                    && reported.is_some()
-                    && found.transaction_id.as_ref() != reported
-                {
-                    tracing::error!(
-                        stored = ?found.transaction_id,
-                        ?reported,
-                        "a second transaction for a paid order: check for a double payment"
-                    );
-                }
-                return Ok(Recorded::Already(found));
-            }
-            if ENDED.contains(&found.state) {
-                patch.attention = Some(Some(format!(
-                    "paid after the order was {} (reported by {}); refund or fulfil by hand",
-                    found.state, info.source
-                )));
-                let outcome;
-                (outcome, no, patch) = pay(store, no, ENDED, patch, at).await?;
-                // The next attempt starts from CREATED/PREPAID again, unflagged.
-                patch.attention = None;
-                match outcome {
-                    TransitionOutcome::Applied(order) => {
-                        tracing::error!(
-                            was = %found.state,
-                            "payment arrived for a {} order: recorded PAID and flagged",
-                            found.state
-                        );
-                        return Ok(Recorded::Paid { order, late: true });
-                    }
-                    TransitionOutcome::NotApplied(_) => {}
-                    TransitionOutcome::NotFound => return Ok(Recorded::NotFound),
-                }
-            }
-        }
-        // The state kept changing under us; the caller reports a store-level
-        // failure so that WeChat delivers again.
-        Err(StoreError::Corrupt(format!(
-            "order {no} kept changing state while recording a payment"
-        )))
-    }
-
-    /// After a payment was recorded: alert and fulfil.
-    pub(crate) async fn after_paid(&self, recorded: &Recorded) {
-        match recorded {
-            Recorded::Paid { order, late } => {
-                if *late {
-                    self.inner.events.on_attention(order).await;
-                }
-                self.fulfil(order).await;
-            }
-            Recorded::Already(order)
-                if !matches!(order.fulfilment, super::Fulfilment::Done { .. }) =>
-            {
-                // An earlier run may have died: the claim decides.
-                self.fulfil(order).await;
-            }
-            _ => {}
-        }
-    }
-
-    /// Runs `on_paid` for a paid order if its fulfilment can be claimed.
-    /// Returns whether it ran to completion here.
-    pub(crate) async fn fulfil(&self, order: &Order) -> bool {
-        let span = tracing::info_span!(
-            "wxpay.fulfil",
-            out_trade_no = %order.out_trade_no,
-            outcome = Empty
-        );
-        async {
-            let s = &self.inner.settings;
-            let store = &self.inner.store;
-            if !order.state.is_paid() {
-                return false;
-            }
-            match store.claim_fulfilment(&order.out_trade_no, now(), s.lease).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::Span::current().record("outcome", "claimed elsewhere or done");
-                    return false;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not claim the fulfilment; the reconciler retries");
-                    return false;
-                }
-            }
-            let budget = s.lease.mul_f64(0.8);
-            // An effect that finishes at its first poll (in-memory work) needs
-            // no timer; tokio's timers take a driver lock even when unused.
-            let mut effect = std::pin::pin!(self.inner.events.on_paid(order));
-            let first = std::future::poll_fn(|cx| Poll::Ready(effect.as_mut().poll(cx))).await;
-            let outcome = match first {
-                Poll::Ready(done) => Ok(done),
-                Poll::Pending => tokio::time::timeout(budget, effect).await,
-            };
-            match outcome {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "on_paid failed; retried after the lease");
-                    tracing::Span::current().record("outcome", "on_paid failed");
-                    return false;
-                }
-                Err(_) => {
-                    tracing::error!(?budget, "on_paid timed out and was cancelled; retried after the lease");
-                    tracing::Span::current().record("outcome", "on_paid timed out");
-                    return false;
-                }
-            }
-            if let Err(e) = store.complete_fulfilment(&order.out_trade_no, now()).await {
-                tracing::error!(error = %e, "on_paid ran but completion was not stored; it may run again after the lease");
-                return false;
-            }
-            tracing::Span::current().record("outcome", "fulfilled");
-            true
-        }
-        .instrument(span)
-        .await
     }
 
     /// The order, brought up to date first when it awaits payment and was
@@ -933,95 +836,118 @@ impl Payments {
         let at = now();
         let no = order.out_trade_no.clone();
         tracing::Span::current().record("outcome", q.trade_state.as_str());
-        let move_to = |to: OrderState| {
-            Transition::new(
-                no.clone(),
-                &[OrderState::Created, OrderState::Prepaid],
-                to,
-                OrderPatch {
+        let open_to = |to: OrderState| {
+            move |o: &Order| {
+                let patch = OrderPatch {
                     synced_at: Some(Some(at)),
                     ..OrderPatch::default()
-                },
-                at,
-            )
-            .expect("open → CLOSED/FAILED/PREPAID is legal")
+                };
+                o.state.is_open().then_some((to, patch))
+            }
         };
-        match q.trade_state {
+        let updated = match q.trade_state {
             ref s if s.is_paid() => {
-                if let Some(reported) = q.total_fee
-                    && reported != order.total_fee
-                {
-                    tracing::error!(
-                        expected = order.total_fee.0,
-                        reported = reported.0,
-                        "orderquery amount differs from the order; nothing changed"
-                    );
-                    return Err(PaymentsError::AmountMismatch {
-                        out_trade_no: no,
-                        expected: order.total_fee,
-                        reported,
-                    });
-                }
-                let info = PaidInfo {
+                let report = PaymentReport {
                     transaction_id: q.transaction_id.clone(),
+                    total_fee: q.total_fee,
+                    fee_type: q.params.non_empty("fee_type").map(str::to_owned),
                     time_end: q.time_end.clone(),
                     bank_type: q.bank_type.clone(),
                     cash_fee: q.cash_fee,
-                    source: "orderquery",
+                    source: Source::Query,
                 };
-                let recorded = self.record_payment(no.clone(), info).await?;
+                // REFUND: paid, and refunded since (in part or in full). The
+                // refunds are learnt first and recorded with the payment in
+                // one write, so that the goods are never granted for money
+                // that went back.
+                let refunds = if q.trade_state == TradeState::Refund {
+                    self.refund_reports_of(&no).await?
+                } else {
+                    Vec::new()
+                };
+                let recorded = self
+                    .record_payment(Arc::new(order), &report, &refunds)
+                    .await?;
                 self.after_paid(&recorded).await;
-                match recorded {
-                    Recorded::Paid { .. } | Recorded::Already(_) => self.order(&no).await,
+                return match recorded {
+                    Recorded::Refused { mismatch, .. } => Err(mismatch_error(no, mismatch)),
                     Recorded::NotFound => Err(PaymentsError::NotFound(no)),
-                }
+                    _ => self.order(&no).await,
+                };
             }
             TradeState::Closed | TradeState::Revoked => {
-                self.apply_transition(move_to(OrderState::Closed), order)
-                    .await
+                self.update(&no, Some(order), open_to(OrderState::Closed))
+                    .await?
             }
             TradeState::PayError => {
-                self.apply_transition(move_to(OrderState::Failed), order)
-                    .await
+                self.update(&no, Some(order), open_to(OrderState::Failed))
+                    .await?
             }
-            _ if order.state == OrderState::Prepaid => {
-                let t = Transition::new(
-                    no.clone(),
-                    &[OrderState::Prepaid],
-                    OrderState::Prepaid,
-                    OrderPatch {
-                        synced_at: Some(Some(at)),
-                        ..OrderPatch::default()
-                    },
-                    at,
-                )
-                .expect("PREPAID → PREPAID is legal");
-                self.apply_transition(t, order).await
+            _ => {
+                self.update(&no, Some(order), |o| {
+                    (o.state == OrderState::Prepaid).then(|| {
+                        let patch = OrderPatch {
+                            synced_at: Some(Some(at)),
+                            ..OrderPatch::default()
+                        };
+                        (OrderState::Prepaid, patch)
+                    })
+                })
+                .await?
             }
-            _ => Ok(order),
-        }
+        };
+        updated.map(|(o, _)| o).ok_or(PaymentsError::NotFound(no))
     }
 
-    async fn apply_transition(
+    /// A versioned read-decide-write: `decide` says what the order (as
+    /// read) becomes, or `None` for nothing; the write applies only to the
+    /// version read, and on a race `decide` runs again on the order as it
+    /// is now. Starts from `start` when the caller has just read the order.
+    /// Answers the order and whether this call changed it, or `None` when
+    /// there is no such order.
+    pub(crate) async fn update(
         &self,
-        t: Transition,
-        fallback: Order,
-    ) -> Result<Order, PaymentsError> {
-        match self.inner.store.transition(&t).await? {
-            TransitionOutcome::Applied(o) | TransitionOutcome::NotApplied(o) => Ok(o),
-            TransitionOutcome::NotFound => Err(PaymentsError::NotFound(fallback.out_trade_no)),
+        no: &OutTradeNo,
+        start: Option<Order>,
+        mut decide: impl FnMut(&Order) -> Option<(OrderState, OrderPatch)>,
+    ) -> Result<Option<(Order, bool)>, StoreError> {
+        let store = &self.inner.store;
+        let mut order = match start {
+            Some(o) => o,
+            None => match store.get(no).await? {
+                Some(o) => o,
+                None => return Ok(None),
+            },
+        };
+        for _ in 0..MAX_RACES {
+            let Some((to, patch)) = decide(&order) else {
+                return Ok(Some((order, false)));
+            };
+            let t = Transition::new(&order, to, patch, now()).map_err(illegal)?;
+            match store.transition(&t).await? {
+                TransitionOutcome::Applied(o) => return Ok(Some((o, true))),
+                TransitionOutcome::NotApplied(o) => order = o,
+                TransitionOutcome::NotFound => return Ok(None),
+            }
         }
+        Err(raced(no))
     }
 
     /// Closes an unpaid order: closeorder, then `CLOSED`. If WeChat says it
     /// was paid meanwhile, the payment is recorded (sync) and the answer is
     /// [`PaymentsError::InvalidState`] with state `PAID`. An order WeChat
     /// never saw is closed locally. Closing a closed order is a no-op.
-    /// WeChat refuses closeorder in the first 5 minutes of an order.
+    ///
+    /// WeChat refuses closeorder in the first 5 minutes of an order: within
+    /// them the answer is [`PaymentsError::TooEarly`] (HTTP 409 with
+    /// `retry_after`) and nothing is sent. That also keeps an order whose
+    /// unifiedorder is still in flight (the client's timeout is far shorter)
+    /// from being closed locally while WeChat may still take its payment.
     ///
     /// # Errors
-    /// [`PaymentsError::NotFound`]; [`PaymentsError::InvalidState`] for a
-    /// paid or failed order; [`PaymentsError::Wechat`]; store errors.
+    /// [`PaymentsError::NotFound`]; [`PaymentsError::TooEarly`];
+    /// [`PaymentsError::InvalidState`] for a paid or failed order;
+    /// [`PaymentsError::Wechat`]; store errors.
     pub async fn close(&self, out_trade_no: &OutTradeNo) -> Result<Order, PaymentsError> {
         let span =
             tracing::info_span!("wxpay.close", out_trade_no = %out_trade_no, outcome = Empty);
@@ -1037,6 +963,17 @@ impl Payments {
                         operation: "close",
                     });
                 }
+            }
+            let allowed = after(order.created_at, self.inner.settings.close_after);
+            let at = now();
+            if at < allowed {
+                let retry_after = (allowed - at).to_std().unwrap_or_default();
+                tracing::Span::current().record("outcome", "too early");
+                return Err(PaymentsError::TooEarly {
+                    out_trade_no: out_trade_no.clone(),
+                    operation: "close",
+                    retry_after,
+                });
             }
             match self.inner.client.close_order(out_trade_no).await {
                 Ok(())
@@ -1058,153 +995,19 @@ impl Payments {
                 }
                 Err(e) => return Err(e.into()),
             }
-            let at = now();
-            let t = Transition::new(
-                out_trade_no.clone(),
-                &[OrderState::Created, OrderState::Prepaid],
-                OrderState::Closed,
-                OrderPatch::default(),
-                at,
-            )
-            .expect("open → CLOSED is legal");
-            let o = self.apply_transition(t, order).await?;
+            let (o, _) = self
+                .update(out_trade_no, None, |o| {
+                    o.state
+                        .is_open()
+                        .then(|| (OrderState::Closed, OrderPatch::default()))
+                })
+                .await?
+                .ok_or_else(|| PaymentsError::NotFound(out_trade_no.clone()))?;
             tracing::Span::current().record("outcome", o.state.as_str());
             Ok(o)
         }
         .instrument(span)
         .await
-    }
-
-    /// Refunds `refund_fee` of a paid order under the merchant refund number
-    /// `out_refund_no`: the order becomes `REFUNDING` with a pending refund,
-    /// and the refund notify settles it. Calling again with the same number
-    /// and amount while it is pending repeats the request (safe: WeChat
-    /// refunds one number once). Needs a client with the merchant
-    /// certificate ([`PaymentsBuilder::client`]).
-    ///
-    /// # Errors
-    /// [`PaymentsError::NotFound`]; [`PaymentsError::InvalidState`] unless the
-    /// order is `PAID`/`PARTIALLY_REFUNDED` (or `REFUNDING` this very refund);
-    /// [`PaymentsError::Invalid`] for a zero amount or more than what is left;
-    /// [`PaymentsError::Wechat`] (a definite refusal puts the order back; an
-    /// unknown outcome leaves it `REFUNDING` to be repeated); store errors.
-    pub async fn refund(
-        &self,
-        out_trade_no: &OutTradeNo,
-        out_refund_no: &str,
-        refund_fee: Fen,
-    ) -> Result<Order, PaymentsError> {
-        let span = tracing::info_span!(
-            "wxpay.refund",
-            out_trade_no = %out_trade_no,
-            out_refund_no,
-            refund_fee = refund_fee.0,
-            outcome = Empty
-        );
-        self.refund_inner(out_trade_no, out_refund_no, refund_fee)
-            .instrument(span)
-            .await
-    }
-
-    async fn refund_inner(
-        &self,
-        out_trade_no: &OutTradeNo,
-        out_refund_no: &str,
-        refund_fee: Fen,
-    ) -> Result<Order, PaymentsError> {
-        let store = &self.inner.store;
-        let order = self.order(out_trade_no).await?;
-        let pending = PendingRefund {
-            out_refund_no: out_refund_no.to_owned(),
-            refund_fee,
-        };
-        let order = match order.state {
-            OrderState::Refunding if order.pending_refund.as_ref() == Some(&pending) => order,
-            OrderState::Paid | OrderState::PartiallyRefunded => {
-                if refund_fee.0 == 0 || order.refunded_fee.0 + refund_fee.0 > order.total_fee.0 {
-                    return Err(FieldError {
-                        field: "refund_fee",
-                        problem: format!(
-                            "must be 1..={} fen (order {} fen, {} refunded)",
-                            order.total_fee.0 - order.refunded_fee.0,
-                            order.total_fee.0,
-                            order.refunded_fee.0
-                        ),
-                    }
-                    .into());
-                }
-                let t = Transition::new(
-                    out_trade_no.clone(),
-                    &[order.state],
-                    OrderState::Refunding,
-                    OrderPatch {
-                        pending_refund: Some(Some(pending.clone())),
-                        ..OrderPatch::default()
-                    },
-                    now(),
-                )
-                .expect("PAID/PARTIALLY_REFUNDED → REFUNDING is legal");
-                match store.transition(&t).await? {
-                    TransitionOutcome::Applied(o) => o,
-                    TransitionOutcome::NotApplied(o) => {
-                        return Err(PaymentsError::InvalidState {
-                            out_trade_no: out_trade_no.clone(),
-                            state: o.state,
-                            operation: "refund",
-                        });
-                    }
-                    TransitionOutcome::NotFound => {
-                        return Err(PaymentsError::NotFound(out_trade_no.clone()));
-                    }
-                }
-            }
-            state => {
-                return Err(PaymentsError::InvalidState {
-                    out_trade_no: out_trade_no.clone(),
-                    state,
-                    operation: "refund",
-                });
-            }
-        };
-        let req = RefundRequest::new(
-            out_trade_no.clone(),
-            out_refund_no,
-            order.total_fee,
-            refund_fee,
-        );
-        match self.inner.client.refund(&req).await {
-            Ok(_) => {
-                tracing::Span::current().record("outcome", "accepted");
-                Ok(order)
-            }
-            Err(e) if e.outcome_unknown() || e.is_retryable() => {
-                tracing::warn!(error = %e, "refund outcome unknown; repeat it with the same out_refund_no");
-                Err(e.into())
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "refund refused; order restored");
-                let back = if order.refunded_fee.0 == 0 {
-                    OrderState::Paid
-                } else {
-                    OrderState::PartiallyRefunded
-                };
-                let t = Transition::new(
-                    out_trade_no.clone(),
-                    &[OrderState::Refunding],
-                    back,
-                    OrderPatch {
-                        pending_refund: Some(None),
-                        ..OrderPatch::default()
-                    },
-                    now(),
-                )
-                .expect("REFUNDING → PAID/PARTIALLY_REFUNDED is legal");
-                if let Err(se) = store.transition(&t).await {
-                    tracing::error!(error = %se, "could not restore the order after a refused refund");
-                }
-                Err(e.into())
-            }
-        }
     }
 
     /// Signs a mini-program user in: trades `wx.login`'s code for the

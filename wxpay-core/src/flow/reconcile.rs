@@ -9,10 +9,20 @@ use super::{
     payments::{after, now},
 };
 
-/// Repairs what notifies alone cannot: retries unfinished fulfilments
-/// (crash between recording a payment and `on_paid`), queries open orders
-/// that have been quiet for a while (lost notifies), and closes unpaid
-/// orders past their time to live, and deletes expired sign-in sessions.
+/// Repairs what notifies alone cannot, on every pass:
+/// 1. runs unfinished effects (`on_paid` for `PAID` orders, `on_refunded`
+///    for successful refunds) whose claim is free or whose lease ran out
+///    (a crash, an error, a timeout);
+/// 2. queries open orders that have been quiet for a while (lost payment
+///    notifies), and closes unpaid orders past their time to live;
+/// 3. settles refunds in flight or of unknown outcome by refundquery
+///    (lost refund notifies, ambiguous answers; a refund WeChat does not
+///    know is sent again under its number);
+/// 4. watches paid orders for refunds made outside the app (the merchant
+///    platform) whose notify never came: each `PAID` or
+///    `PARTIALLY_REFUNDED` order is asked about by refundquery once per
+///    [`refund_watch`](Reconciler::refund_watch) interval, oldest first;
+/// 5. deletes expired sign-in sessions.
 /// The order work needs a store with
 /// [`OrderStore::listing`](super::OrderStore::listing); without it a pass
 /// does nothing.
@@ -35,6 +45,7 @@ pub struct Reconciler {
     interval: Duration,
     quiet: Duration,
     batch: usize,
+    refund_watch: Option<Duration>,
 }
 
 /// What one reconciler pass did.
@@ -49,6 +60,8 @@ pub struct ReconcileReport {
     pub paid: usize,
     /// Orders closed (by WeChat's answer or for expiry).
     pub closed: usize,
+    /// Orders whose refunds were asked about (refundquery).
+    pub refunds_synced: usize,
     /// Expired sign-in sessions deleted.
     pub sessions_purged: u64,
     /// Operations that failed (logged); retried next pass.
@@ -63,6 +76,7 @@ impl Payments {
             interval,
             quiet: Duration::from_secs(60),
             batch: 100,
+            refund_watch: Some(Duration::from_secs(24 * 3600)),
         }
     }
 }
@@ -71,6 +85,14 @@ impl Reconciler {
     /// Open orders unchanged for this long are queried. Default 60 s.
     pub fn quiet_after(mut self, quiet: Duration) -> Self {
         self.quiet = quiet;
+        self
+    }
+
+    /// How often each paid order is asked about refunds made outside the
+    /// app (step 4 above), or `None` not to watch. Default once a day.
+    /// Costs up to [`batch`](Reconciler::batch) refundqueries a pass.
+    pub fn refund_watch(mut self, every: Option<Duration>) -> Self {
+        self.refund_watch = every;
         self
     }
 
@@ -124,11 +146,9 @@ impl Reconciler {
             return Ok(report);
         };
 
-        // 1. Unfinished fulfilments (the claim decides who runs them).
+        // 1. Unfinished effects (the claims decide who runs them).
         for order in listing.unfulfilled(now(), self.batch).await? {
-            if p.fulfil(&order).await {
-                report.fulfilled += 1;
-            }
+            report.fulfilled += p.run_effects(&order).await;
         }
 
         // 2. Quiet open orders: ask WeChat, then close what has expired.
@@ -169,6 +189,7 @@ impl Reconciler {
                             Err(PaymentsError::InvalidState { state, .. }) if state.is_paid() => {
                                 report.paid += 1;
                             }
+                            Err(PaymentsError::TooEarly { .. }) => {}
                             Err(e) => {
                                 tracing::warn!(out_trade_no = %no, error = %e, "reconciler: close failed");
                                 report.errors += 1;
@@ -177,6 +198,30 @@ impl Reconciler {
                     }
                 }
                 _ => {}
+            }
+        }
+
+        // 3. Refunds in flight or of unknown outcome, then 4. paid orders
+        // watched for refunds made elsewhere.
+        let mut queues = vec![(vec![OrderState::Refunding], self.quiet)];
+        if let Some(every) = self.refund_watch {
+            queues.push((vec![OrderState::Paid, OrderState::PartiallyRefunded], every));
+        }
+        for (states, quiet) in queues {
+            let t = now();
+            let orders = listing
+                .list(&ListFilter {
+                    states,
+                    updated_before: t - chrono::Duration::from_std(quiet).unwrap_or_default(),
+                    limit: self.batch,
+                })
+                .await?;
+            for order in orders {
+                report.refunds_synced += 1;
+                if let Err(e) = p.sync_refunds(&order.out_trade_no).await {
+                    tracing::warn!(out_trade_no = %order.out_trade_no, error = %e, "reconciler: refundquery failed");
+                    report.errors += 1;
+                }
             }
         }
         Ok(report)

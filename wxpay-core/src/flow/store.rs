@@ -5,7 +5,7 @@ use std::{error::Error as StdError, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Order, OrderState, Transition};
+use super::{Claim, Order, OrderState, Transition};
 use crate::OutTradeNo;
 
 /// A store failure.
@@ -18,6 +18,11 @@ pub enum StoreError {
     /// A stored row could not be read back as an [`Order`].
     #[error("stored order is unreadable: {0}")]
     Corrupt(String),
+    /// A value the backend cannot store (an amount or time out of its
+    /// range, text too long for a column…). Not retryable: the same call
+    /// fails again; nothing was stored.
+    #[error("value cannot be stored: {0}")]
+    Invalid(String),
     /// The backend failed (connection lost, timeout, …). The operation may
     /// or may not have been applied; a transition never half-applies.
     #[error("order store backend error")]
@@ -36,9 +41,10 @@ impl StoreError {
 /// ([`transition_shared`](OrderStore::transition_shared)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransitionOutcome<O = Order> {
-    /// The order was in one of the expected states and now holds the change.
+    /// The order was as read (state and version) and now holds the change.
     Applied(O),
-    /// The order was in another state; nothing changed. Carries the order as it is.
+    /// The order changed since it was read (another state or version);
+    /// nothing changed. Carries the order as it is now.
     NotApplied(O),
     /// No such order.
     NotFound,
@@ -65,18 +71,30 @@ impl<O> TransitionOutcome<O> {
 /// # Implementer's duties
 /// - [`insert`](OrderStore::insert) fails with [`StoreError::Duplicate`] when
 ///   the `out_trade_no` exists, and never overwrites.
-/// - [`transition`](OrderStore::transition) is a compare-and-set: it applies
-///   `to` and the patch (see [`Order::apply`]) **only if** the current state is
-///   one of `from`, and answers with the order after (applied) or as found
-///   (not applied). It must be atomic **across processes**: several app
+/// - [`transition`](OrderStore::transition) is a compare-and-set on the
+///   **version**: it applies `to` and the patch (see [`Order::apply`]: fields,
+///   refunds upserted by `out_refund_no`, attention cases appended once,
+///   version + 1) **only if** the stored order still has the state
+///   `t.from` and the version `t.version` it was read with, and answers
+///   with the order after (applied) or as found (not applied). A store that
+///   checks only the state lets a stale read win (two copies of one refund
+///   notify, read before and after another refund settled, would overwrite
+///   each other). It must be atomic **across processes**: several app
 ///   instances sharing one database receive duplicate notifies at the same
 ///   moment, and exactly one may win. In SQL, one conditional
-///   `UPDATE … WHERE out_trade_no = ? AND state IN (…)` whose affected-row
-///   count decides, or a row lock, does it.
+///   `UPDATE … WHERE out_trade_no = ? AND version = ?` whose affected-row
+///   count decides (with the refund rows written in the same transaction)
+///   does it.
+/// - Every change bumps the version: transitions and fulfilment claims and
+///   completions alike.
 /// - [`claim_fulfilment`](OrderStore::claim_fulfilment) is a compare-and-set
-///   as well: it succeeds for exactly one caller while the fulfilment is
-///   pending or its lease has run out.
-/// - Errors are [`StoreError::Backend`]; a failed call changes nothing that a
+///   as well: it succeeds for exactly one caller, only while the order is
+///   `PAID` (paid, no refund in flight or settled) and its fulfilment
+///   pending or its lease run out;
+///   [`complete_fulfilment`](OrderStore::complete_fulfilment) succeeds only
+///   for the holder of the current claim.
+/// - Errors are [`StoreError::Backend`] (or [`StoreError::Invalid`] for a
+///   value the backend cannot hold); a failed call changes nothing that a
 ///   later successful call could not see consistently.
 /// - Every field round-trips exactly; timestamps with at least microsecond
 ///   precision (the flow writes whole microseconds).
@@ -132,8 +150,10 @@ pub trait OrderStore: Send + Sync + 'static {
     }
 
     /// Claims the right to run the business effect of a paid order: succeeds
-    /// (`true`) only if the order's fulfilment is `Pending`, or `Claimed` with a
-    /// lease that ended before `now`, and then sets it to `Claimed { until: now + lease }`.
+    /// only if the order is `PAID` (paid, no refund in flight or settled)
+    /// and its fulfilment is `Pending`, or `Claimed` with a lease that ended
+    /// before `now`; then sets it to `Claimed { until: now + lease }` and
+    /// answers that claim.
     ///
     /// # Errors
     /// A backend error.
@@ -142,17 +162,21 @@ pub trait OrderStore: Send + Sync + 'static {
         out_trade_no: &OutTradeNo,
         now: DateTime<Utc>,
         lease: Duration,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<Claim>, StoreError>;
 
-    /// Marks the business effect done (`Fulfilment::Done { at }`).
+    /// Marks the business effect done (`Fulfilment::Done { at }`), only if
+    /// the fulfilment is still `Claimed { until: claim.until }` (the
+    /// caller's claim: a worker whose lease ran out and was claimed by
+    /// another cannot complete). Answers whether it did.
     ///
     /// # Errors
     /// A backend error.
     async fn complete_fulfilment(
         &self,
         out_trade_no: &OutTradeNo,
+        claim: Claim,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// The optional listing capability, used by the background reconciler.
     /// Stores that can list return `Some(self)`.
@@ -182,9 +206,10 @@ pub trait OrderListing: Send + Sync {
     /// A backend error.
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Order>, StoreError>;
 
-    /// Paid orders (a state with [`OrderState::is_paid`]) whose fulfilment is
-    /// not done (pending, or claimed with a lease that ended before `now`),
-    /// oldest `updated_at` first.
+    /// Orders with an effect to run, oldest `updated_at` first: `PAID`
+    /// orders whose fulfilment is pending or claimed with a lease that ended
+    /// before `now`, and orders with a `SUCCESS` refund whose
+    /// [`effect`](super::Refund::effect) is likewise.
     ///
     /// # Errors
     /// A backend error.

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use wxpay_core::{
     BoxError, Fen, OutTradeNo, RefundStatus, SignType,
+    flow::RefundState,
     flow::*,
     notify,
     testkit::{payment_notify_params, refund_notify, sign_notify, signed_payment_notify},
@@ -52,7 +53,11 @@ impl PaymentEvents for Counting {
         self.paid.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
-    async fn on_refunded(&self, _order: &Order, _r: &PendingRefund) -> Result<(), BoxError> {
+    async fn on_refunded(
+        &self,
+        _order: &Order,
+        _r: &wxpay_core::flow::Refund,
+    ) -> Result<(), BoxError> {
         self.refunded.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -78,6 +83,7 @@ async fn world_with(sign_type: SignType) -> World {
         .checkout(Shop)
         .events(events.clone())
         .retry_backoff(Duration::from_millis(10))
+        .close_after(Duration::ZERO)
         .build()
         .unwrap();
     World {
@@ -368,7 +374,7 @@ async fn refused_notifies_change_nothing_and_answer_fail() {
         ),
         ("return FAIL", return_fail, NotifyRejection::ReturnFail),
     ];
-    let before = w.bytes();
+    let mut before = w.bytes();
     for (name, body, why) in cases {
         let reply = w.payments.handle_notify(body.as_bytes()).await;
         assert!(!reply.is_success(), "{name}: {reply:?}");
@@ -378,8 +384,41 @@ async fn refused_notifies_change_nothing_and_answer_fail() {
                 .contains("<return_code><![CDATA[FAIL]]></return_code>"),
             "{name}"
         );
+        let flagged = matches!(why, NotifyRejection::AmountMismatch { .. });
         assert_eq!(reply.outcome, NotifyOutcome::Rejected(why), "{name}");
-        assert_eq!(w.bytes(), before, "{name}: the store changed");
+        if flagged {
+            // A verified notify with another amount is recorded as an
+            // attention case; nothing else changes.
+            let orders = w.store.snapshot();
+            let flags: Vec<_> = orders.iter().flat_map(|o| &o.attention).collect();
+            assert_eq!(flags.len(), 1, "{name}: {flags:?}");
+            assert_eq!(
+                flags[0].kind,
+                wxpay_core::flow::AttentionKind::AmountMismatch
+            );
+            assert_eq!(w.events.attention.load(Ordering::SeqCst), 1, "{name}");
+            let unflagged: Vec<Order> = orders
+                .into_iter()
+                .map(|mut o| {
+                    if !o.attention.is_empty() {
+                        o.attention.clear();
+                        o.version -= 1;
+                    }
+                    o
+                })
+                .collect();
+            let was: Vec<Order> = serde_json::from_slice(&before).unwrap();
+            let same = unflagged.iter().zip(&was).all(|(a, b)| {
+                Order {
+                    updated_at: b.updated_at,
+                    ..a.clone()
+                } == *b
+            });
+            assert!(same, "{name}: only the flag may change");
+            before = w.bytes();
+        } else {
+            assert_eq!(w.bytes(), before, "{name}: the store changed");
+        }
     }
     assert_eq!(w.paid(), 0);
     // The genuine one still works afterwards.
@@ -538,7 +577,17 @@ async fn payment_after_close_is_recorded_and_flagged() {
     ));
     let stored = w.get(&order.out_trade_no).await;
     assert_eq!(stored.state, OrderState::Paid);
-    assert!(stored.attention.as_deref().unwrap().contains("CLOSED"));
+    assert_eq!(stored.attention.len(), 1, "{:?}", stored.attention);
+    assert_eq!(
+        stored.attention[0].kind,
+        wxpay_core::flow::AttentionKind::LatePayment
+    );
+    assert!(stored.attention[0].detail.contains("CLOSED"));
+    // The default policy holds the goods for a person.
+    assert_eq!(stored.fulfilment, Fulfilment::Held);
+    assert_eq!(w.paid(), 0);
+    let released = w.payments.release_hold(&order.out_trade_no).await.unwrap();
+    assert!(matches!(released.fulfilment, Fulfilment::Done { .. }));
     assert_eq!(w.events.attention.load(Ordering::SeqCst), 1);
     assert_eq!(w.paid(), 1);
 }
@@ -573,14 +622,7 @@ async fn crash_between_paid_and_fulfilment_is_repaired_by_the_reconciler() {
     let w = world().await;
     let order = w.prepaid().await;
     // The process "died" right after recording the payment.
-    let t = Transition::new(
-        order.out_trade_no.clone(),
-        &[OrderState::Prepaid],
-        OrderState::Paid,
-        OrderPatch::default(),
-        Utc::now(),
-    )
-    .unwrap();
+    let t = Transition::new(&order, OrderState::Paid, OrderPatch::default(), Utc::now()).unwrap();
     assert!(matches!(
         w.store.transition(&t).await.unwrap(),
         TransitionOutcome::Applied(_)
@@ -597,14 +639,7 @@ async fn crash_between_paid_and_fulfilment_is_repaired_by_the_reconciler() {
     let live = w.prepaid().await;
     let dead = w.prepaid().await;
     for o in [&live, &dead] {
-        let t = Transition::new(
-            o.out_trade_no.clone(),
-            &[OrderState::Prepaid],
-            OrderState::Paid,
-            OrderPatch::default(),
-            Utc::now(),
-        )
-        .unwrap();
+        let t = Transition::new(o, OrderState::Paid, OrderPatch::default(), Utc::now()).unwrap();
         w.store.transition(&t).await.unwrap();
     }
     let lease = Duration::from_secs(300);
@@ -614,12 +649,14 @@ async fn crash_between_paid_and_fulfilment_is_repaired_by_the_reconciler() {
             .claim_fulfilment(&live.out_trade_no, Utc::now(), lease)
             .await
             .unwrap()
+            .is_some()
     );
     assert!(
         w.store
             .claim_fulfilment(&dead.out_trade_no, long_ago, lease)
             .await
             .unwrap()
+            .is_some()
     );
     let report = r.run_once().await.unwrap();
     assert_eq!(report.fulfilled, 1);
@@ -701,14 +738,24 @@ async fn refunds_settle_through_the_refund_notify() {
     ));
 
     let o = w.payments.refund(&no, "R1", Fen(300)).await.unwrap();
-    assert_eq!(o.state, OrderState::Refunding);
-    assert_eq!(o.pending_refund.as_ref().unwrap().out_refund_no, "R1");
-    // A second refund while one is pending is refused; repeating the same one is allowed.
+    assert_eq!(o.order.state, OrderState::Refunding);
+    assert_eq!(o.refund.state, RefundState::Processing);
+    assert_eq!(o.refund.refund_id.as_deref(), Some("50000000000001"));
+    // Several refunds may be in flight; their sum never exceeds the amount.
+    let r2 = w.payments.refund(&no, "R2", Fen(690)).await.unwrap();
+    assert_eq!(r2.order.refundable(), Fen(0));
     assert!(matches!(
-        w.payments.refund(&no, "R2", Fen(1)).await,
-        Err(PaymentsError::InvalidState { .. })
+        w.payments.refund(&no, "R9", Fen(1)).await,
+        Err(PaymentsError::Invalid(_))
     ));
-    w.payments.refund(&no, "R1", Fen(300)).await.unwrap();
+    // The same number with another amount is refused; the same refund again
+    // is answered as recorded (accepted already: nothing sent).
+    assert!(matches!(
+        w.payments.refund(&no, "R1", Fen(301)).await,
+        Err(PaymentsError::Invalid(_))
+    ));
+    let again = w.payments.refund(&no, "R1", Fen(300)).await.unwrap();
+    assert_eq!(again.refund.state, RefundState::Processing);
     assert_eq!(w.stub.requests("/secapi/pay/refund").len(), 2);
 
     let paid = w.get(&no).await;
@@ -716,16 +763,19 @@ async fn refunds_settle_through_the_refund_notify() {
     let reply = w.payments.handle_refund_notify(body.as_bytes()).await;
     assert!(reply.is_success(), "{reply:?}");
     let o = w.get(&no).await;
-    assert_eq!(o.state, OrderState::PartiallyRefunded);
+    assert_eq!(o.state, OrderState::Refunding, "R2 is still in flight");
     assert_eq!(o.refunded_fee, Fen(300));
-    assert_eq!(o.pending_refund, None);
+    assert_eq!(o.refund("R1").unwrap().state, RefundState::Success);
+    assert!(matches!(
+        o.refund("R1").unwrap().effect,
+        Fulfilment::Done { .. }
+    ));
     // Duplicate refund notify: nothing more.
     let reply = w.payments.handle_refund_notify(body.as_bytes()).await;
     assert!(matches!(reply.outcome, NotifyOutcome::RefundIgnored { .. }));
     assert_eq!(w.get(&no).await.refunded_fee, Fen(300));
 
-    // A closed refund goes back.
-    w.payments.refund(&no, "R2", Fen(690)).await.unwrap();
+    // A closed refund frees its amount.
     let body = refund_notify(
         &w.stub.config,
         &paid,
@@ -757,10 +807,10 @@ async fn refunds_settle_through_the_refund_notify() {
     assert!(matches!(reply.outcome, NotifyOutcome::Duplicate { .. }));
     assert_eq!(w.get(&no).await.state, OrderState::Refunded);
 
-    // Refunding a refunded or unpaid order is refused.
+    // Nothing is left of a refunded order; an unpaid one has nothing.
     assert!(matches!(
         w.payments.refund(&no, "R4", Fen(1)).await,
-        Err(PaymentsError::InvalidState { .. })
+        Err(PaymentsError::Invalid(_))
     ));
     let unpaid = w.prepaid().await;
     assert!(matches!(
@@ -791,7 +841,18 @@ async fn refused_refund_restores_the_order() {
     );
     let o = w.get(&order.out_trade_no).await;
     assert_eq!(o.state, OrderState::Paid);
-    assert_eq!(o.pending_refund, None);
+    // Recorded as refused: nothing refunded, the whole amount free again.
+    assert_eq!(o.refund("R1").unwrap().state, RefundState::Refused);
+    assert_eq!(o.refundable(), o.total_fee);
+    // The same number may be sent again (WeChat's rule for a failed refund).
+    w.stub.state.lock().unwrap().refund_err = None;
+    let again = w
+        .payments
+        .refund(&order.out_trade_no, "R1", Fen(10))
+        .await
+        .unwrap();
+    assert_eq!(again.refund.state, RefundState::Processing);
+    assert_eq!(again.order.state, OrderState::Refunding);
 }
 
 #[tokio::test]

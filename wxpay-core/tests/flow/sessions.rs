@@ -382,15 +382,16 @@ impl OrderStore for NoListing {
         no: &wxpay_core::OutTradeNo,
         now: DateTime<Utc>,
         lease: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<wxpay_core::flow::Claim>, StoreError> {
         self.0.claim_fulfilment(no, now, lease).await
     }
     async fn complete_fulfilment(
         &self,
         no: &wxpay_core::OutTradeNo,
+        claim: wxpay_core::flow::Claim,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.0.complete_fulfilment(no, at).await
+    ) -> Result<bool, StoreError> {
+        self.0.complete_fulfilment(no, claim, at).await
     }
 }
 
