@@ -71,10 +71,13 @@ impl Default for SimConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {
-    /// Record notify attempts but never send them (as if the merchant were
-    /// unreachable). The retry schedule keeps running, so turning this off
-    /// lets a later attempt through.
+    /// Record payment-notify attempts but never send them (as if the
+    /// merchant were unreachable). The retry schedule keeps running, so
+    /// turning this off lets a later attempt through. Refund notifies have
+    /// their own switch, [`Faults::drop_refund_notifies`].
     pub drop_notifies: bool,
+    /// [`Faults::drop_notifies`] for refund notifies.
+    pub drop_refund_notifies: bool,
     /// Send each notify attempt this many extra times, concurrently.
     pub duplicate_notifies: u32,
     /// Probability (0.0–1.0) that a pay-API call answers

@@ -129,7 +129,11 @@ pub(crate) async fn deliver(sim: Arc<Sim>, job: NotifyJob) {
         tokio::time::sleep(delay).await;
         let attempt = i as u32 + 1;
         let faults = sim.faults();
-        if faults.drop_notifies {
+        let drop = match job.kind {
+            NotifyKind::Payment => faults.drop_notifies,
+            NotifyKind::Refund => faults.drop_refund_notifies,
+        };
+        if drop {
             record(
                 &sim,
                 &job,

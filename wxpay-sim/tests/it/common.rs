@@ -8,7 +8,12 @@ use std::{
     time::Duration,
 };
 
+use aes::{
+    Aes256,
+    cipher::{BlockDecrypt, KeyInit, generic_array::GenericArray},
+};
 use axum::{Router, body::Bytes, extract::State, routing::post};
+use base64::{Engine, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use sha2::Sha256;
@@ -38,7 +43,7 @@ pub fn spec_sign(fields: &Fields, key: &str, sign_type: &str) -> String {
     match sign_type {
         "MD5" => hex_upper(&Md5::digest(temp.as_bytes())),
         "HMAC-SHA256" => {
-            let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()).unwrap();
             mac.update(temp.as_bytes());
             hex_upper(&mac.finalize().into_bytes())
         }
@@ -172,6 +177,58 @@ pub fn assert_ok(reply: &Fields) {
 
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", &wxpay_core::types::nonce_str()[..16])
+}
+
+/// Spec 12.2, written independently of the simulator.
+pub fn decrypt(req_info: &str, api_key: &str) -> String {
+    let key: String = Md5::digest(api_key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let cipher = Aes256::new(GenericArray::from_slice(key.as_bytes()));
+    let mut data = STANDARD.decode(req_info).unwrap();
+    assert_eq!(data.len() % 16, 0);
+    for block in data.chunks_exact_mut(16) {
+        cipher.decrypt_block(GenericArray::from_mut_slice(block));
+    }
+    let pad = *data.last().unwrap() as usize;
+    assert!((1..=16).contains(&pad));
+    assert!(data[data.len() - pad..].iter().all(|b| *b as usize == pad));
+    data.truncate(data.len() - pad);
+    String::from_utf8(data).unwrap()
+}
+
+/// A secapi refund request (HMAC-SHA256).
+pub fn refund_req(
+    env: &Env,
+    no: &str,
+    refund_no: &str,
+    total: &str,
+    fee: &str,
+    url: Option<&str>,
+) -> Fields {
+    let mut f = env.base(Some("HMAC-SHA256"));
+    f.insert("out_trade_no".into(), no.into());
+    f.insert("out_refund_no".into(), refund_no.into());
+    f.insert("total_fee".into(), total.into());
+    f.insert("refund_fee".into(), fee.into());
+    if let Some(u) = url {
+        f.insert("notify_url".into(), u.into());
+    }
+    f
+}
+
+/// The decrypted `<root>` of a refund notify body (spec 12).
+pub fn refund_notify(body: &str, api_key: &str) -> Fields {
+    let outer = parse(body);
+    assert!(
+        !outer.contains_key("sign"),
+        "refund notifies are not signed"
+    );
+    let plain = decrypt(&outer["req_info"], api_key);
+    wxpay_core::xml::parse_with(plain.as_bytes(), "root", 1 << 16)
+        .unwrap()
+        .into_inner()
 }
 
 /// A JSAPI unifiedorder request for `out_trade_no`.

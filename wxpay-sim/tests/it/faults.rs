@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use wxpay_sim::Faults;
+use wxpay_sim::{Faults, NotifyAttempt, NotifyKind};
 
 use crate::common::*;
 
@@ -157,4 +157,102 @@ async fn delay_slows_every_answer() {
         .await;
     assert_err(&q, "ORDERNOTEXIST");
     assert!(started.elapsed() >= Duration::from_millis(150));
+}
+
+#[tokio::test]
+async fn payment_and_refund_notifies_are_dropped_by_separate_switches() {
+    let env = Env::start().await;
+    let recv = Receiver::start(vec![]).await;
+    let is_refund = |b: &String| parse(b).contains_key("req_info");
+    // drop_notifies holds back the payment notify only.
+    let r = env
+        .http
+        .post(env.url("/sim/faults"))
+        .json(&serde_json::json!({ "drop_notifies": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let no = unique("dr");
+    create_order(&env, &no, &recv.url, None).await;
+    env.sim.pay(&no).await.unwrap();
+    let r = env
+        .call(
+            "/secapi/pay/refund",
+            refund_req(&env, &no, "DR-1", "88", "10", Some(&recv.url)),
+        )
+        .await;
+    assert_ok(&r);
+    let bodies = recv.wait_for(1).await;
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(
+        refund_notify(&bodies[0], env.key())["out_refund_no"],
+        "DR-1"
+    );
+    let (log, ok) = env
+        .sim
+        .wait_for_notifies(Duration::from_secs(5), |l| {
+            l.iter()
+                .any(|a| a.kind == NotifyKind::Refund && a.delivered)
+        })
+        .await;
+    assert!(ok);
+    let payments: Vec<_> = log
+        .iter()
+        .filter(|a| a.kind == NotifyKind::Payment)
+        .collect();
+    assert!(!payments.is_empty());
+    assert!(payments.iter().all(|a| !a.delivered && a.status.is_none()));
+
+    // drop_refund_notifies holds back refund notifies only: the payment
+    // notify's next retry gets through, the new refund's attempts do not.
+    env.sim
+        .set_faults(Faults {
+            drop_refund_notifies: true,
+            ..Faults::default()
+        })
+        .await;
+    let r = env
+        .call(
+            "/secapi/pay/refund",
+            refund_req(&env, &no, "DR-2", "88", "20", Some(&recv.url)),
+        )
+        .await;
+    assert_ok(&r);
+    let dr2 = |a: &NotifyAttempt| a.out_refund_no.as_deref() == Some("DR-2");
+    let (log, ok) = env
+        .sim
+        .wait_for_notifies(Duration::from_secs(5), |l| {
+            l.iter().filter(|a| dr2(a)).count() >= 2
+                && l.iter()
+                    .any(|a| a.kind == NotifyKind::Payment && a.delivered)
+        })
+        .await;
+    assert!(ok, "{log:#?}");
+    assert!(
+        log.iter()
+            .filter(|a| dr2(a))
+            .all(|a| !a.delivered && a.status.is_none() && a.error.is_some())
+    );
+    let bodies = recv.bodies();
+    assert_eq!(bodies.iter().filter(|b| !is_refund(b)).count(), 1);
+    assert_eq!(
+        bodies.iter().filter(|b| is_refund(b)).count(),
+        1,
+        "only DR-1"
+    );
+
+    // Off again: a later retry of DR-2 gets through.
+    env.sim.set_faults(Faults::default()).await;
+    let (log, ok) = env
+        .sim
+        .wait_for_notifies(Duration::from_secs(5), |l| {
+            l.iter().any(|a| dr2(a) && a.delivered)
+        })
+        .await;
+    assert!(ok);
+    let delivered = log.iter().find(|a| dr2(a) && a.delivered).unwrap();
+    assert!(delivered.attempt >= 3, "attempt {}", delivered.attempt);
+    let last = recv.wait_for(3).await.pop().unwrap();
+    assert_eq!(refund_notify(&last, env.key())["out_refund_no"], "DR-2");
 }

@@ -1,52 +1,8 @@
 //! Refunds, refundquery and the encrypted refund notify.
 
-use aes::{
-    Aes256,
-    cipher::{BlockDecrypt, KeyInit, generic_array::GenericArray},
-};
-use base64::{Engine, engine::general_purpose::STANDARD};
-use md5::{Digest, Md5};
 use wxpay_sim::NotifyKind;
 
 use crate::common::*;
-
-/// Spec 12.2, written independently of the simulator.
-fn decrypt(req_info: &str, api_key: &str) -> String {
-    let key: String = Md5::digest(api_key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let cipher = Aes256::new(GenericArray::from_slice(key.as_bytes()));
-    let mut data = STANDARD.decode(req_info).unwrap();
-    assert_eq!(data.len() % 16, 0);
-    for block in data.chunks_exact_mut(16) {
-        cipher.decrypt_block(GenericArray::from_mut_slice(block));
-    }
-    let pad = *data.last().unwrap() as usize;
-    assert!((1..=16).contains(&pad));
-    assert!(data[data.len() - pad..].iter().all(|b| *b as usize == pad));
-    data.truncate(data.len() - pad);
-    String::from_utf8(data).unwrap()
-}
-
-fn refund_req(
-    env: &Env,
-    no: &str,
-    refund_no: &str,
-    total: &str,
-    fee: &str,
-    url: Option<&str>,
-) -> Fields {
-    let mut f = env.base(Some("HMAC-SHA256"));
-    f.insert("out_trade_no".into(), no.into());
-    f.insert("out_refund_no".into(), refund_no.into());
-    f.insert("total_fee".into(), total.into());
-    f.insert("refund_fee".into(), fee.into());
-    if let Some(u) = url {
-        f.insert("notify_url".into(), u.into());
-    }
-    f
-}
 
 fn refundquery(env: &Env, key: &str, value: &str) -> Fields {
     let mut f = env.base(None);
