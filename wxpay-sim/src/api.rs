@@ -9,7 +9,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use wxpay_core::{
-    Params, RefundStatus, SignType,
+    ApiKey, Params, RefundStatus, SignType,
     sign::{sign, verify},
     types::nonce_str,
     xml::{XmlError, parse, to_xml},
@@ -97,11 +97,17 @@ pub(crate) async fn pay_api(
             (p, format!("return_code=FAIL return_msg={msg}"))
         }
         Reply::Signed(mut p, st) => {
-            let summary = match p.get("err_code") {
+            let mut summary = match p.get("err_code") {
                 Some(code) => format!("result_code=FAIL err_code={code}"),
                 None => "result_code=SUCCESS".to_owned(),
             };
-            let s = sign(&p, &sim.config.api_key, st);
+            let key = &sim.config.api_key;
+            let s = if sim.roll_bad_signature() {
+                summary.push_str(" (signed with a wrong key by fault injection)");
+                sign(&p, &ApiKey::new(format!("{}-corrupted", key.expose())), st)
+            } else {
+                sign(&p, key, st)
+            };
             p.insert("sign", s);
             (p, summary)
         }

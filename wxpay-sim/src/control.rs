@@ -92,12 +92,18 @@ async fn pay(State(sim): State<Arc<Sim>>, Json(req): Json<PayReq>) -> Response {
 }
 
 async fn set_faults(State(sim): State<Arc<Sim>>, Json(f): Json<Faults>) -> Response {
-    if !(0.0..=1.0).contains(&f.system_error_rate) {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({ "error": "system_error_rate must be within 0.0..=1.0" })),
-        )
-            .into_response();
+    for (name, rate) in [
+        ("system_error_rate", f.system_error_rate),
+        ("bad_answer_signature_rate", f.bad_answer_signature_rate),
+    ] {
+        if !(0.0..=1.0).contains(&rate) {
+            let error = format!("{name} must be within 0.0..=1.0");
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({ "error": error })),
+            )
+                .into_response();
+        }
     }
     tracing::info!(faults = ?f, "faults set");
     sim.set_faults(f.clone());

@@ -86,6 +86,11 @@ pub struct Faults {
     pub system_error_rate: f64,
     /// Delay before answering every pay-API and `jscode2session` call.
     pub delay_ms: u64,
+    /// Probability (0.0–1.0) that a signed pay-API answer (every `/pay/*`
+    /// and `/secapi/pay/refund` answer with `return_code=SUCCESS`) is signed
+    /// with a wrong key, as if it were corrupted in transit. The call itself
+    /// still takes effect: an order is created, a refund accepted.
+    pub bad_answer_signature_rate: f64,
 }
 
 /// Which notify an attempt carried.

@@ -220,8 +220,12 @@ impl Sim {
 
     /// Whether this call should fail with a simulated system error.
     pub(crate) fn roll_system_error(&self) -> bool {
-        let rate = self.lock().faults.system_error_rate;
-        rate > 0.0 && rand::thread_rng().gen_bool(rate.clamp(0.0, 1.0))
+        roll(self.lock().faults.system_error_rate)
+    }
+
+    /// Whether this answer should be signed with a wrong key.
+    pub(crate) fn roll_bad_signature(&self) -> bool {
+        roll(self.lock().faults.bad_answer_signature_rate)
     }
 
     pub(crate) fn login(&self, openid: &str, unionid: Option<String>) -> String {
@@ -366,6 +370,12 @@ impl Sim {
             }
         });
     }
+}
+
+/// True with probability `rate` (at most 1.0; anything not above 0.0,
+/// NaN included, never).
+fn roll(rate: f64) -> bool {
+    rate > 0.0 && rand::thread_rng().gen_bool(rate.min(1.0))
 }
 
 pub(crate) fn random_alnum(n: usize) -> String {

@@ -132,16 +132,33 @@ impl Env {
     /// posts it, and checks the reply: `return_code=FAIL` carries no sign;
     /// anything else is signed with the request's algorithm and no `sign_type`.
     pub async fn call(&self, path: &str, mut f: Fields) -> Fields {
-        let st = f.get("sign_type").cloned().unwrap_or_else(|| "MD5".into());
-        let s = spec_sign(&f, self.key(), &st);
-        f.insert("sign".into(), s);
+        let st = self.sign(&mut f);
         self.send_checked(path, &f, &st).await
     }
 
-    pub async fn send_checked(&self, path: &str, f: &Fields, st: &str) -> Fields {
+    /// [`Env::call`] without checking the reply's signature.
+    pub async fn call_unverified(&self, path: &str, mut f: Fields) -> Fields {
+        self.sign(&mut f);
+        self.send(path, &f).await
+    }
+
+    /// Adds `sign` (algorithm named by `sign_type`, MD5 if none); returns
+    /// the algorithm.
+    fn sign(&self, f: &mut Fields) -> String {
+        let st = f.get("sign_type").cloned().unwrap_or_else(|| "MD5".into());
+        let s = spec_sign(f, self.key(), &st);
+        f.insert("sign".into(), s);
+        st
+    }
+
+    async fn send(&self, path: &str, f: &Fields) -> Fields {
         let (status, body) = self.post_raw(path, xml_body(f)).await;
         assert_eq!(status, 200, "{body}");
-        let reply = parse(&body);
+        parse(&body)
+    }
+
+    pub async fn send_checked(&self, path: &str, f: &Fields, st: &str) -> Fields {
+        let reply = self.send(path, f).await;
         assert_reply_signed(&reply, self.key(), st);
         reply
     }

@@ -256,3 +256,72 @@ async fn payment_and_refund_notifies_are_dropped_by_separate_switches() {
     let last = recv.wait_for(3).await.pop().unwrap();
     assert_eq!(refund_notify(&last, env.key())["out_refund_no"], "DR-2");
 }
+
+/// The reply carries a well-formed sign of the right algorithm that does not
+/// verify with the merchant's key.
+fn assert_mis_signed(reply: &Fields, key: &str, st: &str) {
+    let sign = &reply["sign"];
+    assert_eq!(sign.len(), if st == "MD5" { 32 } else { 64 });
+    assert_ne!(*sign, spec_sign(reply, key, st), "{reply:?}");
+}
+
+#[tokio::test]
+async fn mis_signed_answers_still_change_state() {
+    let env = Env::start().await;
+    let set = |body: serde_json::Value| {
+        let req = env.http.post(env.url("/sim/faults")).json(&body);
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(
+        set(serde_json::json!({ "bad_answer_signature_rate": 1.5 })).await,
+        400
+    );
+    assert_eq!(
+        set(serde_json::json!({ "bad_answer_signature_rate": 1.0 })).await,
+        200
+    );
+    assert_eq!(env.sim.faults().await.bad_answer_signature_rate, 1.0);
+    let no = unique("bs");
+    let url = "http://127.0.0.1:9/n";
+    let r = env
+        .call_unverified(
+            "/pay/unifiedorder",
+            order_fields(&env, &no, url, Some("HMAC-SHA256")),
+        )
+        .await;
+    assert_ok(&r);
+    assert_mis_signed(&r, env.key(), "HMAC-SHA256");
+    let order = env.sim.order(&no).await.expect("the order was created");
+    assert_eq!(order.prepay_id, r["prepay_id"]);
+
+    env.sim.pay(&no).await.unwrap();
+    let r = env
+        .call_unverified(
+            "/secapi/pay/refund",
+            refund_req(&env, &no, "BS-1", "88", "8", None),
+        )
+        .await;
+    assert_ok(&r);
+    assert_mis_signed(&r, env.key(), "HMAC-SHA256");
+    assert_eq!(env.sim.order(&no).await.unwrap().refunds.len(), 1);
+    let mut q = env.base(None);
+    q.insert("out_trade_no".into(), no.clone());
+    for path in ["/pay/orderquery", "/pay/refundquery"] {
+        let r = env.call_unverified(path, q.clone()).await;
+        assert_ok(&r);
+        assert_mis_signed(&r, env.key(), "MD5");
+    }
+    // Business failures are signed answers too.
+    let r = env
+        .call_unverified(
+            "/secapi/pay/refund",
+            refund_req(&env, &no, "BS-2", "88", "81", None),
+        )
+        .await;
+    assert_err(&r, "NOTENOUGH");
+    assert_mis_signed(&r, env.key(), "HMAC-SHA256");
+
+    // At 0.0 every answer verifies again (`call` checks it).
+    assert_eq!(set(serde_json::json!({})).await, 200);
+    assert_ok(&env.call("/pay/orderquery", q).await);
+}
