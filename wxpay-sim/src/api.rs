@@ -571,6 +571,7 @@ fn refund(st: &mut SimState, req: &Params, out: &mut Params) -> Outcome {
             .non_empty("refund_account")
             .unwrap_or("REFUND_SOURCE_UNSETTLED_FUNDS")
             .to_owned(),
+        outcome: st.faults.refund_result,
     };
     refund_fields(order, &refund, out);
     st.refund_id_index

@@ -74,8 +74,11 @@
 //! * `GET /sim/cashier/{prepay_id}`: an HTML pay sheet with Pay and Cancel
 //!   buttons for clicking through a demo in a browser.
 //!
-//! Refunds are accepted (`PROCESSING`), succeed after one scaled minute
-//! and then send the encrypted refund notify.
+//! Refunds are accepted (`PROCESSING`) and become final after
+//! [`SimConfig::refund_delay`] (one scaled minute unless set; zero: at once),
+//! ending as [`Faults::refund_result`] says (`SUCCESS` unless set); then the
+//! encrypted refund notify goes to the refund's `notify_url` or
+//! [`SimConfig::refund_notify_url`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -90,7 +93,9 @@ use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use wxpay_core::TradeState;
 
-pub use model::{Faults, NotifyAttempt, NotifyKind, PayResult, SimConfig, SimOrder, SimRefund};
+pub use model::{
+    Faults, NotifyAttempt, NotifyKind, PayResult, RefundResult, SimConfig, SimOrder, SimRefund,
+};
 pub use notify::RETRY_SCHEDULE;
 
 use state::{OrderRef, Sim};

@@ -19,14 +19,21 @@ pub struct SimConfig {
     /// The mini-program AppSecret `jscode2session` checks.
     pub app_secret: AppSecret,
     /// Multiplies every time rule: notify retry delays, the 5-minute
-    /// closeorder rule, the 2-hour prepay expiry, the 1-minute refund
-    /// processing and the 5-minute login-code lifetime (which never drops
+    /// closeorder rule, the 2-hour prepay expiry, the refund processing
+    /// ([`SimConfig::refund_delay`]) and the 5-minute login-code lifetime (which never drops
     /// below 10 real seconds, so fast tests do not race it). `0.001` turns a
     /// 15 s retry into 15 ms.
     pub time_scale: f64,
     /// Where refund notifies go when the refund request has no `notify_url`
     /// (the URL "configured in the merchant platform").
     pub refund_notify_url: Option<String>,
+    /// How long an accepted refund stays `PROCESSING` before it reaches its
+    /// final status ([`Faults::refund_result`]) and its refund notify is
+    /// sent. A WeChat-side duration, scaled by [`SimConfig::time_scale`]
+    /// like every time rule; default one minute. [`Duration::ZERO`] makes
+    /// refunds final as soon as they are accepted, before the refund
+    /// answer is sent.
+    pub refund_delay: Duration,
 }
 
 impl SimConfig {
@@ -40,6 +47,7 @@ impl SimConfig {
             app_secret: AppSecret::new("5imu1at0rAppSecret00000000000000"),
             time_scale: 1.0,
             refund_notify_url: None,
+            refund_delay: Duration::from_secs(60),
         }
     }
 
@@ -51,6 +59,26 @@ impl SimConfig {
     /// ```
     pub fn with_time_scale(mut self, time_scale: f64) -> Self {
         self.time_scale = time_scale;
+        self
+    }
+
+    /// Sets [`SimConfig::refund_notify_url`].
+    pub fn with_refund_notify_url(mut self, url: impl Into<String>) -> Self {
+        self.refund_notify_url = Some(url.into());
+        self
+    }
+
+    /// Sets [`SimConfig::refund_delay`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = wxpay_sim::SimConfig::test()
+    ///     .with_time_scale(0.001)
+    ///     .with_refund_delay(Duration::from_secs(10));
+    /// assert_eq!(c.scaled(c.refund_delay), Duration::from_millis(10));
+    /// ```
+    pub fn with_refund_delay(mut self, delay: Duration) -> Self {
+        self.refund_delay = delay;
         self
     }
 
@@ -91,6 +119,39 @@ pub struct Faults {
     /// with a wrong key, as if it were corrupted in transit. The call itself
     /// still takes effect: an order is created, a refund accepted.
     pub bad_answer_signature_rate: f64,
+    /// How the refunds accepted from now on end, once
+    /// [`SimConfig::refund_delay`] has passed. Refunds already accepted keep
+    /// the outcome they were accepted with.
+    pub refund_result: RefundResult,
+}
+
+/// The final status of a refund (`Faults::refund_result`, JSON
+/// `"SUCCESS"`, `"CHANGE"` or `"REFUNDCLOSE"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum RefundResult {
+    /// The money reaches the user: `SUCCESS`, with a `success_time`.
+    #[default]
+    #[serde(rename = "SUCCESS")]
+    Success,
+    /// Refund abnormal (say the payer's card was cancelled): `CHANGE`, for
+    /// the merchant to settle by hand. The amount stays used up.
+    #[serde(rename = "CHANGE")]
+    Change,
+    /// The refund is closed without money moving: `REFUNDCLOSE`. Its amount
+    /// can be refunded again, under another `out_refund_no`.
+    #[serde(rename = "REFUNDCLOSE")]
+    RefundClose,
+}
+
+impl RefundResult {
+    /// The `refund_status` it ends in.
+    pub fn status(self) -> RefundStatus {
+        match self {
+            RefundResult::Success => RefundStatus::Success,
+            RefundResult::Change => RefundStatus::Change,
+            RefundResult::RefundClose => RefundStatus::RefundClose,
+        }
+    }
 }
 
 /// Which notify an attempt carried.
@@ -139,7 +200,8 @@ pub struct SimRefund {
     pub refund_id: String,
     /// The amount refunded.
     pub refund_fee: Fen,
-    /// `PROCESSING`, then `SUCCESS`.
+    /// `PROCESSING`, then its final status: `SUCCESS`, `CHANGE` or
+    /// `REFUNDCLOSE` (see [`Faults::refund_result`]).
     pub refund_status: RefundStatus,
     /// Where the refund notify goes, if anywhere.
     pub notify_url: Option<String>,

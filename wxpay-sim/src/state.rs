@@ -13,16 +13,14 @@ use wxpay_core::{Fen, Params, RefundStatus, SignType, TradeState, types::format_
 
 use crate::{
     SimError,
-    model::{Faults, NotifyAttempt, PayResult, SimConfig, SimOrder, SimRefund},
-    notify,
+    model::{Faults, NotifyAttempt, PayResult, RefundResult, SimConfig, SimOrder, SimRefund},
+    notify::{self, NotifyJob},
 };
 
 /// The 2-hour prepay_id lifetime.
 pub(crate) const PREPAY_TTL: Duration = Duration::from_secs(2 * 3600);
 /// closeorder is refused within 5 minutes of creation.
 pub(crate) const CLOSE_MIN_AGE: Duration = Duration::from_secs(5 * 60);
-/// Refunds succeed after a minute.
-pub(crate) const REFUND_DELAY: Duration = Duration::from_secs(60);
 /// Login codes live 5 minutes.
 pub(crate) const CODE_TTL: Duration = Duration::from_secs(5 * 60);
 /// The shortest a scaled login-code lifetime gets (real time).
@@ -119,8 +117,13 @@ impl Order {
         self.payer_openid.as_deref().or(self.field("openid"))
     }
 
+    /// What its refunds have used up: all but the closed ones.
     pub(crate) fn refunded(&self) -> u64 {
-        self.refunds.iter().map(|r| r.refund_fee).sum()
+        self.refunds
+            .iter()
+            .filter(|r| r.status != RefundStatus::RefundClose)
+            .map(|r| r.refund_fee)
+            .sum()
     }
 
     fn snapshot(&self) -> SimOrder {
@@ -162,6 +165,8 @@ pub(crate) struct Refund {
     pub(crate) notify_url: Option<String>,
     pub(crate) success_time: Option<String>,
     pub(crate) refund_account: String,
+    /// The final status it reaches after the refund delay.
+    pub(crate) outcome: RefundResult,
 }
 
 /// Which order a control request means.
@@ -327,48 +332,53 @@ impl Sim {
         Ok(snapshot)
     }
 
-    /// Schedules the refund's success after the (scaled) processing delay.
+    /// Makes the refund final after the (scaled) refund delay and sends its
+    /// notify; with no delay it is final before this returns.
     pub(crate) fn schedule_refund(self: &Arc<Self>, out_trade_no: String, out_refund_no: String) {
+        let delay = self.scaled(self.config.refund_delay);
+        if delay.is_zero() {
+            if let Some(job) = self.settle_refund(&out_trade_no, &out_refund_no) {
+                self.spawn(notify::deliver(Arc::clone(self), job));
+            }
+            return;
+        }
         let sim = Arc::clone(self);
-        let delay = self.scaled(REFUND_DELAY);
         self.spawn(async move {
             tokio::time::sleep(delay).await;
-            let job = {
-                let mut st = sim.lock();
-                let Some(order) = st.orders.get_mut(&out_trade_no) else {
-                    return;
-                };
-                let total = order.total_fee();
-                let transaction_id = order.transaction_id.clone().unwrap_or_default();
-                let Some(refund) = order
-                    .refunds
-                    .iter_mut()
-                    .find(|r| r.out_refund_no == out_refund_no)
-                else {
-                    return;
-                };
-                refund.status = RefundStatus::Success;
-                refund.success_time = Some(format_refund_time(Utc::now()));
-                tracing::info!(%out_trade_no, %out_refund_no, "refund succeeded");
-                let url = refund
-                    .notify_url
-                    .clone()
-                    .or_else(|| sim.config.refund_notify_url.clone());
-                url.map(|url| {
-                    notify::refund_job(
-                        &sim.config,
-                        &out_trade_no,
-                        &transaction_id,
-                        total,
-                        refund,
-                        url,
-                    )
-                })
-            };
-            if let Some(job) = job {
+            if let Some(job) = sim.settle_refund(&out_trade_no, &out_refund_no) {
                 notify::deliver(sim, job).await;
             }
         });
+    }
+
+    /// The refund reaches its final status; returns its notify when there
+    /// is a URL to send it to.
+    fn settle_refund(&self, out_trade_no: &str, out_refund_no: &str) -> Option<NotifyJob> {
+        let mut st = self.lock();
+        let order = st.orders.get_mut(out_trade_no)?;
+        let total = order.total_fee();
+        let transaction_id = order.transaction_id.clone().unwrap_or_default();
+        let refund = order
+            .refunds
+            .iter_mut()
+            .find(|r| r.out_refund_no == out_refund_no)?;
+        refund.status = refund.outcome.status();
+        if refund.outcome == RefundResult::Success {
+            refund.success_time = Some(format_refund_time(Utc::now()));
+        }
+        tracing::info!(%out_trade_no, %out_refund_no, refund_status = %refund.status, "refund final");
+        let url = refund
+            .notify_url
+            .clone()
+            .or_else(|| self.config.refund_notify_url.clone())?;
+        Some(notify::refund_job(
+            &self.config,
+            out_trade_no,
+            &transaction_id,
+            total,
+            refund,
+            url,
+        ))
     }
 }
 

@@ -1,6 +1,9 @@
 //! Refunds, refundquery and the encrypted refund notify.
 
-use wxpay_sim::NotifyKind;
+use std::time::{Duration, Instant};
+
+use wxpay_core::RefundStatus;
+use wxpay_sim::{Faults, NotifyKind, RefundResult};
 
 use crate::common::*;
 
@@ -118,7 +121,8 @@ async fn refund_rules_and_idempotency() {
 
 #[tokio::test]
 async fn refund_goes_processing_then_success_with_an_encrypted_notify() {
-    let env = Env::start().await; // 1 min × 0.001 = 60 ms
+    // 1000 s × 0.001 = 1 s of PROCESSING: ample time to see it.
+    let env = Env::with(fast_config().with_refund_delay(Duration::from_secs(1000))).await;
     let recv = Receiver::start(vec![FAIL_XML]).await;
     let no = unique("rn");
     create_order(&env, &no, "http://127.0.0.1:9/pay", None).await;
@@ -173,7 +177,7 @@ async fn refund_goes_processing_then_success_with_an_encrypted_notify() {
     // (it logs after reading the reply): wait for the log, bounded.
     let (log, _) = env
         .sim
-        .wait_for_notifies(std::time::Duration::from_secs(5), |log| {
+        .wait_for_notifies(Duration::from_secs(5), |log| {
             log.iter().filter(|a| a.kind == NotifyKind::Refund).count() >= 2
         })
         .await;
@@ -224,6 +228,208 @@ async fn refund_goes_processing_then_success_with_an_encrypted_notify() {
         &env.call("/pay/refundquery", env.base(None)).await,
         "LACK_PARAMS",
     );
+}
+
+#[tokio::test]
+async fn refunds_stay_processing_until_the_delay_has_passed() {
+    let recv = Receiver::start(vec![]).await;
+    // 100 h × 0.001 = 6 real minutes: nothing becomes final in this test.
+    let cfg = fast_config()
+        .with_refund_delay(Duration::from_secs(100 * 3600))
+        .with_refund_notify_url(&recv.url);
+    let env = Env::with(cfg).await;
+    let no = unique("rp");
+    create_order(&env, &no, "http://127.0.0.1:9/pay", None).await;
+    env.sim.pay(&no).await.unwrap();
+    let r = env
+        .call(
+            "/secapi/pay/refund",
+            refund_req(&env, &no, "P-1", "88", "40", None),
+        )
+        .await;
+    assert_ok(&r);
+    let q = env
+        .call(
+            "/pay/refundquery",
+            refundquery(&env, "out_refund_no", "P-1"),
+        )
+        .await;
+    assert_eq!(q["refund_status_0"], "PROCESSING");
+    assert!(!q.contains_key("refund_success_time_0"));
+    let refund = &env.sim.order(&no).await.unwrap().refunds[0];
+    assert_eq!(refund.refund_status, RefundStatus::Processing);
+    assert_eq!(refund.success_time, None);
+    // A refund in progress already uses up its amount.
+    let r = env
+        .call(
+            "/secapi/pay/refund",
+            refund_req(&env, &no, "P-2", "88", "49", None),
+        )
+        .await;
+    assert_err(&r, "NOTENOUGH");
+    assert!(
+        env.sim
+            .notifies()
+            .await
+            .iter()
+            .all(|a| a.kind != NotifyKind::Refund),
+        "refund notify before the refund was final"
+    );
+}
+
+#[tokio::test]
+async fn refunds_end_after_the_delay_as_refund_result_said_when_accepted() {
+    let recv = Receiver::start(vec![]).await;
+    let delay = Duration::from_secs(300); // × 0.001 = 300 ms
+    let cfg = fast_config()
+        .with_refund_delay(delay)
+        .with_refund_notify_url(&recv.url);
+    let env = Env::with(cfg).await;
+    let no = unique("rr");
+    create_order(&env, &no, "http://127.0.0.1:9/pay", None).await;
+    env.sim.pay(&no).await.unwrap();
+    let r = env
+        .http
+        .post(env.url("/sim/faults"))
+        .json(&serde_json::json!({ "refund_result": "CHANGE" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(env.sim.faults().await.refund_result, RefundResult::Change);
+    let accepted = Instant::now();
+    let r = env
+        .call(
+            "/secapi/pay/refund",
+            refund_req(&env, &no, "F-1", "88", "30", None),
+        )
+        .await;
+    assert_ok(&r);
+    // Refunds accepted from now on succeed; F-1 keeps its CHANGE.
+    env.sim.set_faults(Faults::default()).await;
+    let bodies = recv.wait_for(1).await;
+    assert!(
+        accepted.elapsed() >= env.cfg.scaled(delay),
+        "final before the delay"
+    );
+    let inner = refund_notify(&bodies[0], env.key());
+    assert_eq!(inner["out_refund_no"], "F-1");
+    assert_eq!(inner["refund_status"], "CHANGE");
+    assert!(!inner.contains_key("success_time"));
+    let q = env
+        .call(
+            "/pay/refundquery",
+            refundquery(&env, "out_refund_no", "F-1"),
+        )
+        .await;
+    assert_eq!(q["refund_status_0"], "CHANGE");
+    assert!(!q.contains_key("refund_success_time_0"));
+
+    let r = env
+        .call(
+            "/secapi/pay/refund",
+            refund_req(&env, &no, "F-2", "88", "20", None),
+        )
+        .await;
+    assert_ok(&r);
+    let bodies = recv.wait_for(2).await;
+    let inner = refund_notify(&bodies[1], env.key());
+    assert_eq!(inner["out_refund_no"], "F-2");
+    assert_eq!(inner["refund_status"], "SUCCESS");
+    let q = env
+        .call("/pay/refundquery", refundquery(&env, "out_trade_no", &no))
+        .await;
+    assert_eq!(q["refund_count"], "2");
+    assert_eq!(q["refund_status_0"], "CHANGE");
+    assert_eq!(q["refund_status_1"], "SUCCESS");
+    assert_eq!(q["refund_success_time_1"], inner["success_time"]);
+}
+
+#[tokio::test]
+async fn with_no_delay_refunds_are_final_in_the_answer() {
+    let recv = Receiver::start(vec![]).await;
+    let cfg = fast_config()
+        .with_refund_delay(Duration::ZERO)
+        .with_refund_notify_url(&recv.url);
+    let env = Env::with(cfg).await;
+    let no = unique("rz");
+    create_order(&env, &no, "http://127.0.0.1:9/pay", None).await;
+    env.sim.pay(&no).await.unwrap();
+    let refund = |refund_no: &'static str, fee: &'static str| {
+        env.call(
+            "/secapi/pay/refund",
+            refund_req(&env, &no, refund_no, "88", fee, None),
+        )
+    };
+    assert_ok(&refund("Z-1", "30").await);
+    let q = env
+        .call(
+            "/pay/refundquery",
+            refundquery(&env, "out_refund_no", "Z-1"),
+        )
+        .await;
+    assert_eq!(q["refund_status_0"], "SUCCESS");
+    assert!(q.contains_key("refund_success_time_0"));
+    // No notify_url in the request: the merchant's configured one.
+    let bodies = recv.wait_for(1).await;
+    assert_eq!(
+        refund_notify(&bodies[0], env.key())["refund_status"],
+        "SUCCESS"
+    );
+
+    // A closed refund gives its amount back; an abnormal one does not.
+    for (result, refund_no, fee) in [
+        (RefundResult::RefundClose, "Z-2", "58"),
+        (RefundResult::Change, "Z-3", "50"),
+    ] {
+        env.sim
+            .set_faults(Faults {
+                refund_result: result,
+                ..Faults::default()
+            })
+            .await;
+        assert_ok(&refund(refund_no, fee).await);
+    }
+    assert_err(&refund("Z-4", "9").await, "NOTENOUGH");
+    assert_ok(&refund("Z-4", "8").await);
+    let q = env
+        .call("/pay/refundquery", refundquery(&env, "out_trade_no", &no))
+        .await;
+    let statuses: Vec<_> = (0..4)
+        .map(|n| q[&format!("refund_status_{n}")].as_str())
+        .collect();
+    assert_eq!(statuses, ["SUCCESS", "REFUNDCLOSE", "CHANGE", "CHANGE"]);
+    assert!(!q.contains_key("refund_success_time_1"));
+    let notified: std::collections::BTreeMap<_, _> = recv
+        .wait_for(4)
+        .await
+        .iter()
+        .map(|b| {
+            let inner = refund_notify(b, env.key());
+            (
+                inner["out_refund_no"].clone(),
+                inner["refund_status"].clone(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("Z-1", "SUCCESS"),
+        ("Z-2", "REFUNDCLOSE"),
+        ("Z-3", "CHANGE"),
+        ("Z-4", "CHANGE"),
+    ]
+    .map(|(a, b)| (a.to_owned(), b.to_owned()));
+    assert_eq!(notified, expected.into_iter().collect());
+
+    // Only the three final results exist.
+    let bad = env
+        .http
+        .post(env.url("/sim/faults"))
+        .json(&serde_json::json!({ "refund_result": "PROCESSING" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(bad.status().is_client_error());
 }
 
 #[test]
