@@ -207,6 +207,83 @@ pub struct SimRefund {
     pub notify_url: Option<String>,
     /// `yyyy-MM-dd HH:mm:ss` (Beijing) once the refund succeeded.
     pub success_time: Option<String>,
+    /// Who asked for it: the merchant's API call or the merchant platform
+    /// ([`crate::SimHandle::refund_outside`]).
+    pub refund_request_source: RefundSource,
+}
+
+/// Where a refund was asked for (`refund_request_source` in the refund
+/// notify).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefundSource {
+    /// `/secapi/pay/refund`.
+    #[serde(rename = "API")]
+    Api,
+    /// The merchant platform, outside the app (`POST /sim/refund`).
+    #[serde(rename = "VENDOR_PLATFORM")]
+    VendorPlatform,
+}
+
+impl RefundSource {
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundSource::Api => "API",
+            RefundSource::VendorPlatform => "VENDOR_PLATFORM",
+        }
+    }
+}
+
+/// A refund made outside the app, on the merchant platform
+/// ([`crate::SimHandle::refund_outside`], and the JSON body of
+/// `POST /sim/refund`). WeChat's refund rules apply as for
+/// `/secapi/pay/refund`; the order's `total_fee` is known.
+///
+/// ```
+/// use wxpay_core::Fen;
+/// let r = wxpay_sim::OutsideRefund::new("order-1", Fen(30)).with_out_refund_no("desk-1");
+/// let json = serde_json::json!({ "out_trade_no": "order-1", "refund_fee": 30, "out_refund_no": "desk-1" });
+/// assert_eq!(serde_json::from_value::<wxpay_sim::OutsideRefund>(json).unwrap(), r);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutsideRefund {
+    /// The paid order to refund.
+    pub out_trade_no: String,
+    /// The amount to refund now: more than zero and at most what is left.
+    pub refund_fee: Fen,
+    /// The refund number; the same number again is the same refund. When
+    /// absent, the new refund's `refund_id` is used.
+    #[serde(default)]
+    pub out_refund_no: Option<String>,
+    /// Where its refund notify goes; when absent,
+    /// [`SimConfig::refund_notify_url`].
+    #[serde(default)]
+    pub notify_url: Option<String>,
+}
+
+impl OutsideRefund {
+    /// A refund of `refund_fee` from the order, numbered and notified by
+    /// default.
+    pub fn new(out_trade_no: impl Into<String>, refund_fee: Fen) -> Self {
+        Self {
+            out_trade_no: out_trade_no.into(),
+            refund_fee,
+            out_refund_no: None,
+            notify_url: None,
+        }
+    }
+
+    /// Sets [`OutsideRefund::out_refund_no`].
+    pub fn with_out_refund_no(mut self, out_refund_no: impl Into<String>) -> Self {
+        self.out_refund_no = Some(out_refund_no.into());
+        self
+    }
+
+    /// Sets [`OutsideRefund::notify_url`].
+    pub fn with_notify_url(mut self, url: impl Into<String>) -> Self {
+        self.notify_url = Some(url.into());
+        self
+    }
 }
 
 /// A snapshot of an order (`GET /sim/orders/{out_trade_no}`).

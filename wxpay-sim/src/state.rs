@@ -12,8 +12,11 @@ use tokio::{task::AbortHandle, time::Instant};
 use wxpay_core::{Fen, Params, RefundStatus, SignType, TradeState, types::format_beijing};
 
 use crate::{
-    SimError,
-    model::{Faults, NotifyAttempt, PayResult, RefundResult, SimConfig, SimOrder, SimRefund},
+    SimError, api,
+    model::{
+        Faults, NotifyAttempt, OutsideRefund, PayResult, RefundResult, RefundSource, SimConfig,
+        SimOrder, SimRefund,
+    },
     notify::{self, NotifyJob},
 };
 
@@ -140,18 +143,7 @@ impl Order {
             sign_type: self.sign_type,
             transaction_id: self.transaction_id.clone(),
             time_end: self.time_end.clone(),
-            refunds: self
-                .refunds
-                .iter()
-                .map(|r| SimRefund {
-                    out_refund_no: r.out_refund_no.clone(),
-                    refund_id: r.refund_id.clone(),
-                    refund_fee: Fen(r.refund_fee),
-                    refund_status: r.status.clone(),
-                    notify_url: r.notify_url.clone(),
-                    success_time: r.success_time.clone(),
-                })
-                .collect(),
+            refunds: self.refunds.iter().map(Refund::snapshot).collect(),
         }
     }
 }
@@ -167,6 +159,21 @@ pub(crate) struct Refund {
     pub(crate) refund_account: String,
     /// The final status it reaches after the refund delay.
     pub(crate) outcome: RefundResult,
+    pub(crate) source: RefundSource,
+}
+
+impl Refund {
+    fn snapshot(&self) -> SimRefund {
+        SimRefund {
+            out_refund_no: self.out_refund_no.clone(),
+            refund_id: self.refund_id.clone(),
+            refund_fee: Fen(self.refund_fee),
+            refund_status: self.status.clone(),
+            notify_url: self.notify_url.clone(),
+            success_time: self.success_time.clone(),
+            refund_request_source: self.source,
+        }
+    }
 }
 
 /// Which order a control request means.
@@ -330,6 +337,38 @@ impl Sim {
             self.spawn(notify::deliver(sim, job));
         }
         Ok(snapshot)
+    }
+
+    /// A refund on the merchant platform; a new one is scheduled like an
+    /// API refund. Answers its state after scheduling, so a refund with no
+    /// delay is final in the answer.
+    pub(crate) fn refund_outside(
+        self: &Arc<Self>,
+        req: OutsideRefund,
+    ) -> Result<SimRefund, SimError> {
+        let (out_refund_no, created) = {
+            let mut st = self.lock();
+            if !st.orders.contains_key(&req.out_trade_no) {
+                return Err(SimError::NoSuchOrder(req.out_trade_no));
+            }
+            let (i, created) = api::refund_outside(&mut st, &req)?;
+            let refund = &st.orders[&req.out_trade_no].refunds[i];
+            tracing::info!(
+                out_trade_no = %req.out_trade_no,
+                out_refund_no = %refund.out_refund_no,
+                refund_fee = refund.refund_fee,
+                created,
+                "refund on the merchant platform"
+            );
+            (refund.out_refund_no.clone(), created)
+        };
+        if created {
+            self.schedule_refund(req.out_trade_no.clone(), out_refund_no.clone());
+        }
+        let st = self.lock();
+        let refunds = &st.orders[&req.out_trade_no].refunds;
+        let refund = refunds.iter().find(|r| r.out_refund_no == out_refund_no);
+        Ok(refund.expect("refunds are never removed").snapshot())
     }
 
     /// Makes the refund final after the (scaled) refund delay and sends its
