@@ -116,6 +116,28 @@ impl Env {
         f
     }
 
+    /// Posts JSON to the control API: the status and the answer (JSON, or
+    /// the text as a JSON string when it is not JSON).
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, json)
+    }
+
+    /// A JSON answer of the control API.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        r.json().await.unwrap()
+    }
+
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
         let r = self
             .http
@@ -246,6 +268,37 @@ pub fn refund_notify(body: &str, api_key: &str) -> Fields {
     wxpay_core::xml::parse_with(plain.as_bytes(), "root", 1 << 16)
         .unwrap()
         .into_inner()
+}
+
+/// A refund of `fee` from an 88-fen order through `/secapi/pay/refund`,
+/// its answer checked like [`Env::call`]'s.
+pub async fn api_refund(env: &Env, no: &str, refund_no: &str, fee: &str) -> Fields {
+    let req = refund_req(env, no, refund_no, "88", fee, None);
+    env.call("/secapi/pay/refund", req).await
+}
+
+/// A refundquery request by `key`.
+pub fn refundquery(env: &Env, key: &str, value: &str) -> Fields {
+    let mut f = env.base(None);
+    f.insert(key.into(), value.into());
+    f
+}
+
+/// A fast simulator (scale 0.001) whose refunds stay `PROCESSING` for
+/// `delay` (before scaling) and notify `recv` unless told otherwise.
+pub async fn refund_env(delay: Duration, recv: &Receiver) -> Env {
+    let cfg = fast_config()
+        .with_refund_delay(delay)
+        .with_refund_notify_url(&recv.url);
+    Env::with(cfg).await
+}
+
+/// A new order of 88 fen, paid.
+pub async fn paid_order(env: &Env, prefix: &str) -> String {
+    let no = unique(prefix);
+    create_order(env, &no, "http://127.0.0.1:9/pay", None).await;
+    env.sim.pay(&no).await.unwrap();
+    no
 }
 
 /// A JSAPI unifiedorder request for `out_trade_no`.

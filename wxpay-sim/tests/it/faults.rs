@@ -161,28 +161,18 @@ async fn delay_slows_every_answer() {
 
 #[tokio::test]
 async fn payment_and_refund_notifies_are_dropped_by_separate_switches() {
-    let env = Env::start().await;
     let recv = Receiver::start(vec![]).await;
+    let env = Env::with(fast_config().with_refund_notify_url(&recv.url)).await;
     let is_refund = |b: &String| parse(b).contains_key("req_info");
     // drop_notifies holds back the payment notify only.
-    let r = env
-        .http
-        .post(env.url("/sim/faults"))
-        .json(&serde_json::json!({ "drop_notifies": true }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (status, _) = env
+        .post_json("/sim/faults", serde_json::json!({ "drop_notifies": true }))
+        .await;
+    assert_eq!(status, 200);
     let no = unique("dr");
     create_order(&env, &no, &recv.url, None).await;
     env.sim.pay(&no).await.unwrap();
-    let r = env
-        .call(
-            "/secapi/pay/refund",
-            refund_req(&env, &no, "DR-1", "88", "10", Some(&recv.url)),
-        )
-        .await;
-    assert_ok(&r);
+    assert_ok(&api_refund(&env, &no, "DR-1", "10").await);
     let bodies = recv.wait_for(1).await;
     assert_eq!(bodies.len(), 1);
     assert_eq!(
@@ -212,13 +202,7 @@ async fn payment_and_refund_notifies_are_dropped_by_separate_switches() {
             ..Faults::default()
         })
         .await;
-    let r = env
-        .call(
-            "/secapi/pay/refund",
-            refund_req(&env, &no, "DR-2", "88", "20", Some(&recv.url)),
-        )
-        .await;
-    assert_ok(&r);
+    assert_ok(&api_refund(&env, &no, "DR-2", "20").await);
     let dr2 = |a: &NotifyAttempt| a.out_refund_no.as_deref() == Some("DR-2");
     let (log, ok) = env
         .sim
@@ -268,10 +252,7 @@ fn assert_mis_signed(reply: &Fields, key: &str, st: &str) {
 #[tokio::test]
 async fn mis_signed_answers_still_change_state() {
     let env = Env::start().await;
-    let set = |body: serde_json::Value| {
-        let req = env.http.post(env.url("/sim/faults")).json(&body);
-        async move { req.send().await.unwrap().status() }
-    };
+    let set = |body| async { env.post_json("/sim/faults", body).await.0 };
     assert_eq!(
         set(serde_json::json!({ "bad_answer_signature_rate": 1.5 })).await,
         400
@@ -304,8 +285,7 @@ async fn mis_signed_answers_still_change_state() {
     assert_ok(&r);
     assert_mis_signed(&r, env.key(), "HMAC-SHA256");
     assert_eq!(env.sim.order(&no).await.unwrap().refunds.len(), 1);
-    let mut q = env.base(None);
-    q.insert("out_trade_no".into(), no.clone());
+    let q = refundquery(&env, "out_trade_no", &no);
     for path in ["/pay/orderquery", "/pay/refundquery"] {
         let r = env.call_unverified(path, q.clone()).await;
         assert_ok(&r);

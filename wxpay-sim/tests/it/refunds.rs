@@ -2,16 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use wxpay_core::RefundStatus;
-use wxpay_sim::{Faults, NotifyKind, RefundResult};
+use wxpay_core::{Fen, RefundStatus};
+use wxpay_sim::{Faults, NotifyKind, OutsideRefund, RefundResult, RefundSource, SimError};
 
 use crate::common::*;
-
-fn refundquery(env: &Env, key: &str, value: &str) -> Fields {
-    let mut f = env.base(None);
-    f.insert(key.into(), value.into());
-    f
-}
 
 #[tokio::test]
 async fn refund_rules_and_idempotency() {
@@ -234,39 +228,48 @@ async fn refund_goes_processing_then_success_with_an_encrypted_notify() {
 async fn refunds_stay_processing_until_the_delay_has_passed() {
     let recv = Receiver::start(vec![]).await;
     // 100 h × 0.001 = 6 real minutes: nothing becomes final in this test.
-    let cfg = fast_config()
-        .with_refund_delay(Duration::from_secs(100 * 3600))
-        .with_refund_notify_url(&recv.url);
-    let env = Env::with(cfg).await;
-    let no = unique("rp");
-    create_order(&env, &no, "http://127.0.0.1:9/pay", None).await;
-    env.sim.pay(&no).await.unwrap();
-    let r = env
-        .call(
-            "/secapi/pay/refund",
-            refund_req(&env, &no, "P-1", "88", "40", None),
-        )
-        .await;
+    let env = refund_env(Duration::from_secs(100 * 3600), &recv).await;
+    let no = paid_order(&env, "rp").await;
+    let r = api_refund(&env, &no, "P-1", "40").await;
     assert_ok(&r);
+    let outside = env
+        .sim
+        .refund_outside(OutsideRefund::new(&no, Fen(8)).with_out_refund_no("P-2"))
+        .await
+        .unwrap();
+    assert_eq!(outside.refund_status, RefundStatus::Processing);
+    assert_eq!(outside.refund_request_source, RefundSource::VendorPlatform);
     let q = env
-        .call(
-            "/pay/refundquery",
-            refundquery(&env, "out_refund_no", "P-1"),
-        )
+        .call("/pay/refundquery", refundquery(&env, "out_trade_no", &no))
         .await;
+    assert_eq!(q["refund_count"], "2");
+    assert_eq!(q["refund_fee"], "48");
     assert_eq!(q["refund_status_0"], "PROCESSING");
+    assert_eq!(q["refund_status_1"], "PROCESSING");
+    assert_eq!(q["refund_id_1"], outside.refund_id);
     assert!(!q.contains_key("refund_success_time_0"));
-    let refund = &env.sim.order(&no).await.unwrap().refunds[0];
-    assert_eq!(refund.refund_status, RefundStatus::Processing);
-    assert_eq!(refund.success_time, None);
-    // A refund in progress already uses up its amount.
-    let r = env
-        .call(
-            "/secapi/pay/refund",
-            refund_req(&env, &no, "P-2", "88", "49", None),
-        )
-        .await;
+    let order = env.sim.order(&no).await.unwrap();
+    assert_eq!(order.refunds[0].refund_status, RefundStatus::Processing);
+    assert_eq!(order.refunds[0].refund_request_source, RefundSource::Api);
+    assert_eq!(order.refunds[0].success_time, None);
+    assert_eq!(order.refunds[1], outside);
+    // Refunds in progress already use up their amounts: 40 fen are left.
+    let r = api_refund(&env, &no, "P-3", "41").await;
     assert_err(&r, "NOTENOUGH");
+    match env
+        .sim
+        .refund_outside(OutsideRefund::new(&no, Fen(41)))
+        .await
+    {
+        Err(SimError::RefundRefused { err_code, .. }) => assert_eq!(err_code, "NOTENOUGH"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        env.sim
+            .refund_outside(OutsideRefund::new("nope", Fen(1)))
+            .await,
+        Err(SimError::NoSuchOrder(_))
+    ));
     assert!(
         env.sim
             .notifies()
@@ -281,87 +284,80 @@ async fn refunds_stay_processing_until_the_delay_has_passed() {
 async fn refunds_end_after_the_delay_as_refund_result_said_when_accepted() {
     let recv = Receiver::start(vec![]).await;
     let delay = Duration::from_secs(300); // × 0.001 = 300 ms
-    let cfg = fast_config()
-        .with_refund_delay(delay)
-        .with_refund_notify_url(&recv.url);
-    let env = Env::with(cfg).await;
-    let no = unique("rr");
-    create_order(&env, &no, "http://127.0.0.1:9/pay", None).await;
-    env.sim.pay(&no).await.unwrap();
-    let r = env
-        .http
-        .post(env.url("/sim/faults"))
-        .json(&serde_json::json!({ "refund_result": "CHANGE" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(env.sim.faults().await.refund_result, RefundResult::Change);
-    let accepted = Instant::now();
-    let r = env
-        .call(
-            "/secapi/pay/refund",
-            refund_req(&env, &no, "F-1", "88", "30", None),
+    let env = refund_env(delay, &recv).await;
+    let no = paid_order(&env, "rr").await;
+    let (status, _) = env
+        .post_json(
+            "/sim/faults",
+            serde_json::json!({ "refund_result": "CHANGE" }),
         )
         .await;
+    assert_eq!(status, 200);
+    assert_eq!(env.sim.faults().await.refund_result, RefundResult::Change);
+    let accepted = Instant::now();
+    let r = api_refund(&env, &no, "F-1", "30").await;
     assert_ok(&r);
-    // Refunds accepted from now on succeed; F-1 keeps its CHANGE.
+    env.sim
+        .set_faults(Faults {
+            refund_result: RefundResult::RefundClose,
+            ..Faults::default()
+        })
+        .await;
+    let closed = env
+        .sim
+        .refund_outside(OutsideRefund::new(&no, Fen(58)).with_out_refund_no("F-2"))
+        .await
+        .unwrap();
+    // Refunds accepted from now on succeed; F-1 and F-2 keep their results.
     env.sim.set_faults(Faults::default()).await;
-    let bodies = recv.wait_for(1).await;
+    let bodies = recv.wait_for(2).await;
     assert!(
         accepted.elapsed() >= env.cfg.scaled(delay),
         "final before the delay"
     );
-    let inner = refund_notify(&bodies[0], env.key());
-    assert_eq!(inner["out_refund_no"], "F-1");
-    assert_eq!(inner["refund_status"], "CHANGE");
-    assert!(!inner.contains_key("success_time"));
-    let q = env
-        .call(
-            "/pay/refundquery",
-            refundquery(&env, "out_refund_no", "F-1"),
-        )
-        .await;
-    assert_eq!(q["refund_status_0"], "CHANGE");
-    assert!(!q.contains_key("refund_success_time_0"));
-
-    let r = env
-        .call(
-            "/secapi/pay/refund",
-            refund_req(&env, &no, "F-2", "88", "20", None),
-        )
-        .await;
-    assert_ok(&r);
-    let bodies = recv.wait_for(2).await;
-    let inner = refund_notify(&bodies[1], env.key());
-    assert_eq!(inner["out_refund_no"], "F-2");
-    assert_eq!(inner["refund_status"], "SUCCESS");
+    let mut notified: Vec<_> = bodies.iter().map(|b| refund_notify(b, env.key())).collect();
+    notified.sort_by(|a, b| a["out_refund_no"].cmp(&b["out_refund_no"]));
+    let [change, close] = &notified[..] else {
+        panic!("{notified:?}")
+    };
+    assert_eq!(change["out_refund_no"], "F-1");
+    assert_eq!(change["refund_status"], "CHANGE");
+    assert_eq!(change["refund_request_source"], "API");
+    assert!(!change.contains_key("success_time"));
+    assert_eq!(close["refund_id"], closed.refund_id);
+    assert_eq!(close["refund_status"], "REFUNDCLOSE");
+    assert_eq!(close["refund_request_source"], "VENDOR_PLATFORM");
     let q = env
         .call("/pay/refundquery", refundquery(&env, "out_trade_no", &no))
         .await;
-    assert_eq!(q["refund_count"], "2");
     assert_eq!(q["refund_status_0"], "CHANGE");
-    assert_eq!(q["refund_status_1"], "SUCCESS");
-    assert_eq!(q["refund_success_time_1"], inner["success_time"]);
+    assert_eq!(q["refund_status_1"], "REFUNDCLOSE");
+    assert!(!q.contains_key("refund_success_time_0"));
+    assert!(!q.contains_key("refund_success_time_1"));
+
+    // Nothing moved for the closed refund: its 58 fen can be refunded again.
+    let r = api_refund(&env, &no, "F-3", "58").await;
+    assert_ok(&r);
+    let bodies = recv.wait_for(3).await;
+    let inner = refund_notify(&bodies[2], env.key());
+    assert_eq!(inner["out_refund_no"], "F-3");
+    assert_eq!(inner["refund_status"], "SUCCESS");
+    let q = env
+        .call(
+            "/pay/refundquery",
+            refundquery(&env, "out_refund_no", "F-3"),
+        )
+        .await;
+    assert_eq!(q["refund_status_0"], "SUCCESS");
+    assert_eq!(q["refund_success_time_0"], inner["success_time"]);
 }
 
 #[tokio::test]
 async fn with_no_delay_refunds_are_final_in_the_answer() {
     let recv = Receiver::start(vec![]).await;
-    let cfg = fast_config()
-        .with_refund_delay(Duration::ZERO)
-        .with_refund_notify_url(&recv.url);
-    let env = Env::with(cfg).await;
-    let no = unique("rz");
-    create_order(&env, &no, "http://127.0.0.1:9/pay", None).await;
-    env.sim.pay(&no).await.unwrap();
-    let refund = |refund_no: &'static str, fee: &'static str| {
-        env.call(
-            "/secapi/pay/refund",
-            refund_req(&env, &no, refund_no, "88", fee, None),
-        )
-    };
-    assert_ok(&refund("Z-1", "30").await);
+    let env = refund_env(Duration::ZERO, &recv).await;
+    let no = paid_order(&env, "rz").await;
+    assert_ok(&api_refund(&env, &no, "Z-1", "30").await);
     let q = env
         .call(
             "/pay/refundquery",
@@ -388,10 +384,10 @@ async fn with_no_delay_refunds_are_final_in_the_answer() {
                 ..Faults::default()
             })
             .await;
-        assert_ok(&refund(refund_no, fee).await);
+        assert_ok(&api_refund(&env, &no, refund_no, fee).await);
     }
-    assert_err(&refund("Z-4", "9").await, "NOTENOUGH");
-    assert_ok(&refund("Z-4", "8").await);
+    assert_err(&api_refund(&env, &no, "Z-4", "9").await, "NOTENOUGH");
+    assert_ok(&api_refund(&env, &no, "Z-4", "8").await);
     let q = env
         .call("/pay/refundquery", refundquery(&env, "out_trade_no", &no))
         .await;
@@ -422,14 +418,13 @@ async fn with_no_delay_refunds_are_final_in_the_answer() {
     assert_eq!(notified, expected.into_iter().collect());
 
     // Only the three final results exist.
-    let bad = env
-        .http
-        .post(env.url("/sim/faults"))
-        .json(&serde_json::json!({ "refund_result": "PROCESSING" }))
-        .send()
-        .await
-        .unwrap();
-    assert!(bad.status().is_client_error());
+    let (status, _) = env
+        .post_json(
+            "/sim/faults",
+            serde_json::json!({ "refund_result": "PROCESSING" }),
+        )
+        .await;
+    assert!((400..500).contains(&status), "{status}");
 }
 
 #[test]
