@@ -138,9 +138,10 @@ pub enum SimError {
     #[error("refund refused: {err_code} ({err_code_des})")]
     RefundRefused {
         /// `err_code`: `ORDERNOTEXIST` (not paid), `NOTENOUGH` (more than
-        /// is left), `INVALID_REQUEST` (the `out_refund_no` was used
-        /// with another amount or for another order), `PARAM_ERROR` (a malformed field), `ERROR` (50
-        /// refunds already).
+        /// is left), `INVALID_REQUEST` (more than the order, or the
+        /// `out_refund_no` was used with another amount or for another
+        /// order), `PARAM_ERROR` (a malformed field), `ERROR` (50 refunds
+        /// already).
         err_code: String,
         /// `err_code_des`.
         err_code_des: String,

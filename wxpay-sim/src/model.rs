@@ -20,9 +20,9 @@ pub struct SimConfig {
     pub app_secret: AppSecret,
     /// Multiplies every time rule: notify retry delays, the 5-minute
     /// closeorder rule, the 2-hour prepay expiry, the refund processing
-    /// ([`SimConfig::refund_delay`]) and the 5-minute login-code lifetime (which never drops
-    /// below 10 real seconds, so fast tests do not race it). `0.001` turns a
-    /// 15 s retry into 15 ms.
+    /// ([`SimConfig::refund_delay`]) and the 5-minute login-code lifetime
+    /// (which never drops below 10 real seconds, so fast tests do not race
+    /// it). `0.001` turns a 15 s retry into 15 ms.
     pub time_scale: f64,
     /// Where refund notifies go when the refund request has no `notify_url`
     /// (the URL "configured in the merchant platform").
@@ -241,9 +241,11 @@ impl RefundSource {
 ///
 /// ```
 /// use wxpay_core::Fen;
-/// let r = wxpay_sim::OutsideRefund::new("order-1", Fen(30)).with_out_refund_no("desk-1");
-/// let json = serde_json::json!({ "out_trade_no": "order-1", "refund_fee": 30, "out_refund_no": "desk-1" });
-/// assert_eq!(serde_json::from_value::<wxpay_sim::OutsideRefund>(json).unwrap(), r);
+/// use wxpay_sim::OutsideRefund;
+///
+/// let r = OutsideRefund::new("order-1", Fen(30)).with_out_refund_no("desk-1");
+/// let json = r#"{"out_trade_no": "order-1", "refund_fee": 30, "out_refund_no": "desk-1"}"#;
+/// assert_eq!(serde_json::from_str::<OutsideRefund>(json).unwrap(), r);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutsideRefund {
