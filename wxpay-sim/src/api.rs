@@ -9,15 +9,19 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use wxpay_core::{
-    Params, RefundStatus, SignType,
+    ApiKey, Params, RefundStatus, SignType,
     sign::{sign, verify},
     types::nonce_str,
     xml::{XmlError, parse, to_xml},
 };
 
-use crate::state::{
-    CLOSE_MIN_AGE, CODE_TTL, CODE_TTL_FLOOR, Order, OrderState, PREPAY_TTL, Refund, Sim,
-    State as SimState, prepay_id, random_alnum, refund_id,
+use crate::{
+    SimError,
+    model::{OutsideRefund, RefundSource},
+    state::{
+        CLOSE_MIN_AGE, CODE_TTL, CODE_TTL_FLOOR, Order, OrderState, PREPAY_TTL, Refund, Sim,
+        State as SimState, prepay_id, random_alnum, refund_id,
+    },
 };
 
 /// The pay-API endpoints.
@@ -97,11 +101,17 @@ pub(crate) async fn pay_api(
             (p, format!("return_code=FAIL return_msg={msg}"))
         }
         Reply::Signed(mut p, st) => {
-            let summary = match p.get("err_code") {
+            let mut summary = match p.get("err_code") {
                 Some(code) => format!("result_code=FAIL err_code={code}"),
                 None => "result_code=SUCCESS".to_owned(),
             };
-            let s = sign(&p, &sim.config.api_key, st);
+            let key = &sim.config.api_key;
+            let s = if sim.roll_bad_signature() {
+                summary.push_str(" (signed with a wrong key by fault injection)");
+                sign(&p, &ApiKey::new(format!("{}-corrupted", key.expose())), st)
+            } else {
+                sign(&p, key, st)
+            };
             p.insert("sign", s);
             (p, summary)
         }
@@ -301,8 +311,17 @@ fn check_fields(endpoint: Endpoint, req: &Params) -> Result<(), Biz> {
         Endpoint::Refund => REFUND,
         Endpoint::RefundQuery => REFUNDQUERY,
     };
-    let bad = endpoint.format_error();
-    for rule in COMMON.iter().chain(rules) {
+    check_rules(COMMON.iter().chain(rules), endpoint.format_error(), req)
+}
+
+/// Checks presence, length and format of each rule's field; `bad` is the
+/// err_code of a malformed or too long one.
+fn check_rules<'a>(
+    rules: impl IntoIterator<Item = &'a Rule>,
+    bad: &'static str,
+    req: &Params,
+) -> Result<(), Biz> {
+    for rule in rules {
         let Some(v) = req.non_empty(rule.name) else {
             if rule.required {
                 return Err(biz("LACK_PARAMS", format!("缺少参数{}", rule.name)));
@@ -512,35 +531,73 @@ fn refund(st: &mut SimState, req: &Params, out: &mut Params) -> Outcome {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    let (total_fee, refund_fee) = (fee("total_fee"), fee("refund_fee"));
-    let out_refund_no = req
-        .non_empty("out_refund_no")
-        .unwrap_or_default()
-        .to_owned();
+    let new = NewRefund {
+        out_refund_no: req.non_empty("out_refund_no").map(str::to_owned),
+        total_fee: fee("total_fee"),
+        refund_fee: fee("refund_fee"),
+        notify_url: req.non_empty("notify_url").map(str::to_owned),
+        refund_account: req.non_empty("refund_account").map(str::to_owned),
+        source: RefundSource::Api,
+    };
+    let (i, created) = accept_refund(st, &out_trade_no, new)?;
+    let order = &st.orders[&out_trade_no];
+    let refund = &order.refunds[i];
+    refund_fields(order, refund, out);
+    Ok(created.then(|| (out_trade_no, refund.out_refund_no.clone())))
+}
+
+/// A refund asked for, by the API or on the merchant platform.
+pub(crate) struct NewRefund {
+    /// `None`: numbered with its `refund_id`.
+    pub(crate) out_refund_no: Option<String>,
+    /// What the request says the order's amount is.
+    pub(crate) total_fee: u64,
+    pub(crate) refund_fee: u64,
+    pub(crate) notify_url: Option<String>,
+    /// `None`: `REFUND_SOURCE_UNSETTLED_FUNDS`.
+    pub(crate) refund_account: Option<String>,
+    pub(crate) source: RefundSource,
+}
+
+/// WeChat's refund rules: accepts the refund (`PROCESSING`, to end as
+/// `refund_result` says now) into the order, or finds the same refund asked
+/// again. Returns its index in the order's refunds and whether it is new.
+pub(crate) fn accept_refund(
+    st: &mut SimState,
+    out_trade_no: &str,
+    new: NewRefund,
+) -> Result<(usize, bool), Biz> {
+    let refund_id = refund_id();
+    let out_refund_no = new.out_refund_no.unwrap_or_else(|| refund_id.clone());
     if st
         .refund_index
         .get(&out_refund_no)
-        .is_some_and(|owner| *owner != out_trade_no)
+        .is_some_and(|owner| owner != out_trade_no)
     {
         return Err(biz("INVALID_REQUEST", "退款单号已存在，且属于另一笔订单"));
     }
-    let order = st.orders.get_mut(&out_trade_no).expect("found above");
+    let outcome = st.faults.refund_result;
+    let order = st
+        .orders
+        .get_mut(out_trade_no)
+        .ok_or_else(|| biz("ORDERNOTEXIST", "订单不存在"))?;
     if !order.state.is_paid() {
         return Err(biz("ORDERNOTEXIST", "订单未支付，不能退款"));
     }
     let mismatch = "订单金额或退款金额与之前请求不一致，请核实后再试";
-    if let Some(existing) = order
+    if let Some(i) = order
         .refunds
         .iter()
-        .find(|r| r.out_refund_no == out_refund_no)
+        .position(|r| r.out_refund_no == out_refund_no)
     {
         // Same number: the same refund, once — provided the amounts agree.
-        if existing.total_fee != total_fee || existing.refund_fee != refund_fee {
+        let existing = &order.refunds[i];
+        if existing.total_fee != new.total_fee || existing.refund_fee != new.refund_fee {
             return Err(biz("INVALID_REQUEST", mismatch));
         }
-        refund_fields(order, existing, out);
-        return Ok(None);
+        return Ok((i, false));
     }
+    let (total_fee, refund_fee) = (new.total_fee, new.refund_fee);
     if total_fee != order.total_fee() {
         return Err(biz("REFUND_FEE_MISMATCH", mismatch));
     }
@@ -553,28 +610,63 @@ fn refund(st: &mut SimState, req: &Params, out: &mut Params) -> Outcome {
     if order.refunds.len() >= MAX_REFUNDS {
         return Err(biz("ERROR", "退款次数超过限制"));
     }
-    let refund = Refund {
+    order.refunds.push(Refund {
         out_refund_no: out_refund_no.clone(),
-        refund_id: refund_id(),
+        refund_id: refund_id.clone(),
         total_fee,
         refund_fee,
         status: RefundStatus::Processing,
-        notify_url: req.non_empty("notify_url").map(str::to_owned),
+        notify_url: new.notify_url,
         success_time: None,
-        refund_account: req
-            .non_empty("refund_account")
-            .unwrap_or("REFUND_SOURCE_UNSETTLED_FUNDS")
-            .to_owned(),
-    };
-    refund_fields(order, &refund, out);
-    st.refund_id_index
-        .insert(refund.refund_id.clone(), out_refund_no.clone());
-    st.refund_index
-        .insert(out_refund_no.clone(), out_trade_no.clone());
-    let order = st.orders.get_mut(&out_trade_no).expect("found above");
-    order.refunds.push(refund);
+        refund_account: new
+            .refund_account
+            .unwrap_or_else(|| "REFUND_SOURCE_UNSETTLED_FUNDS".to_owned()),
+        outcome,
+        source: new.source,
+    });
     order.state = OrderState::Refund;
-    Ok(Some((out_trade_no, out_refund_no)))
+    let i = order.refunds.len() - 1;
+    st.refund_id_index.insert(refund_id, out_refund_no.clone());
+    st.refund_index
+        .insert(out_refund_no, out_trade_no.to_owned());
+    Ok((i, true))
+}
+
+/// The fields of a refund made on the merchant platform, checked as
+/// `/secapi/pay/refund` checks its own.
+const OUTSIDE_REFUND: &[Rule] = &[
+    r("out_refund_no", 64, Kind::RefundNo, false),
+    r("refund_fee", 19, Kind::Fee, true),
+    r("notify_url", 256, Kind::Url, false),
+];
+
+/// A refund on the merchant platform: the API's field checks and refund
+/// rules, for an order the platform knows.
+pub(crate) fn refund_outside(st: &mut SimState, req: &OutsideRefund) -> Result<(usize, bool), Biz> {
+    let mut fields = Params::new();
+    fields.insert_opt("out_refund_no", req.out_refund_no.as_deref());
+    fields.insert("refund_fee", req.refund_fee.to_string());
+    fields.insert_opt("notify_url", req.notify_url.as_deref());
+    check_rules(OUTSIDE_REFUND, Endpoint::Refund.format_error(), &fields)?;
+    let total_fee = st.orders.get(&req.out_trade_no).map_or(0, Order::total_fee);
+    let new = NewRefund {
+        out_refund_no: req.out_refund_no.clone(),
+        total_fee,
+        refund_fee: req.refund_fee.get(),
+        notify_url: req.notify_url.clone(),
+        refund_account: None,
+        source: RefundSource::VendorPlatform,
+    };
+    accept_refund(st, &req.out_trade_no, new)
+}
+
+impl From<Biz> for SimError {
+    fn from(b: Biz) -> Self {
+        SimError::RefundRefused {
+            err_code: b.code.to_owned(),
+            err_code_des: b.des,
+        }
+    }
 }
 
 fn refund_fields(order: &Order, refund: &Refund, out: &mut Params) {
@@ -639,6 +731,8 @@ fn refundquery(st: &SimState, req: &Params, out: &mut Params) -> Outcome {
     out.insert("settlement_total_fee", order.total_fee().to_string());
     out.insert("cash_fee", order.total_fee().to_string());
     out.insert("fee_type", "CNY");
+    let refund_fee: u64 = refunds.iter().map(|r| r.refund_fee).sum();
+    out.insert("refund_fee", refund_fee.to_string());
     out.insert("refund_count", page.len().to_string());
     for (n, r) in page.iter().enumerate() {
         out.insert(format!("out_refund_no_{n}"), r.out_refund_no.as_str());

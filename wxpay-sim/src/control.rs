@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::{
     SimError, api,
-    model::{Faults, PayResult},
+    model::{Faults, OutsideRefund, PayResult},
     state::{OrderRef, Sim},
 };
 
@@ -27,6 +27,7 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         .route("/sns/jscode2session", get(api::jscode2session))
         .route("/sim/login", post(login))
         .route("/sim/pay", post(pay))
+        .route("/sim/refund", post(refund))
         .route("/sim/faults", post(set_faults).get(get_faults))
         .route("/sim/orders/{out_trade_no}", get(order))
         .route("/sim/notifies", get(notifies))
@@ -37,7 +38,16 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
 }
 
 fn json_error(status: StatusCode, e: &SimError) -> Response {
-    (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+    let mut body = serde_json::json!({ "error": e.to_string() });
+    if let SimError::RefundRefused {
+        err_code,
+        err_code_des,
+    } = e
+    {
+        body["err_code"] = err_code.as_str().into();
+        body["err_code_des"] = err_code_des.as_str().into();
+    }
+    (status, Json(body)).into_response()
 }
 
 fn status_of(e: &SimError) -> StatusCode {
@@ -91,13 +101,26 @@ async fn pay(State(sim): State<Arc<Sim>>, Json(req): Json<PayReq>) -> Response {
     }
 }
 
+async fn refund(State(sim): State<Arc<Sim>>, Json(req): Json<OutsideRefund>) -> Response {
+    match sim.refund_outside(req) {
+        Ok(refund) => Json(refund).into_response(),
+        Err(e) => json_error(status_of(&e), &e),
+    }
+}
+
 async fn set_faults(State(sim): State<Arc<Sim>>, Json(f): Json<Faults>) -> Response {
-    if !(0.0..=1.0).contains(&f.system_error_rate) {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({ "error": "system_error_rate must be within 0.0..=1.0" })),
-        )
-            .into_response();
+    for (name, rate) in [
+        ("system_error_rate", f.system_error_rate),
+        ("bad_answer_signature_rate", f.bad_answer_signature_rate),
+    ] {
+        if !(0.0..=1.0).contains(&rate) {
+            let error = format!("{name} must be within 0.0..=1.0");
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({ "error": error })),
+            )
+                .into_response();
+        }
     }
     tracing::info!(faults = ?f, "faults set");
     sim.set_faults(f.clone());

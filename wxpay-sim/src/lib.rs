@@ -68,14 +68,22 @@
 //! * `POST /sim/pay {"out_trade_no" | "prepay_id", "result"?: "SUCCESS" | "PAYERROR"}`
 //!   → the order as [`SimOrder`]; a successful payment sends the signed
 //!   payment notify on WeChat's retry schedule.
+//! * `POST /sim/refund {"out_trade_no", "refund_fee", "out_refund_no"?, "notify_url"?}`
+//!   ([`OutsideRefund`]) → the refund as [`SimRefund`]: a refund made on
+//!   the merchant platform, outside the app. `404` for an unknown order;
+//!   `409` with `err_code` / `err_code_des` when WeChat's refund rules
+//!   refuse it (as [`SimError::RefundRefused`]).
 //! * `POST /sim/faults` [`Faults`], `GET /sim/faults`
-//! * `GET /sim/orders/{out_trade_no}` → [`SimOrder`]
+//! * `GET /sim/orders/{out_trade_no}` → [`SimOrder`], refunds included
 //! * `GET /sim/notifies` → a JSON array of [`NotifyAttempt`]
 //! * `GET /sim/cashier/{prepay_id}`: an HTML pay sheet with Pay and Cancel
 //!   buttons for clicking through a demo in a browser.
 //!
-//! Refunds are accepted (`PROCESSING`), succeed after one scaled minute
-//! and then send the encrypted refund notify.
+//! Refunds are accepted (`PROCESSING`) and become final after
+//! [`SimConfig::refund_delay`] (one scaled minute unless set; zero: at once),
+//! ending as [`Faults::refund_result`] says (`SUCCESS` unless set); then the
+//! encrypted refund notify goes to the refund's `notify_url` or
+//! [`SimConfig::refund_notify_url`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -90,7 +98,10 @@ use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use wxpay_core::TradeState;
 
-pub use model::{Faults, NotifyAttempt, NotifyKind, PayResult, SimConfig, SimOrder, SimRefund};
+pub use model::{
+    Faults, NotifyAttempt, NotifyKind, OutsideRefund, PayResult, RefundResult, RefundSource,
+    SimConfig, SimOrder, SimRefund,
+};
 pub use notify::RETRY_SCHEDULE;
 
 use state::{OrderRef, Sim};
@@ -122,6 +133,19 @@ pub enum SimError {
     /// The order's `time_expire` has passed.
     #[error("order {0:?} is past its time_expire")]
     OrderExpired(String),
+    /// WeChat refused the refund, as `/secapi/pay/refund` would answer
+    /// with `result_code=FAIL`.
+    #[error("refund refused: {err_code} ({err_code_des})")]
+    RefundRefused {
+        /// `err_code`: `ORDERNOTEXIST` (not paid), `NOTENOUGH` (more than
+        /// is left), `INVALID_REQUEST` (more than the order, or the
+        /// `out_refund_no` was used with another amount or for another
+        /// order), `PARAM_ERROR` (a malformed field), `ERROR` (50 refunds
+        /// already).
+        err_code: String,
+        /// `err_code_des`.
+        err_code_des: String,
+    },
 }
 
 /// Starts simulators.
@@ -274,6 +298,20 @@ impl SimHandle {
     ) -> Result<SimOrder, SimError> {
         self.sim
             .pay(OrderRef::PrepayId(prepay_id.to_owned()), result, None)
+    }
+
+    /// A refund made on the merchant platform, outside the app
+    /// (`POST /sim/refund`). It is `PROCESSING` (or already final with a
+    /// zero [`SimConfig::refund_delay`]), shows in refundquery and
+    /// [`SimHandle::order`], and sends its refund notify once final, like a
+    /// refund asked for through the API. The same `out_refund_no` with the
+    /// same amount again is the same refund, notified once.
+    ///
+    /// # Errors
+    /// [`SimError::NoSuchOrder`], or [`SimError::RefundRefused`] with the
+    /// `err_code` WeChat would answer.
+    pub async fn refund_outside(&self, refund: OutsideRefund) -> Result<SimRefund, SimError> {
+        self.sim.refund_outside(refund)
     }
 
     /// Replaces the fault settings (`POST /sim/faults`).

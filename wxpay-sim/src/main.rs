@@ -2,13 +2,14 @@
 //!
 //! ```text
 //! wxpay-sim --listen 127.0.0.1:9000 --time-scale 0.001
+//! wxpay-sim --refund-delay-ms 0 --refund-notify-url http://127.0.0.1:8080/pay/refund-notify
 //! ```
 //!
 //! Credentials come from flags or `WXPAY_APPID`, `WXPAY_MCH_ID`,
 //! `WXPAY_API_KEY`, `WXPAY_APP_SECRET`; missing ones take the test values
 //! of `SimConfig::test()`. Secrets are never printed.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -38,9 +39,15 @@ struct Args {
     /// the 2-hour prepay expiry, refund processing).
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
-    /// Refund notify URL for refunds that name none.
+    /// Refund notify URL for refunds that name none (the URL configured in
+    /// the merchant platform).
     #[arg(long)]
     refund_notify_url: Option<String>,
+    /// How long a refund stays PROCESSING before it is final and notified,
+    /// in milliseconds before --time-scale applies; 0 makes refunds final at
+    /// once.
+    #[arg(long, default_value_t = 60_000)]
+    refund_delay_ms: u64,
 }
 
 #[tokio::main]
@@ -67,6 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     config.time_scale = args.time_scale;
     config.refund_notify_url = args.refund_notify_url;
+    config.refund_delay = Duration::from_millis(args.refund_delay_ms);
     let (appid, mch_id, scale) = (
         config.appid.clone(),
         config.mch_id.clone(),

@@ -19,14 +19,21 @@ pub struct SimConfig {
     /// The mini-program AppSecret `jscode2session` checks.
     pub app_secret: AppSecret,
     /// Multiplies every time rule: notify retry delays, the 5-minute
-    /// closeorder rule, the 2-hour prepay expiry, the 1-minute refund
-    /// processing and the 5-minute login-code lifetime (which never drops
-    /// below 10 real seconds, so fast tests do not race it). `0.001` turns a
-    /// 15 s retry into 15 ms.
+    /// closeorder rule, the 2-hour prepay expiry, the refund processing
+    /// ([`SimConfig::refund_delay`]) and the 5-minute login-code lifetime
+    /// (which never drops below 10 real seconds, so fast tests do not race
+    /// it). `0.001` turns a 15 s retry into 15 ms.
     pub time_scale: f64,
     /// Where refund notifies go when the refund request has no `notify_url`
     /// (the URL "configured in the merchant platform").
     pub refund_notify_url: Option<String>,
+    /// How long an accepted refund stays `PROCESSING` before it reaches its
+    /// final status ([`Faults::refund_result`]) and its refund notify is
+    /// sent. A WeChat-side duration, scaled by [`SimConfig::time_scale`]
+    /// like every time rule; default one minute. [`Duration::ZERO`] makes
+    /// refunds final as soon as they are accepted, before the refund
+    /// answer is sent.
+    pub refund_delay: Duration,
 }
 
 impl SimConfig {
@@ -40,6 +47,7 @@ impl SimConfig {
             app_secret: AppSecret::new("5imu1at0rAppSecret00000000000000"),
             time_scale: 1.0,
             refund_notify_url: None,
+            refund_delay: Duration::from_secs(60),
         }
     }
 
@@ -51,6 +59,26 @@ impl SimConfig {
     /// ```
     pub fn with_time_scale(mut self, time_scale: f64) -> Self {
         self.time_scale = time_scale;
+        self
+    }
+
+    /// Sets [`SimConfig::refund_notify_url`].
+    pub fn with_refund_notify_url(mut self, url: impl Into<String>) -> Self {
+        self.refund_notify_url = Some(url.into());
+        self
+    }
+
+    /// Sets [`SimConfig::refund_delay`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = wxpay_sim::SimConfig::test()
+    ///     .with_time_scale(0.001)
+    ///     .with_refund_delay(Duration::from_secs(10));
+    /// assert_eq!(c.scaled(c.refund_delay), Duration::from_millis(10));
+    /// ```
+    pub fn with_refund_delay(mut self, delay: Duration) -> Self {
+        self.refund_delay = delay;
         self
     }
 
@@ -71,10 +99,13 @@ impl Default for SimConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {
-    /// Record notify attempts but never send them (as if the merchant were
-    /// unreachable). The retry schedule keeps running, so turning this off
-    /// lets a later attempt through.
+    /// Record payment-notify attempts but never send them (as if the
+    /// merchant were unreachable). The retry schedule keeps running, so
+    /// turning this off lets a later attempt through. Refund notifies have
+    /// their own switch, [`Faults::drop_refund_notifies`].
     pub drop_notifies: bool,
+    /// [`Faults::drop_notifies`] for refund notifies.
+    pub drop_refund_notifies: bool,
     /// Send each notify attempt this many extra times, concurrently.
     pub duplicate_notifies: u32,
     /// Probability (0.0–1.0) that a pay-API call answers
@@ -83,6 +114,44 @@ pub struct Faults {
     pub system_error_rate: f64,
     /// Delay before answering every pay-API and `jscode2session` call.
     pub delay_ms: u64,
+    /// Probability (0.0–1.0) that a signed pay-API answer (every `/pay/*`
+    /// and `/secapi/pay/refund` answer with `return_code=SUCCESS`) is signed
+    /// with a wrong key, as if it were corrupted in transit. The call itself
+    /// still takes effect: an order is created, a refund accepted.
+    pub bad_answer_signature_rate: f64,
+    /// How the refunds accepted from now on end, once
+    /// [`SimConfig::refund_delay`] has passed. Refunds already accepted keep
+    /// the outcome they were accepted with.
+    pub refund_result: RefundResult,
+}
+
+/// The final status of a refund (`Faults::refund_result`, JSON
+/// `"SUCCESS"`, `"CHANGE"` or `"REFUNDCLOSE"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum RefundResult {
+    /// The money reaches the user: `SUCCESS`, with a `success_time`.
+    #[default]
+    #[serde(rename = "SUCCESS")]
+    Success,
+    /// Refund abnormal (say the payer's card was cancelled): `CHANGE`, for
+    /// the merchant to settle by hand. The amount stays used up.
+    #[serde(rename = "CHANGE")]
+    Change,
+    /// The refund is closed without money moving: `REFUNDCLOSE`. Its amount
+    /// can be refunded again, under another `out_refund_no`.
+    #[serde(rename = "REFUNDCLOSE")]
+    RefundClose,
+}
+
+impl RefundResult {
+    /// The `refund_status` it ends in.
+    pub fn status(self) -> RefundStatus {
+        match self {
+            RefundResult::Success => RefundStatus::Success,
+            RefundResult::Change => RefundStatus::Change,
+            RefundResult::RefundClose => RefundStatus::RefundClose,
+        }
+    }
 }
 
 /// Which notify an attempt carried.
@@ -131,12 +200,92 @@ pub struct SimRefund {
     pub refund_id: String,
     /// The amount refunded.
     pub refund_fee: Fen,
-    /// `PROCESSING`, then `SUCCESS`.
+    /// `PROCESSING`, then its final status: `SUCCESS`, `CHANGE` or
+    /// `REFUNDCLOSE` (see [`Faults::refund_result`]).
     pub refund_status: RefundStatus,
     /// Where the refund notify goes, if anywhere.
     pub notify_url: Option<String>,
     /// `yyyy-MM-dd HH:mm:ss` (Beijing) once the refund succeeded.
     pub success_time: Option<String>,
+    /// Who asked for it: the merchant's API call or the merchant platform
+    /// ([`crate::SimHandle::refund_outside`]).
+    pub refund_request_source: RefundSource,
+}
+
+/// Where a refund was asked for (`refund_request_source` in the refund
+/// notify).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefundSource {
+    /// `/secapi/pay/refund`.
+    #[serde(rename = "API")]
+    Api,
+    /// The merchant platform, outside the app (`POST /sim/refund`).
+    #[serde(rename = "VENDOR_PLATFORM")]
+    VendorPlatform,
+}
+
+impl RefundSource {
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundSource::Api => "API",
+            RefundSource::VendorPlatform => "VENDOR_PLATFORM",
+        }
+    }
+}
+
+/// A refund made outside the app, on the merchant platform
+/// ([`crate::SimHandle::refund_outside`], and the JSON body of
+/// `POST /sim/refund`). WeChat's refund rules apply as for
+/// `/secapi/pay/refund`; the order's `total_fee` is known.
+///
+/// ```
+/// use wxpay_core::Fen;
+/// use wxpay_sim::OutsideRefund;
+///
+/// let r = OutsideRefund::new("order-1", Fen(30)).with_out_refund_no("desk-1");
+/// let json = r#"{"out_trade_no": "order-1", "refund_fee": 30, "out_refund_no": "desk-1"}"#;
+/// assert_eq!(serde_json::from_str::<OutsideRefund>(json).unwrap(), r);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutsideRefund {
+    /// The paid order to refund.
+    pub out_trade_no: String,
+    /// The amount to refund now: more than zero and at most what is left.
+    pub refund_fee: Fen,
+    /// The refund number; the same number again is the same refund. When
+    /// absent, the new refund's `refund_id` is used.
+    #[serde(default)]
+    pub out_refund_no: Option<String>,
+    /// Where its refund notify goes; when absent,
+    /// [`SimConfig::refund_notify_url`].
+    #[serde(default)]
+    pub notify_url: Option<String>,
+}
+
+impl OutsideRefund {
+    /// A refund of `refund_fee` from the order, numbered and notified by
+    /// default.
+    pub fn new(out_trade_no: impl Into<String>, refund_fee: Fen) -> Self {
+        Self {
+            out_trade_no: out_trade_no.into(),
+            refund_fee,
+            out_refund_no: None,
+            notify_url: None,
+        }
+    }
+
+    /// Sets [`OutsideRefund::out_refund_no`].
+    pub fn with_out_refund_no(mut self, out_refund_no: impl Into<String>) -> Self {
+        self.out_refund_no = Some(out_refund_no.into());
+        self
+    }
+
+    /// Sets [`OutsideRefund::notify_url`].
+    pub fn with_notify_url(mut self, url: impl Into<String>) -> Self {
+        self.notify_url = Some(url.into());
+        self
+    }
 }
 
 /// A snapshot of an order (`GET /sim/orders/{out_trade_no}`).

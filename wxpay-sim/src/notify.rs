@@ -101,7 +101,7 @@ pub(crate) fn refund_job(
     inner.insert_opt("success_time", refund.success_time.as_deref());
     inner.insert("refund_recv_accout", "支付用户零钱");
     inner.insert("refund_account", refund.refund_account.as_str());
-    inner.insert("refund_request_source", "API");
+    inner.insert("refund_request_source", refund.source.as_str());
     let plain = to_xml_with_root(&inner, "root");
 
     let mut outer = Params::new();
@@ -129,7 +129,11 @@ pub(crate) async fn deliver(sim: Arc<Sim>, job: NotifyJob) {
         tokio::time::sleep(delay).await;
         let attempt = i as u32 + 1;
         let faults = sim.faults();
-        if faults.drop_notifies {
+        let drop = match job.kind {
+            NotifyKind::Payment => faults.drop_notifies,
+            NotifyKind::Refund => faults.drop_refund_notifies,
+        };
+        if drop {
             record(
                 &sim,
                 &job,

@@ -12,17 +12,18 @@ use tokio::{task::AbortHandle, time::Instant};
 use wxpay_core::{Fen, Params, RefundStatus, SignType, TradeState, types::format_beijing};
 
 use crate::{
-    SimError,
-    model::{Faults, NotifyAttempt, PayResult, SimConfig, SimOrder, SimRefund},
-    notify,
+    SimError, api,
+    model::{
+        Faults, NotifyAttempt, OutsideRefund, PayResult, RefundResult, RefundSource, SimConfig,
+        SimOrder, SimRefund,
+    },
+    notify::{self, NotifyJob},
 };
 
 /// The 2-hour prepay_id lifetime.
 pub(crate) const PREPAY_TTL: Duration = Duration::from_secs(2 * 3600);
 /// closeorder is refused within 5 minutes of creation.
 pub(crate) const CLOSE_MIN_AGE: Duration = Duration::from_secs(5 * 60);
-/// Refunds succeed after a minute.
-pub(crate) const REFUND_DELAY: Duration = Duration::from_secs(60);
 /// Login codes live 5 minutes.
 pub(crate) const CODE_TTL: Duration = Duration::from_secs(5 * 60);
 /// The shortest a scaled login-code lifetime gets (real time).
@@ -119,8 +120,13 @@ impl Order {
         self.payer_openid.as_deref().or(self.field("openid"))
     }
 
+    /// What its refunds have used up: all but the closed ones.
     pub(crate) fn refunded(&self) -> u64 {
-        self.refunds.iter().map(|r| r.refund_fee).sum()
+        self.refunds
+            .iter()
+            .filter(|r| r.status != RefundStatus::RefundClose)
+            .map(|r| r.refund_fee)
+            .sum()
     }
 
     fn snapshot(&self) -> SimOrder {
@@ -137,18 +143,7 @@ impl Order {
             sign_type: self.sign_type,
             transaction_id: self.transaction_id.clone(),
             time_end: self.time_end.clone(),
-            refunds: self
-                .refunds
-                .iter()
-                .map(|r| SimRefund {
-                    out_refund_no: r.out_refund_no.clone(),
-                    refund_id: r.refund_id.clone(),
-                    refund_fee: Fen(r.refund_fee),
-                    refund_status: r.status.clone(),
-                    notify_url: r.notify_url.clone(),
-                    success_time: r.success_time.clone(),
-                })
-                .collect(),
+            refunds: self.refunds.iter().map(Refund::snapshot).collect(),
         }
     }
 }
@@ -162,6 +157,23 @@ pub(crate) struct Refund {
     pub(crate) notify_url: Option<String>,
     pub(crate) success_time: Option<String>,
     pub(crate) refund_account: String,
+    /// The final status it reaches after the refund delay.
+    pub(crate) outcome: RefundResult,
+    pub(crate) source: RefundSource,
+}
+
+impl Refund {
+    fn snapshot(&self) -> SimRefund {
+        SimRefund {
+            out_refund_no: self.out_refund_no.clone(),
+            refund_id: self.refund_id.clone(),
+            refund_fee: Fen(self.refund_fee),
+            refund_status: self.status.clone(),
+            notify_url: self.notify_url.clone(),
+            success_time: self.success_time.clone(),
+            refund_request_source: self.source,
+        }
+    }
 }
 
 /// Which order a control request means.
@@ -220,8 +232,12 @@ impl Sim {
 
     /// Whether this call should fail with a simulated system error.
     pub(crate) fn roll_system_error(&self) -> bool {
-        let rate = self.lock().faults.system_error_rate;
-        rate > 0.0 && rand::thread_rng().gen_bool(rate.clamp(0.0, 1.0))
+        roll(self.lock().faults.system_error_rate)
+    }
+
+    /// Whether this answer should be signed with a wrong key.
+    pub(crate) fn roll_bad_signature(&self) -> bool {
+        roll(self.lock().faults.bad_answer_signature_rate)
     }
 
     pub(crate) fn login(&self, openid: &str, unionid: Option<String>) -> String {
@@ -323,49 +339,92 @@ impl Sim {
         Ok(snapshot)
     }
 
-    /// Schedules the refund's success after the (scaled) processing delay.
+    /// A refund on the merchant platform; a new one is scheduled like an
+    /// API refund. Answers its state after scheduling, so a refund with no
+    /// delay is final in the answer.
+    pub(crate) fn refund_outside(
+        self: &Arc<Self>,
+        req: OutsideRefund,
+    ) -> Result<SimRefund, SimError> {
+        let (out_refund_no, created) = {
+            let mut st = self.lock();
+            if !st.orders.contains_key(&req.out_trade_no) {
+                return Err(SimError::NoSuchOrder(req.out_trade_no));
+            }
+            let (i, created) = api::refund_outside(&mut st, &req)?;
+            let refund = &st.orders[&req.out_trade_no].refunds[i];
+            tracing::info!(
+                out_trade_no = %req.out_trade_no,
+                out_refund_no = %refund.out_refund_no,
+                refund_fee = refund.refund_fee,
+                created,
+                "refund on the merchant platform"
+            );
+            (refund.out_refund_no.clone(), created)
+        };
+        if created {
+            self.schedule_refund(req.out_trade_no.clone(), out_refund_no.clone());
+        }
+        let st = self.lock();
+        let refunds = &st.orders[&req.out_trade_no].refunds;
+        let refund = refunds.iter().find(|r| r.out_refund_no == out_refund_no);
+        Ok(refund.expect("refunds are never removed").snapshot())
+    }
+
+    /// Makes the refund final after the (scaled) refund delay and sends its
+    /// notify; with no delay it is final before this returns.
     pub(crate) fn schedule_refund(self: &Arc<Self>, out_trade_no: String, out_refund_no: String) {
+        let delay = self.scaled(self.config.refund_delay);
+        if delay.is_zero() {
+            if let Some(job) = self.settle_refund(&out_trade_no, &out_refund_no) {
+                self.spawn(notify::deliver(Arc::clone(self), job));
+            }
+            return;
+        }
         let sim = Arc::clone(self);
-        let delay = self.scaled(REFUND_DELAY);
         self.spawn(async move {
             tokio::time::sleep(delay).await;
-            let job = {
-                let mut st = sim.lock();
-                let Some(order) = st.orders.get_mut(&out_trade_no) else {
-                    return;
-                };
-                let total = order.total_fee();
-                let transaction_id = order.transaction_id.clone().unwrap_or_default();
-                let Some(refund) = order
-                    .refunds
-                    .iter_mut()
-                    .find(|r| r.out_refund_no == out_refund_no)
-                else {
-                    return;
-                };
-                refund.status = RefundStatus::Success;
-                refund.success_time = Some(format_refund_time(Utc::now()));
-                tracing::info!(%out_trade_no, %out_refund_no, "refund succeeded");
-                let url = refund
-                    .notify_url
-                    .clone()
-                    .or_else(|| sim.config.refund_notify_url.clone());
-                url.map(|url| {
-                    notify::refund_job(
-                        &sim.config,
-                        &out_trade_no,
-                        &transaction_id,
-                        total,
-                        refund,
-                        url,
-                    )
-                })
-            };
-            if let Some(job) = job {
+            if let Some(job) = sim.settle_refund(&out_trade_no, &out_refund_no) {
                 notify::deliver(sim, job).await;
             }
         });
     }
+
+    /// The refund reaches its final status; returns its notify when there
+    /// is a URL to send it to.
+    fn settle_refund(&self, out_trade_no: &str, out_refund_no: &str) -> Option<NotifyJob> {
+        let mut st = self.lock();
+        let order = st.orders.get_mut(out_trade_no)?;
+        let total = order.total_fee();
+        let transaction_id = order.transaction_id.clone().unwrap_or_default();
+        let refund = order
+            .refunds
+            .iter_mut()
+            .find(|r| r.out_refund_no == out_refund_no)?;
+        refund.status = refund.outcome.status();
+        if refund.outcome == RefundResult::Success {
+            refund.success_time = Some(format_refund_time(Utc::now()));
+        }
+        tracing::info!(%out_trade_no, %out_refund_no, refund_status = %refund.status, "refund final");
+        let url = refund
+            .notify_url
+            .clone()
+            .or_else(|| self.config.refund_notify_url.clone())?;
+        Some(notify::refund_job(
+            &self.config,
+            out_trade_no,
+            &transaction_id,
+            total,
+            refund,
+            url,
+        ))
+    }
+}
+
+/// True with probability `rate` (at most 1.0; anything not above 0.0,
+/// NaN included, never).
+fn roll(rate: f64) -> bool {
+    rate > 0.0 && rand::thread_rng().gen_bool(rate.min(1.0))
 }
 
 pub(crate) fn random_alnum(n: usize) -> String {

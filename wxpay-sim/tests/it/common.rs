@@ -8,7 +8,12 @@ use std::{
     time::Duration,
 };
 
+use aes::{
+    Aes256,
+    cipher::{BlockDecrypt, KeyInit, generic_array::GenericArray},
+};
 use axum::{Router, body::Bytes, extract::State, routing::post};
+use base64::{Engine, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use sha2::Sha256;
@@ -38,7 +43,7 @@ pub fn spec_sign(fields: &Fields, key: &str, sign_type: &str) -> String {
     match sign_type {
         "MD5" => hex_upper(&Md5::digest(temp.as_bytes())),
         "HMAC-SHA256" => {
-            let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()).unwrap();
             mac.update(temp.as_bytes());
             hex_upper(&mac.finalize().into_bytes())
         }
@@ -111,6 +116,28 @@ impl Env {
         f
     }
 
+    /// Posts JSON to the control API: the status and the answer (JSON, or
+    /// the text as a JSON string when it is not JSON).
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, json)
+    }
+
+    /// A JSON answer of the control API.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        r.json().await.unwrap()
+    }
+
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
         let r = self
             .http
@@ -127,16 +154,33 @@ impl Env {
     /// posts it, and checks the reply: `return_code=FAIL` carries no sign;
     /// anything else is signed with the request's algorithm and no `sign_type`.
     pub async fn call(&self, path: &str, mut f: Fields) -> Fields {
-        let st = f.get("sign_type").cloned().unwrap_or_else(|| "MD5".into());
-        let s = spec_sign(&f, self.key(), &st);
-        f.insert("sign".into(), s);
+        let st = self.sign(&mut f);
         self.send_checked(path, &f, &st).await
     }
 
-    pub async fn send_checked(&self, path: &str, f: &Fields, st: &str) -> Fields {
+    /// [`Env::call`] without checking the reply's signature.
+    pub async fn call_unverified(&self, path: &str, mut f: Fields) -> Fields {
+        self.sign(&mut f);
+        self.send(path, &f).await
+    }
+
+    /// Adds `sign` (algorithm named by `sign_type`, MD5 if none); returns
+    /// the algorithm.
+    fn sign(&self, f: &mut Fields) -> String {
+        let st = f.get("sign_type").cloned().unwrap_or_else(|| "MD5".into());
+        let s = spec_sign(f, self.key(), &st);
+        f.insert("sign".into(), s);
+        st
+    }
+
+    async fn send(&self, path: &str, f: &Fields) -> Fields {
         let (status, body) = self.post_raw(path, xml_body(f)).await;
         assert_eq!(status, 200, "{body}");
-        let reply = parse(&body);
+        parse(&body)
+    }
+
+    pub async fn send_checked(&self, path: &str, f: &Fields, st: &str) -> Fields {
+        let reply = self.send(path, f).await;
         assert_reply_signed(&reply, self.key(), st);
         reply
     }
@@ -172,6 +216,89 @@ pub fn assert_ok(reply: &Fields) {
 
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", &wxpay_core::types::nonce_str()[..16])
+}
+
+/// Spec 12.2, written independently of the simulator.
+pub fn decrypt(req_info: &str, api_key: &str) -> String {
+    let key: String = Md5::digest(api_key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let cipher = Aes256::new(GenericArray::from_slice(key.as_bytes()));
+    let mut data = STANDARD.decode(req_info).unwrap();
+    assert_eq!(data.len() % 16, 0);
+    for block in data.chunks_exact_mut(16) {
+        cipher.decrypt_block(GenericArray::from_mut_slice(block));
+    }
+    let pad = *data.last().unwrap() as usize;
+    assert!((1..=16).contains(&pad));
+    assert!(data[data.len() - pad..].iter().all(|b| *b as usize == pad));
+    data.truncate(data.len() - pad);
+    String::from_utf8(data).unwrap()
+}
+
+/// A secapi refund request (HMAC-SHA256).
+pub fn refund_req(
+    env: &Env,
+    no: &str,
+    refund_no: &str,
+    total: &str,
+    fee: &str,
+    url: Option<&str>,
+) -> Fields {
+    let mut f = env.base(Some("HMAC-SHA256"));
+    f.insert("out_trade_no".into(), no.into());
+    f.insert("out_refund_no".into(), refund_no.into());
+    f.insert("total_fee".into(), total.into());
+    f.insert("refund_fee".into(), fee.into());
+    if let Some(u) = url {
+        f.insert("notify_url".into(), u.into());
+    }
+    f
+}
+
+/// The decrypted `<root>` of a refund notify body (spec 12).
+pub fn refund_notify(body: &str, api_key: &str) -> Fields {
+    let outer = parse(body);
+    assert!(
+        !outer.contains_key("sign"),
+        "refund notifies are not signed"
+    );
+    let plain = decrypt(&outer["req_info"], api_key);
+    wxpay_core::xml::parse_with(plain.as_bytes(), "root", 1 << 16)
+        .unwrap()
+        .into_inner()
+}
+
+/// A refund of `fee` from an 88-fen order through `/secapi/pay/refund`,
+/// its answer checked like [`Env::call`]'s.
+pub async fn api_refund(env: &Env, no: &str, refund_no: &str, fee: &str) -> Fields {
+    let req = refund_req(env, no, refund_no, "88", fee, None);
+    env.call("/secapi/pay/refund", req).await
+}
+
+/// A refundquery request by `key`.
+pub fn refundquery(env: &Env, key: &str, value: &str) -> Fields {
+    let mut f = env.base(None);
+    f.insert(key.into(), value.into());
+    f
+}
+
+/// A fast simulator (scale 0.001) whose refunds stay `PROCESSING` for
+/// `delay` (before scaling) and notify `recv` unless told otherwise.
+pub async fn refund_env(delay: Duration, recv: &Receiver) -> Env {
+    let cfg = fast_config()
+        .with_refund_delay(delay)
+        .with_refund_notify_url(&recv.url);
+    Env::with(cfg).await
+}
+
+/// A new order of 88 fen, paid.
+pub async fn paid_order(env: &Env, prefix: &str) -> String {
+    let no = unique(prefix);
+    create_order(env, &no, "http://127.0.0.1:9/pay", None).await;
+    env.sim.pay(&no).await.unwrap();
+    no
 }
 
 /// A JSAPI unifiedorder request for `out_trade_no`.

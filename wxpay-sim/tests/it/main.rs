@@ -6,5 +6,6 @@ mod faults;
 mod login;
 mod notifies;
 mod orders;
+mod outside_refunds;
 mod protocol;
 mod refunds;

@@ -1,58 +1,11 @@
 //! Refunds, refundquery and the encrypted refund notify.
 
-use aes::{
-    Aes256,
-    cipher::{BlockDecrypt, KeyInit, generic_array::GenericArray},
-};
-use base64::{Engine, engine::general_purpose::STANDARD};
-use md5::{Digest, Md5};
-use wxpay_sim::NotifyKind;
+use std::time::{Duration, Instant};
+
+use wxpay_core::{Fen, RefundStatus};
+use wxpay_sim::{Faults, NotifyKind, OutsideRefund, RefundResult, RefundSource, SimError};
 
 use crate::common::*;
-
-/// Spec 12.2, written independently of the simulator.
-fn decrypt(req_info: &str, api_key: &str) -> String {
-    let key: String = Md5::digest(api_key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let cipher = Aes256::new(GenericArray::from_slice(key.as_bytes()));
-    let mut data = STANDARD.decode(req_info).unwrap();
-    assert_eq!(data.len() % 16, 0);
-    for block in data.chunks_exact_mut(16) {
-        cipher.decrypt_block(GenericArray::from_mut_slice(block));
-    }
-    let pad = *data.last().unwrap() as usize;
-    assert!((1..=16).contains(&pad));
-    assert!(data[data.len() - pad..].iter().all(|b| *b as usize == pad));
-    data.truncate(data.len() - pad);
-    String::from_utf8(data).unwrap()
-}
-
-fn refund_req(
-    env: &Env,
-    no: &str,
-    refund_no: &str,
-    total: &str,
-    fee: &str,
-    url: Option<&str>,
-) -> Fields {
-    let mut f = env.base(Some("HMAC-SHA256"));
-    f.insert("out_trade_no".into(), no.into());
-    f.insert("out_refund_no".into(), refund_no.into());
-    f.insert("total_fee".into(), total.into());
-    f.insert("refund_fee".into(), fee.into());
-    if let Some(u) = url {
-        f.insert("notify_url".into(), u.into());
-    }
-    f
-}
-
-fn refundquery(env: &Env, key: &str, value: &str) -> Fields {
-    let mut f = env.base(None);
-    f.insert(key.into(), value.into());
-    f
-}
 
 #[tokio::test]
 async fn refund_rules_and_idempotency() {
@@ -162,7 +115,8 @@ async fn refund_rules_and_idempotency() {
 
 #[tokio::test]
 async fn refund_goes_processing_then_success_with_an_encrypted_notify() {
-    let env = Env::start().await; // 1 min × 0.001 = 60 ms
+    // 1000 s × 0.001 = 1 s of PROCESSING: ample time to see it.
+    let env = Env::with(fast_config().with_refund_delay(Duration::from_secs(1000))).await;
     let recv = Receiver::start(vec![FAIL_XML]).await;
     let no = unique("rn");
     create_order(&env, &no, "http://127.0.0.1:9/pay", None).await;
@@ -217,7 +171,7 @@ async fn refund_goes_processing_then_success_with_an_encrypted_notify() {
     // (it logs after reading the reply): wait for the log, bounded.
     let (log, _) = env
         .sim
-        .wait_for_notifies(std::time::Duration::from_secs(5), |log| {
+        .wait_for_notifies(Duration::from_secs(5), |log| {
             log.iter().filter(|a| a.kind == NotifyKind::Refund).count() >= 2
         })
         .await;
@@ -268,6 +222,209 @@ async fn refund_goes_processing_then_success_with_an_encrypted_notify() {
         &env.call("/pay/refundquery", env.base(None)).await,
         "LACK_PARAMS",
     );
+}
+
+#[tokio::test]
+async fn refunds_stay_processing_until_the_delay_has_passed() {
+    let recv = Receiver::start(vec![]).await;
+    // 100 h × 0.001 = 6 real minutes: nothing becomes final in this test.
+    let env = refund_env(Duration::from_secs(100 * 3600), &recv).await;
+    let no = paid_order(&env, "rp").await;
+    let r = api_refund(&env, &no, "P-1", "40").await;
+    assert_ok(&r);
+    let outside = env
+        .sim
+        .refund_outside(OutsideRefund::new(&no, Fen(8)).with_out_refund_no("P-2"))
+        .await
+        .unwrap();
+    assert_eq!(outside.refund_status, RefundStatus::Processing);
+    assert_eq!(outside.refund_request_source, RefundSource::VendorPlatform);
+    let q = env
+        .call("/pay/refundquery", refundquery(&env, "out_trade_no", &no))
+        .await;
+    assert_eq!(q["refund_count"], "2");
+    assert_eq!(q["refund_fee"], "48");
+    assert_eq!(q["refund_status_0"], "PROCESSING");
+    assert_eq!(q["refund_status_1"], "PROCESSING");
+    assert_eq!(q["refund_id_1"], outside.refund_id);
+    assert!(!q.contains_key("refund_success_time_0"));
+    let order = env.sim.order(&no).await.unwrap();
+    assert_eq!(order.refunds[0].refund_status, RefundStatus::Processing);
+    assert_eq!(order.refunds[0].refund_request_source, RefundSource::Api);
+    assert_eq!(order.refunds[0].success_time, None);
+    assert_eq!(order.refunds[1], outside);
+    // Refunds in progress already use up their amounts: 40 fen are left.
+    let r = api_refund(&env, &no, "P-3", "41").await;
+    assert_err(&r, "NOTENOUGH");
+    match env
+        .sim
+        .refund_outside(OutsideRefund::new(&no, Fen(41)))
+        .await
+    {
+        Err(SimError::RefundRefused { err_code, .. }) => assert_eq!(err_code, "NOTENOUGH"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        env.sim
+            .refund_outside(OutsideRefund::new("nope", Fen(1)))
+            .await,
+        Err(SimError::NoSuchOrder(_))
+    ));
+    assert!(
+        env.sim
+            .notifies()
+            .await
+            .iter()
+            .all(|a| a.kind != NotifyKind::Refund),
+        "refund notify before the refund was final"
+    );
+}
+
+#[tokio::test]
+async fn refunds_end_after_the_delay_as_refund_result_said_when_accepted() {
+    let recv = Receiver::start(vec![]).await;
+    let delay = Duration::from_secs(300); // × 0.001 = 300 ms
+    let env = refund_env(delay, &recv).await;
+    let no = paid_order(&env, "rr").await;
+    let (status, _) = env
+        .post_json(
+            "/sim/faults",
+            serde_json::json!({ "refund_result": "CHANGE" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(env.sim.faults().await.refund_result, RefundResult::Change);
+    let accepted = Instant::now();
+    let r = api_refund(&env, &no, "F-1", "30").await;
+    assert_ok(&r);
+    env.sim
+        .set_faults(Faults {
+            refund_result: RefundResult::RefundClose,
+            ..Faults::default()
+        })
+        .await;
+    let closed = env
+        .sim
+        .refund_outside(OutsideRefund::new(&no, Fen(58)).with_out_refund_no("F-2"))
+        .await
+        .unwrap();
+    // Refunds accepted from now on succeed; F-1 and F-2 keep their results.
+    env.sim.set_faults(Faults::default()).await;
+    let bodies = recv.wait_for(2).await;
+    assert!(
+        accepted.elapsed() >= env.cfg.scaled(delay),
+        "final before the delay"
+    );
+    let mut notified: Vec<_> = bodies.iter().map(|b| refund_notify(b, env.key())).collect();
+    notified.sort_by(|a, b| a["out_refund_no"].cmp(&b["out_refund_no"]));
+    let [change, close] = &notified[..] else {
+        panic!("{notified:?}")
+    };
+    assert_eq!(change["out_refund_no"], "F-1");
+    assert_eq!(change["refund_status"], "CHANGE");
+    assert_eq!(change["refund_request_source"], "API");
+    assert!(!change.contains_key("success_time"));
+    assert_eq!(close["refund_id"], closed.refund_id);
+    assert_eq!(close["refund_status"], "REFUNDCLOSE");
+    assert_eq!(close["refund_request_source"], "VENDOR_PLATFORM");
+    let q = env
+        .call("/pay/refundquery", refundquery(&env, "out_trade_no", &no))
+        .await;
+    assert_eq!(q["refund_status_0"], "CHANGE");
+    assert_eq!(q["refund_status_1"], "REFUNDCLOSE");
+    assert!(!q.contains_key("refund_success_time_0"));
+    assert!(!q.contains_key("refund_success_time_1"));
+
+    // Nothing moved for the closed refund: its 58 fen can be refunded again.
+    let r = api_refund(&env, &no, "F-3", "58").await;
+    assert_ok(&r);
+    let bodies = recv.wait_for(3).await;
+    let inner = refund_notify(&bodies[2], env.key());
+    assert_eq!(inner["out_refund_no"], "F-3");
+    assert_eq!(inner["refund_status"], "SUCCESS");
+    let q = env
+        .call(
+            "/pay/refundquery",
+            refundquery(&env, "out_refund_no", "F-3"),
+        )
+        .await;
+    assert_eq!(q["refund_status_0"], "SUCCESS");
+    assert_eq!(q["refund_success_time_0"], inner["success_time"]);
+}
+
+#[tokio::test]
+async fn with_no_delay_refunds_are_final_in_the_answer() {
+    let recv = Receiver::start(vec![]).await;
+    let env = refund_env(Duration::ZERO, &recv).await;
+    let no = paid_order(&env, "rz").await;
+    assert_ok(&api_refund(&env, &no, "Z-1", "30").await);
+    let q = env
+        .call(
+            "/pay/refundquery",
+            refundquery(&env, "out_refund_no", "Z-1"),
+        )
+        .await;
+    assert_eq!(q["refund_status_0"], "SUCCESS");
+    assert!(q.contains_key("refund_success_time_0"));
+    // No notify_url in the request: the merchant's configured one.
+    let bodies = recv.wait_for(1).await;
+    assert_eq!(
+        refund_notify(&bodies[0], env.key())["refund_status"],
+        "SUCCESS"
+    );
+
+    // A closed refund gives its amount back; an abnormal one does not.
+    for (result, refund_no, fee) in [
+        (RefundResult::RefundClose, "Z-2", "58"),
+        (RefundResult::Change, "Z-3", "50"),
+    ] {
+        env.sim
+            .set_faults(Faults {
+                refund_result: result,
+                ..Faults::default()
+            })
+            .await;
+        assert_ok(&api_refund(&env, &no, refund_no, fee).await);
+    }
+    assert_err(&api_refund(&env, &no, "Z-4", "9").await, "NOTENOUGH");
+    assert_ok(&api_refund(&env, &no, "Z-4", "8").await);
+    let q = env
+        .call("/pay/refundquery", refundquery(&env, "out_trade_no", &no))
+        .await;
+    let statuses: Vec<_> = (0..4)
+        .map(|n| q[&format!("refund_status_{n}")].as_str())
+        .collect();
+    assert_eq!(statuses, ["SUCCESS", "REFUNDCLOSE", "CHANGE", "CHANGE"]);
+    assert!(!q.contains_key("refund_success_time_1"));
+    let notified: std::collections::BTreeMap<_, _> = recv
+        .wait_for(4)
+        .await
+        .iter()
+        .map(|b| {
+            let inner = refund_notify(b, env.key());
+            (
+                inner["out_refund_no"].clone(),
+                inner["refund_status"].clone(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("Z-1", "SUCCESS"),
+        ("Z-2", "REFUNDCLOSE"),
+        ("Z-3", "CHANGE"),
+        ("Z-4", "CHANGE"),
+    ]
+    .map(|(a, b)| (a.to_owned(), b.to_owned()));
+    assert_eq!(notified, expected.into_iter().collect());
+
+    // Only the three final results exist.
+    let (status, _) = env
+        .post_json(
+            "/sim/faults",
+            serde_json::json!({ "refund_result": "PROCESSING" }),
+        )
+        .await;
+    assert!((400..500).contains(&status), "{status}");
 }
 
 #[test]
