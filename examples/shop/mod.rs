@@ -14,8 +14,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 use wxpay_core::{
-    BoxError, Config, Fen, SignType,
-    flow::{Catalog, Order, OrderState, Payments, PaymentsBuilder, PaymentsError},
+    BoxError, Client, ClientIdentity, Config, Fen, SignType,
+    flow::{AdminToken, Catalog, Order, OrderState, Payments, PaymentsBuilder, PaymentsError},
 };
 use wxpay_sim::{SimConfig, SimHandle, Simulator};
 use wxpay_sqlx::SqlxStore;
@@ -56,6 +56,14 @@ pub struct Args {
     /// With `--sim`: how much faster than real time the simulator runs.
     #[arg(long, default_value_t = 0.01)]
     pub sim_time_scale: f64,
+    /// Turns on the admin routes (`/pay/admin/orders/{no}`, `…/refund`)
+    /// for `Authorization: Bearer <this token>`; absent when unset.
+    #[arg(long, env = "WXPAY_SHOP_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Seconds between reconciler passes (lost notifies, refunds in flight,
+    /// refunds made in the merchant platform, unfinished effects).
+    #[arg(long, env = "WXPAY_RECONCILE_EVERY", default_value_t = 30)]
+    pub reconcile_every: u64,
 }
 
 /// An example's `main`: logging from `RUST_LOG`, the command line, the
@@ -83,6 +91,13 @@ pub struct Shop {
     /// The embedded simulator (with `--sim`).
     pub sim: Option<SimHandle>,
     catalog: Catalog,
+    reconciler: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        self.reconciler.abort();
+    }
 }
 
 /// An HTTP answer in framework-free form: status and JSON.
@@ -98,30 +113,47 @@ impl Shop {
         addr: SocketAddr,
         tweak: impl FnOnce(PaymentsBuilder) -> PaymentsBuilder,
     ) -> Result<Shop, BoxError> {
-        let (config, sim) = if args.sim {
-            let sim =
-                Simulator::start(SimConfig::test().with_time_scale(args.sim_time_scale)).await?;
+        let (client, sim) = if args.sim {
+            let sim = SimConfig::test()
+                .with_time_scale(args.sim_time_scale)
+                .with_refund_notify_url(format!("http://{addr}/pay/refund-notify"));
+            let sim = Simulator::start(sim).await?;
             println!("simulator (WeChat Pay stand-in) at {}", sim.base_url());
             let config = sim
                 .merchant_config()
                 .with_notify_url(format!("http://{addr}/pay/notify"))
                 .with_refund_notify_url(format!("http://{addr}/pay/refund-notify"))
                 .with_sign_type(args.sim_sign_type);
-            (config, Some(sim))
+            (sim.client(config)?, Some(sim))
         } else {
-            (Config::from_env()?, None)
+            // Refunds need the merchant's client certificate (WXPAY_CLIENT_*).
+            let config = Config::from_env()?;
+            match ClientIdentity::from_env()? {
+                Some(id) => (Client::with_identity(config, &id)?, None),
+                None => (Client::new(config)?, None),
+            }
         };
         let store = Arc::new(SqlxStore::connect(&args.database_url).await?);
-        let builder = Payments::builder(config)
+        let mut builder = Payments::builder(client.config().clone())
+            .client(client)
             .store(store.clone())
             .sessions(store)
             .checkout(catalog());
+        if let Some(token) = &args.admin_token {
+            builder = builder.admin(AdminToken::new(token));
+        }
         let payments = tweak(builder).build()?;
-        payments.reconciler(Duration::from_secs(30)).spawn();
+        let every = Duration::from_secs(args.reconcile_every.max(1));
+        // A small shop: every pass also asks about the paid orders' refunds
+        // (a refund made in the merchant platform whose notify was lost).
+        let reconciler = (payments.reconciler(every).quiet_after(every))
+            .refund_watch(Some(Duration::ZERO))
+            .spawn();
         Ok(Shop {
             payments,
             sim,
             catalog: catalog(),
+            reconciler,
         })
     }
 

@@ -56,6 +56,9 @@ impl PaymentEvents for Fulfilments {
     }
 }
 
+/// The shops' admin token in the tests (`WXPAY_SHOP_ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
+
 /// A shop server and its simulator, stopped on drop.
 pub struct Running {
     pub base: String,
@@ -126,6 +129,8 @@ impl Running {
             database_url,
             sim_sign_type: sign_type,
             sim_time_scale: 0.01,
+            admin_token: Some(ADMIN_TOKEN.into()),
+            reconcile_every: 1,
         };
         let shop = Shop::start(&args, addr, |b| {
             b.sync_interval(Duration::from_millis(50))
@@ -252,6 +257,50 @@ impl Running {
             .get(reqwest::header::CONNECTION)
             .is_some_and(|v| v == "close");
         (status, closes, resp.text().await.unwrap())
+    }
+
+    /// `GET /pay/admin/orders/{no}` with the admin token.
+    pub async fn admin_order(&self, out_trade_no: &str) -> Value {
+        let (status, body) = self
+            .get_json(
+                &format!("/pay/admin/orders/{out_trade_no}"),
+                Some(ADMIN_TOKEN),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Polls the admin view of an order until `done` holds of it (the
+    /// reconciler runs every second in the tests).
+    pub async fn wait_admin(
+        &self,
+        out_trade_no: &str,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let body = self.admin_order(out_trade_no).await;
+            if done(&body) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "order {out_trade_no}: never {what}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A signed-in user's paid order of `quantity` VIP months: checkout, the
+    /// user pays at the simulator, the notify arrives.
+    pub async fn paid_order(&self, token: &str, quantity: u32) -> String {
+        let order = self.order(token, quantity).await;
+        let no = order["out_trade_no"].as_str().unwrap().to_owned();
+        self.sim().pay(&no).await.unwrap();
+        self.wait_state(token, &no, "PAID").await;
+        no
     }
 
     pub async fn vip_days(&self, token: &str) -> i64 {

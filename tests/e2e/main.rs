@@ -13,6 +13,7 @@ mod axum_app;
 mod tower_app;
 
 mod harness;
+mod refunds;
 mod scenarios;
 mod shared_db;
 
@@ -61,6 +62,35 @@ macro_rules! e2e_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn restart_on_the_same_sqlite_file_loses_nothing() {
                 scenarios::restart_loses_nothing($framework).await;
+            }
+
+            fn sqlite() -> String {
+                crate::harness::sqlite_url(&crate::harness::temp_db("refund"))
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn admin_refunds_settle_once() {
+                crate::refunds::admin_refunds_settle_once($framework, sqlite()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn corrupted_refund_answer_is_settled_by_refundquery() {
+                crate::refunds::corrupted_refund_answer_is_settled_by_refundquery(
+                    $framework,
+                    sqlite(),
+                )
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn outside_refund_is_found_by_the_reconciler() {
+                crate::refunds::outside_refund_is_found_by_the_reconciler($framework, sqlite())
+                    .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn hmac_shop_refuses_an_md5_notify() {
+                crate::refunds::hmac_shop_refuses_an_md5_notify($framework, sqlite()).await;
             }
 
             #[allow(dead_code)]

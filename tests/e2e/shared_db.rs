@@ -132,3 +132,34 @@ async fn postgres_two_shops_share_one_database() {
 async fn mysql_two_shops_share_one_database() {
     two_shops_share_one_database(MYSQL_ENV).await;
 }
+
+/// The refund scenarios on one backend, through every adapter (each in a
+/// fresh schema or database).
+async fn refunds_on(env: &str) {
+    for fw in [Framework::Axum, Framework::Actix, Framework::Tower] {
+        for scenario in 0..3 {
+            let Some(place) = Place::new(env).await else {
+                return;
+            };
+            let url = place.url.clone();
+            match scenario {
+                0 => crate::refunds::admin_refunds_settle_once(fw, url).await,
+                1 => {
+                    crate::refunds::corrupted_refund_answer_is_settled_by_refundquery(fw, url).await
+                }
+                _ => crate::refunds::outside_refund_is_found_by_the_reconciler(fw, url).await,
+            }
+            place.cleanup().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refunds_through_every_adapter() {
+    refunds_on(POSTGRES_ENV).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_refunds_through_every_adapter() {
+    refunds_on(MYSQL_ENV).await;
+}

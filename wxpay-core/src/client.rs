@@ -53,6 +53,56 @@ pub trait Transport: Send + Sync + 'static {
     }
 }
 
+/// Any [`Transport`], boxed: what [`Payments`](crate::flow::Payments)
+/// keeps, so that it takes a client over any transport (reqwest, a test
+/// double, a proxy of your own) with no type parameter. One allocation per
+/// call to WeChat.
+#[derive(Clone)]
+pub struct BoxTransport(Arc<dyn DynTransport>);
+
+type SendFuture<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<HttpResponse, BoxError>> + Send + 'a>>;
+
+trait DynTransport: Send + Sync + 'static {
+    fn send_boxed(&self, req: HttpRequest) -> SendFuture<'_>;
+    fn identity(&self) -> bool;
+}
+
+impl<T: Transport> DynTransport for T {
+    fn send_boxed(&self, req: HttpRequest) -> SendFuture<'_> {
+        Box::pin(self.send(req))
+    }
+    fn identity(&self) -> bool {
+        self.has_client_identity()
+    }
+}
+
+impl BoxTransport {
+    /// Boxes `transport`.
+    pub fn new(transport: impl Transport) -> BoxTransport {
+        BoxTransport(Arc::new(transport))
+    }
+}
+
+impl std::fmt::Debug for BoxTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BoxTransport")
+    }
+}
+
+impl Transport for BoxTransport {
+    fn send(
+        &self,
+        req: HttpRequest,
+    ) -> impl Future<Output = Result<HttpResponse, BoxError>> + Send {
+        self.0.send_boxed(req)
+    }
+
+    fn has_client_identity(&self) -> bool {
+        self.0.identity()
+    }
+}
+
 /// The merchant API client certificate (for refunds).
 #[derive(Clone)]
 pub struct ClientIdentity {
@@ -66,6 +116,46 @@ impl std::fmt::Debug for ClientIdentity {
 }
 
 impl ClientIdentity {
+    /// From the environment, for refunds: `WXPAY_CLIENT_CERT_FILE` and
+    /// `WXPAY_CLIENT_KEY_FILE` (the PEM pair `apiclient_cert.pem` and
+    /// `apiclient_key.pem` from the merchant platform), or
+    /// `WXPAY_CLIENT_P12_FILE` (`apiclient_cert.p12`) with
+    /// `WXPAY_CLIENT_P12_PASSWORD` (default: `WXPAY_MCH_ID`, WeChat's
+    /// convention). `None` when none is set.
+    ///
+    /// # Errors
+    /// [`Error::Certificate`] naming the variable for an unreadable file, a
+    /// lone half of the PEM pair, or an unusable PKCS#12.
+    pub fn from_env() -> Result<Option<ClientIdentity>, Error> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let read = |k: &'static str, path: String| {
+            std::fs::read(&path)
+                .map_err(|e| Error::Certificate(format!("{k}={path}: cannot read it: {e}")))
+        };
+        match (
+            var("WXPAY_CLIENT_CERT_FILE"),
+            var("WXPAY_CLIENT_KEY_FILE"),
+            var("WXPAY_CLIENT_P12_FILE"),
+        ) {
+            (Some(cert), Some(key), _) => Ok(Some(ClientIdentity::from_pem(
+                &read("WXPAY_CLIENT_CERT_FILE", cert)?,
+                &read("WXPAY_CLIENT_KEY_FILE", key)?,
+            ))),
+            (Some(_), None, _) | (None, Some(_), _) => Err(Error::Certificate(
+                "set both WXPAY_CLIENT_CERT_FILE and WXPAY_CLIENT_KEY_FILE (or WXPAY_CLIENT_P12_FILE)"
+                    .into(),
+            )),
+            (None, None, Some(p12)) => {
+                let password = var("WXPAY_CLIENT_P12_PASSWORD")
+                    .or_else(|| var("WXPAY_MCH_ID"))
+                    .unwrap_or_default();
+                let der = read("WXPAY_CLIENT_P12_FILE", p12)?;
+                ClientIdentity::from_pkcs12(&der, &password).map(Some)
+            }
+            (None, None, None) => Ok(None),
+        }
+    }
+
     /// From the PEM pair `apiclient_cert.pem` + `apiclient_key.pem`.
     pub fn from_pem(cert: &[u8], key: &[u8]) -> ClientIdentity {
         let mut pem = key.to_vec();
@@ -249,6 +339,15 @@ impl<T: Transport> Client<T> {
             config: Arc::new(config),
             transport,
             retry: RetryPolicy::default(),
+        }
+    }
+
+    /// The same client over its transport boxed ([`BoxTransport`]).
+    pub fn boxed(self) -> Client<BoxTransport> {
+        Client {
+            config: self.config,
+            transport: BoxTransport::new(self.transport),
+            retry: self.retry,
         }
     }
 

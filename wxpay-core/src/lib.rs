@@ -85,7 +85,8 @@ pub mod types;
 pub mod xml;
 
 pub use client::{
-    Client, ClientIdentity, HttpRequest, HttpResponse, ReqwestTransport, RetryPolicy, Transport,
+    BoxTransport, Client, ClientIdentity, HttpRequest, HttpResponse, ReqwestTransport, RetryPolicy,
+    Transport,
 };
 pub use config::{Config, ConfigError};
 pub use errcode::{ErrCode, RetryAdvice};

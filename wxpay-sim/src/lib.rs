@@ -231,6 +231,25 @@ impl SimHandle {
         &self.sim.config
     }
 
+    /// A [`wxpay_core::Client`] for [`merchant_config`](SimHandle::merchant_config)
+    /// (with `config`'s changes, e.g. notify URLs) that can send refunds:
+    /// it carries a throwaway test client certificate (`data/` in this
+    /// crate), which the simulator does not check. Hand it to
+    /// `PaymentsBuilder::client`.
+    ///
+    /// # Errors
+    /// [`wxpay_core::Error`] when the HTTP client cannot be built.
+    pub fn client(
+        &self,
+        config: wxpay_core::Config,
+    ) -> Result<wxpay_core::Client, wxpay_core::Error> {
+        let identity = wxpay_core::ClientIdentity::from_pem(
+            include_bytes!("../data/test_client_cert.pem"),
+            include_bytes!("../data/test_client_key.pem"),
+        );
+        wxpay_core::Client::with_identity(config, &identity)
+    }
+
     /// A merchant [`wxpay_core::Config`] that talks to this simulator: its
     /// AppID, mch_id, API key and AppSecret, with the pay-API and open-API
     /// bases both pointing here. Add your server's notify URL.

@@ -16,7 +16,12 @@
 //! | `POST` | `/sign-in` | with [sessions](super::PaymentsBuilder::sessions) only: `{"code"}` from `wx.login` → `200 {"token", "openid", "expires_at"}` ([`Payments::sign_in`]; `expires_at` in Unix seconds) |
 //! | `POST` | `/sign-out` | with sessions only: ends the session of the `Authorization: Bearer` token → `200 {"signed_out": true \| false}` |
 //!
-//! Without sessions, `/sign-in` and `/sign-out` are unknown paths. Adapters
+//! | `GET` | `/admin/orders/{out_trade_no}` | with an [admin check](super::PaymentsBuilder::admin) only: `200 {"out_trade_no", "state", "total_fee", "refunded_fee", "refundable", "transaction_id", "fulfilment", "refunds": [{"out_refund_no", "refund_fee", "state", "source", …}], "attention": [{"kind", "detail", "at"}]}` |
+//! | `POST` | `/admin/orders/{out_trade_no}/refund` | with an admin check only: `{"refund_fee"?, "out_refund_no"?}` (default: all that is left, under `{out_trade_no}-R{n}`) → `200 {"out_refund_no", "refund_fee", "state"}` ([`Payments::refund`]; `state` is `PROCESSING`, or `UNKNOWN` when WeChat's answer was ambiguous: refundquery settles it); WeChat's definite refusal → `422 {"error": "refund_refused", …, "state": "REFUSED"}` |
+//!
+//! Without sessions, `/sign-in` and `/sign-out` are unknown paths; without
+//! an admin check, so are the admin routes, and a caller the check refuses
+//! gets `401`. Adapters
 //! can also mount the sign-in and sign-out routes alone, at a path of the
 //! app's choice (`POST /login`).
 //!
@@ -233,6 +238,8 @@ enum Route {
     RefundNotify,
     SignIn,
     SignOut,
+    AdminOrder(String),
+    AdminRefund(String),
 }
 
 impl Route {
@@ -245,13 +252,24 @@ impl Route {
             segments.next(),
             segments.next(),
             segments.next(),
+            segments.next(),
         ];
         match segments {
+            [Some("admin"), Some("orders"), Some(no), None, _] if !no.is_empty() => {
+                Some(Route::AdminOrder(no.to_owned()))
+            }
+            [
+                Some("admin"),
+                Some("orders"),
+                Some(no),
+                Some("refund"),
+                None,
+            ] if !no.is_empty() => Some(Route::AdminRefund(no.to_owned())),
             [Some("orders"), None, ..] => Some(Route::Orders),
-            [Some("orders"), Some(no), None, _] if !no.is_empty() => {
+            [Some("orders"), Some(no), None, ..] if !no.is_empty() => {
                 Some(Route::Order(no.to_owned()))
             }
-            [Some("orders"), Some(no), Some("close"), None] if !no.is_empty() => {
+            [Some("orders"), Some(no), Some("close"), None, _] if !no.is_empty() => {
                 Some(Route::Close(no.to_owned()))
             }
             [Some("notify"), None, ..] => Some(Route::Notify),
@@ -264,7 +282,7 @@ impl Route {
 
     fn allow(&self) -> &'static str {
         match self {
-            Route::Order(_) => "GET",
+            Route::Order(_) | Route::AdminOrder(_) => "GET",
             _ => "POST",
         }
     }
@@ -282,7 +300,11 @@ pub async fn handle(payments: &Payments, req: HttpIn) -> HttpOut {
 
 async fn answer(payments: &Payments, req: HttpIn) -> HttpOut {
     let route = Route::parse(&req.path)
-        .filter(|r| payments.keeps_sessions() || !matches!(r, Route::SignIn | Route::SignOut));
+        .filter(|r| payments.keeps_sessions() || !matches!(r, Route::SignIn | Route::SignOut))
+        .filter(|r| {
+            payments.inner.admin.is_some()
+                || !matches!(r, Route::AdminOrder(_) | Route::AdminRefund(_))
+        });
     let Some(route) = route else {
         return HttpOut::not_found();
     };
@@ -328,7 +350,132 @@ async fn answer(payments: &Payments, req: HttpIn) -> HttpOut {
             Ok(no) => order_answer(Box::pin(payments.close(&no)).await),
             Err(out) => out,
         },
+        Route::AdminOrder(no) => Box::pin(admin(payments, &no, false, req)).await,
+        Route::AdminRefund(no) => Box::pin(admin(payments, &no, true, req)).await,
     }
+}
+
+/// The admin routes: `GET /admin/orders/{no}` (the order, its refund
+/// ledger and attention cases) and `POST /admin/orders/{no}/refund
+/// {"refund_fee"?, "out_refund_no"?}` (default: all that is left, under
+/// `{no}-R{n}` with `n` the ledger's next entry, so that a repeated click
+/// repeats the same refund instead of making a second one).
+async fn admin(payments: &Payments, no: &str, refund: bool, req: HttpIn) -> HttpOut {
+    let creq = CheckoutRequest {
+        body: req.body,
+        headers: req.headers,
+        client_ip: req.client_ip,
+        user: None,
+    };
+    let Some(auth) = &payments.inner.admin else {
+        return HttpOut::not_found();
+    };
+    if !auth.allows(&creq).await {
+        tracing::warn!("admin route refused: not allowed");
+        return HttpOut::error(401, "unauthorized", "admin credentials required");
+    }
+    let Ok(no) = OutTradeNo::new(no) else {
+        return HttpOut::not_found();
+    };
+    let order = match payments.order(&no).await {
+        Ok(o) => o,
+        Err(e) => return error_out(&e),
+    };
+    if !refund {
+        return HttpOut::json(200, &admin_order_json(&order));
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ask {
+        refund_fee: Option<u64>,
+        out_refund_no: Option<String>,
+    }
+    let ask = if creq.body.iter().all(u8::is_ascii_whitespace) {
+        Ask {
+            refund_fee: None,
+            out_refund_no: None,
+        }
+    } else {
+        match serde_json::from_slice::<Ask>(&creq.body) {
+            Ok(a) => a,
+            Err(_) => {
+                return HttpOut::error(
+                    400,
+                    "bad_request",
+                    "expected a JSON body {\"refund_fee\"?, \"out_refund_no\"?}",
+                );
+            }
+        }
+    };
+    let fee = ask
+        .refund_fee
+        .map_or_else(|| order.refundable(), crate::Fen);
+    let out_refund_no = ask
+        .out_refund_no
+        .unwrap_or_else(|| format!("{no}-R{}", order.refunds.len() + 1));
+    match payments.refund(&no, &out_refund_no, fee).await {
+        Ok(r) => HttpOut::json(
+            200,
+            &json!({
+                "out_refund_no": r.refund.out_refund_no,
+                "refund_fee": r.refund.refund_fee.0,
+                "state": r.refund.state.as_str(),
+            }),
+        ),
+        Err(PaymentsError::Wechat(e)) if e.is_definite_refusal() => {
+            tracing::warn!(error = %e, "admin refund refused by WeChat");
+            HttpOut::json(
+                422,
+                &json!({
+                    "error": "refund_refused",
+                    "message": e.to_string(),
+                    "out_refund_no": out_refund_no,
+                    "refund_fee": fee.0,
+                    "state": "REFUSED",
+                }),
+            )
+        }
+        Err(e) => error_out(&e),
+    }
+}
+
+/// The admin view of an order: money, ledger, attention.
+fn admin_order_json(o: &Order) -> Value {
+    let refunds: Vec<Value> = (o.refunds.iter())
+        .map(|r| {
+            json!({
+                "out_refund_no": r.out_refund_no,
+                "refund_fee": r.refund_fee.0,
+                "state": r.state.as_str(),
+                "source": r.source.as_str(),
+                "refund_id": r.refund_id,
+                "created_at": r.created_at.to_rfc3339(),
+                "updated_at": r.updated_at.to_rfc3339(),
+            })
+        })
+        .collect();
+    let attention: Vec<Value> = (o.attention.iter())
+        .map(|a| json!({ "kind": a.kind.as_str(), "detail": a.detail, "at": a.at.to_rfc3339() }))
+        .collect();
+    json!({
+        "out_trade_no": o.out_trade_no.as_str(),
+        "state": o.state.as_str(),
+        "total_fee": o.total_fee.0,
+        "refunded_fee": o.refunded_fee.0,
+        "refundable": o.refundable().0,
+        "transaction_id": o.transaction_id,
+        "owner": o.owner,
+        "fulfilment": match o.fulfilment {
+            super::Fulfilment::Pending => "PENDING",
+            super::Fulfilment::Claimed { .. } => "CLAIMED",
+            super::Fulfilment::Done { .. } => "DONE",
+            super::Fulfilment::Held => "HELD",
+        },
+        "refunds": refunds,
+        "attention": attention,
+        "created_at": o.created_at.to_rfc3339(),
+        "updated_at": o.updated_at.to_rfc3339(),
+    })
 }
 
 /// The order number, if the order exists and the caller owns it; the error

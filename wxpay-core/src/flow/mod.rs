@@ -12,6 +12,7 @@
 //! [`PaymentEvents`] for the precise guarantee), late payments recorded and
 //! flagged rather than dropped, and lost notifies recovered by orderquery.
 
+mod admin;
 mod catalog;
 mod checkout;
 pub mod decide;
@@ -27,6 +28,7 @@ mod refunds;
 mod sessions;
 mod store;
 
+pub use admin::{AdminAuth, AdminToken};
 pub use catalog::{Catalog, CatalogItem};
 pub use checkout::{
     Checkout, CheckoutOutcome, CheckoutRequest, NoCheckout, OrderDraft, Rejection, RejectionKind,

@@ -11,16 +11,17 @@ use chrono::{DateTime, Utc};
 use tracing::{Instrument, field::Empty};
 
 use super::{
-    AttentionPolicy, Checkout, CheckoutOutcome, CheckoutRequest, MemoryStore, NoCheckout, NoEvents,
-    Order, OrderDraft, OrderPatch, OrderState, OrderStore, PaymentEvents, Rejection, SessionRecord,
-    SessionStore, SignIn, StoreError, TokenHash, Transition, TransitionOutcome,
+    AdminAuth, AttentionPolicy, Checkout, CheckoutOutcome, CheckoutRequest, MemoryStore,
+    NoCheckout, NoEvents, Order, OrderDraft, OrderPatch, OrderState, OrderStore, PaymentEvents,
+    Rejection, SessionRecord, SessionStore, SignIn, StoreError, TokenHash, Transition,
+    TransitionOutcome,
     decide::{Mismatch, PaymentReport, Source},
     fulfil::Recorded,
     sessions,
 };
 use crate::{
-    Client, Config, ErrCode, Error, Fen, FieldError, OutTradeNo, SessionKey, SessionToken,
-    TradeState, TradeType,
+    BoxTransport, Client, Config, ErrCode, Error, Fen, FieldError, OutTradeNo, SessionKey,
+    SessionToken, TradeState, TradeType, Transport,
     messages::{OrderQueryResponse, UnifiedOrderRequest},
 };
 
@@ -192,11 +193,12 @@ pub(crate) struct Settings {
 }
 
 pub(crate) struct Inner {
-    pub(crate) client: Client,
+    pub(crate) client: Client<BoxTransport>,
     pub(crate) store: Arc<dyn OrderStore>,
     pub(crate) checkout: Arc<dyn Checkout>,
     pub(crate) events: Arc<dyn PaymentEvents>,
     pub(crate) sessions: Option<Arc<dyn SessionStore>>,
+    pub(crate) admin: Option<Arc<dyn AdminAuth>>,
     pub(crate) settings: Settings,
     /// Last orderquery per order in this process (for orders whose state
     /// cannot carry `synced_at`).
@@ -256,11 +258,12 @@ impl fmt::Debug for Payments {
 #[must_use]
 pub struct PaymentsBuilder {
     config: Config,
-    client: Option<Client>,
+    client: Option<Client<BoxTransport>>,
     store: Option<Arc<dyn OrderStore>>,
     checkout: Arc<dyn Checkout>,
     events: Arc<dyn PaymentEvents>,
     sessions: Option<Arc<dyn SessionStore>>,
+    admin: Option<Arc<dyn AdminAuth>>,
     settings: Settings,
 }
 
@@ -276,9 +279,9 @@ impl fmt::Debug for PaymentsBuilder {
 impl PaymentsBuilder {
     /// Uses this client (e.g. one with the merchant certificate for refunds,
     /// [`Client::with_identity`]); its configuration replaces the builder's.
-    pub fn client(mut self, client: Client) -> Self {
+    pub fn client<T: Transport>(mut self, client: Client<T>) -> Self {
         self.config = client.config().clone();
-        self.client = Some(client);
+        self.client = Some(client.boxed());
         self
     }
 
@@ -307,6 +310,15 @@ impl PaymentsBuilder {
     /// none (no sessions, and no lookups).
     pub fn sessions(mut self, sessions: Arc<dyn SessionStore>) -> Self {
         self.sessions = Some(sessions);
+        self
+    }
+
+    /// Turns on the admin routes of the HTTP surface (an order with its
+    /// refund ledger and attention cases; refunds), for the callers `auth`
+    /// allows (e.g. [`AdminToken`](super::AdminToken)). Default: none (the
+    /// routes answer `404`).
+    pub fn admin(mut self, auth: impl AdminAuth) -> Self {
+        self.admin = Some(Arc::new(auth));
         self
     }
 
@@ -399,7 +411,7 @@ impl PaymentsBuilder {
     pub fn build(self) -> Result<Payments, Error> {
         let client = match self.client {
             Some(c) => c,
-            None => Client::new(self.config)?,
+            None => Client::new(self.config)?.boxed(),
         };
         Ok(Payments {
             inner: Arc::new(Inner {
@@ -408,6 +420,7 @@ impl PaymentsBuilder {
                 checkout: self.checkout,
                 events: self.events,
                 sessions: self.sessions,
+                admin: self.admin,
                 settings: self.settings,
                 recent_syncs: Mutex::new(HashMap::new()),
             }),
@@ -426,6 +439,7 @@ impl Payments {
             checkout: Arc::new(NoCheckout),
             events: Arc::new(NoEvents),
             sessions: None,
+            admin: None,
             settings: Settings {
                 unifiedorder_attempts: 3,
                 retry_backoff: Duration::from_millis(200),
@@ -446,7 +460,7 @@ impl Payments {
     }
 
     /// The protocol client.
-    pub fn client(&self) -> &Client {
+    pub fn client(&self) -> &Client<BoxTransport> {
         &self.inner.client
     }
 

@@ -314,7 +314,9 @@ impl Payments {
                     tracing::error!(attention = ?order.attention.last(), "refund flagged for attention");
                     self.inner.events.on_attention(&order).await;
                 }
-                self.run_refund_effects(&order).await;
+                // `on_refunded` for what settled; `on_paid` when a closed
+                // refund made the goods due again.
+                self.run_effects(&order).await;
             }
             return Ok((order, changed));
         }

@@ -231,9 +231,14 @@ impl SessionStore for MemorySessions {
 /// The token in an `Authorization` header value: `Bearer <token>` (the
 /// scheme in any case, RFC 7235 §2.1), `None` for anything else.
 pub(crate) fn bearer(authorization: &str) -> Option<SessionToken> {
+    bearer_str(authorization).map(SessionToken::new)
+}
+
+/// The token of a `Bearer` authorization value (scheme case-insensitive).
+pub(crate) fn bearer_str(authorization: &str) -> Option<&str> {
     let (scheme, token) = authorization.trim().split_once(' ')?;
     let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| SessionToken::new(token))
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 #[cfg(test)]

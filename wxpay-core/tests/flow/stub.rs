@@ -31,6 +31,13 @@ pub struct Inner {
     pub trade_state: HashMap<String, String>,
     pub close_err: Option<&'static str>,
     pub refund_err: Option<&'static str>,
+    /// How the refund answer goes wrong after WeChat took the refund:
+    /// `bad-sign` (signed with another key), `bad-field` (a malformed
+    /// `refund_fee`), `http500`.
+    pub refund_fault: Option<&'static str>,
+    /// out_trade_no → its refunds at WeChat (`out_refund_no`, fee, status),
+    /// for refundquery (REFUNDNOTEXIST when none).
+    pub refunds: HashMap<String, Vec<(String, u64, &'static str)>>,
 }
 
 #[derive(Clone)]
@@ -84,6 +91,16 @@ impl Stub {
             .unwrap()
             .trade_state
             .insert(out_trade_no.to_owned(), state.to_owned());
+    }
+
+    pub fn set_refunds(&self, out_trade_no: &str, refunds: &[(&str, u64, &'static str)]) {
+        self.state.lock().unwrap().refunds.insert(
+            out_trade_no.to_owned(),
+            refunds
+                .iter()
+                .map(|(n, f, s)| ((*n).to_owned(), *f, *s))
+                .collect(),
+        );
     }
 
     pub fn requests(&self, path: &str) -> Vec<Params> {
@@ -189,7 +206,7 @@ async fn handle(State(stub): State<Stub>, uri: Uri, body: Bytes) -> axum::respon
                 .cloned()
                 .unwrap_or_else(|| "NOTPAY".into());
             let mut f = vec![("out_trade_no", no.clone()), ("trade_state", state.clone())];
-            if state == "SUCCESS" {
+            if state == "SUCCESS" || state == "REFUND" {
                 let fee = stub
                     .state
                     .lock()
@@ -211,8 +228,65 @@ async fn handle(State(stub): State<Stub>, uri: Uri, body: Bytes) -> axum::respon
             answer(c, None, &f)
         }
         "/pay/closeorder" => answer(c, stub.state.lock().unwrap().close_err, &[]),
+        "/pay/refundquery" => {
+            let refunds = stub.state.lock().unwrap().refunds.get(&no).cloned();
+            match refunds.filter(|r| !r.is_empty()) {
+                None => answer(c, Some("REFUNDNOTEXIST"), &[]),
+                Some(list) => {
+                    let mut f: Vec<(String, String)> = vec![
+                        ("out_trade_no".into(), no.clone()),
+                        ("refund_count".into(), list.len().to_string()),
+                    ];
+                    for (i, (n, fee, st)) in list.iter().enumerate() {
+                        f.push((format!("out_refund_no_{i}"), n.clone()));
+                        f.push((format!("refund_fee_{i}"), fee.to_string()));
+                        f.push((format!("refund_status_{i}"), (*st).to_owned()));
+                        f.push((format!("refund_id_{i}"), format!("5000{i}{n}")));
+                    }
+                    let f: Vec<(&str, String)> =
+                        f.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+                    answer(c, None, &f)
+                }
+            }
+        }
         "/secapi/pay/refund" => {
-            let err = stub.state.lock().unwrap().refund_err;
+            let (err, fault) = {
+                let mut s = stub.state.lock().unwrap();
+                if s.refund_err.is_none() {
+                    // WeChat takes it (once per number).
+                    let out_refund_no = req.get("out_refund_no").unwrap_or("").to_owned();
+                    let fee: u64 = req.get("refund_fee").unwrap_or("0").parse().unwrap_or(0);
+                    let list = s.refunds.entry(no.clone()).or_default();
+                    if !list.iter().any(|(n, _, _)| *n == out_refund_no) {
+                        list.push((out_refund_no, fee, "PROCESSING"));
+                    }
+                }
+                (s.refund_err, s.refund_fault)
+            };
+            match fault {
+                Some("http500") => {
+                    return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "").into_response();
+                }
+                Some("bad-sign") => {
+                    let wrong = Config::new(
+                        APPID,
+                        MCH_ID,
+                        ApiKey::new("wrong-key-wrong-key-wrong-key-00"),
+                    )
+                    .with_sign_type(c.sign_type);
+                    let body = answer(&wrong, err, &[("out_trade_no", no.clone())]);
+                    return body.into_response();
+                }
+                Some("bad-field") => {
+                    let body = answer(
+                        c,
+                        err,
+                        &[("out_trade_no", no.clone()), ("refund_fee", "1.5".into())],
+                    );
+                    return body.into_response();
+                }
+                _ => {}
+            }
             answer(
                 c,
                 err,
