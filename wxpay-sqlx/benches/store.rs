@@ -18,20 +18,13 @@ static N: AtomicU64 = AtomicU64::new(0);
 async fn insert_and_pay(store: &SqlxStore) {
     let now = chrono::Utc::now();
     let no = OutTradeNo::new(format!("B{}", N.fetch_add(1, Ordering::Relaxed))).unwrap();
-    let order = Order::new(
-        no.clone(),
-        Fen(1),
-        "bench",
-        TradeType::Jsapi,
-        SignType::Md5,
-        now,
-    );
+    let order = Order::new(no, Fen(1), "bench", TradeType::Jsapi, SignType::Md5, now);
     store.insert(&order).await.unwrap();
     let patch = OrderPatch {
         transaction_id: Some(Some("4200".into())),
         ..OrderPatch::default()
     };
-    let t = Transition::new(no, &[OrderState::Created], OrderState::Paid, patch, now).unwrap();
+    let t = Transition::new(&order, OrderState::Paid, patch, now).unwrap();
     assert!(matches!(
         store.transition(&t).await.unwrap(),
         TransitionOutcome::Applied(_)

@@ -32,8 +32,7 @@
 //!
 //! // What the payment flow does when a notify arrives: compare-and-set.
 //! let patch = OrderPatch { transaction_id: Some(Some("4200000001".into())), ..Default::default() };
-//! let paid = Transition::new(order.out_trade_no.clone(), &[OrderState::Created, OrderState::Prepaid],
-//!     OrderState::Paid, patch, now)?;
+//! let paid = Transition::new(&order, OrderState::Paid, patch, now)?;
 //! assert!(matches!(store.transition(&paid).await?, TransitionOutcome::Applied(o) if o.state == OrderState::Paid));
 //! // The duplicate notify changes nothing.
 //! assert!(matches!(store.transition(&paid).await?, TransitionOutcome::NotApplied(_)));
@@ -64,18 +63,22 @@
 //!
 //! A lost connection, a closed pool or a timeout surfaces as
 //! [`StoreError::Backend`]: the payment flow answers the notify `FAIL` and
-//! WeChat retries. A transition is one statement inside one transaction, so
-//! it never half-applies.
+//! WeChat retries. A transition is one transaction (the order's row, its
+//! refunds, the read-back), so it never half-applies. A value the tables
+//! cannot hold (an amount above `i64::MAX` fen, a time outside 1677–2262,
+//! text too long for a MySQL column, a refund number of another order) is
+//! [`StoreError::Invalid`], before or instead of any change.
 //!
 //! ## Schema
 //!
 //! The tables are created by [`SqlxStore::migrate`], or on first use of
 //! either (turn that off with [`SqlxStore::auto_migrate`] if your own
 //! migrations own the schema). The DDL is `CREATE … IF NOT EXISTS`; on
-//! PostgreSQL it runs under an advisory lock, so instances starting together
-//! do not trip over each other. The files are in the crate's `migrations/`
-//! directory (one per backend), and are a fine starting point for your own
-//! schema.
+//! PostgreSQL it runs under an advisory lock, on MySQL under a named lock
+//! (`GET_LOCK`), on SQLite in a `BEGIN IMMEDIATE` transaction, so instances
+//! starting together do not trip over each other. The files are in the
+//! crate's `migrations/` directory (one per backend), and are a fine
+//! starting point for your own schema.
 //!
 //! ### Orders
 //!
@@ -87,13 +90,14 @@
 //! |---|---|---|
 //! | `out_trade_no` | text, primary key (MySQL: `VARCHAR(32)`, `ascii_bin`: case-sensitive) | [`Order::out_trade_no`] |
 //! | `state` | text | [`OrderState`] in UPPERCASE: `CREATED`, `PREPAID`, `PAID`, `CLOSED`, `FAILED`, `REFUNDING`, `REFUNDED`, `PARTIALLY_REFUNDED` |
-//! | `total_fee`, `cash_fee`, `refunded_fee`, `pending_refund_fee` | BIGINT fen | money, never floats |
-//! | `body`, `trade_type`, `openid`, `product_id`, `attach`, `owner`, `sign_type`, `prepay_id`, `code_url`, `transaction_id`, `time_end`, `bank_type`, `attention` | text | the fields of the same name (`time_end` as WeChat sent it: `yyyyMMddHHmmss`, Beijing) |
-//! | `pending_refund_no` | text | [`PendingRefund::out_refund_no`] (both `pending_refund_*` are NULL, or neither) |
-//! | `fulfilment` | text | `PENDING`, `CLAIMED` or `DONE` |
-//! | `fulfilment_at` | BIGINT ns | the lease end (`CLAIMED`) or completion time (`DONE`); NULL when `PENDING` |
+//! | `total_fee`, `cash_fee`, `refunded_fee` | BIGINT fen | money, never floats (`refunded_fee` equals the sum of the `SUCCESS` refunds) |
+//! | `body`, `trade_type`, `openid`, `product_id`, `attach`, `owner`, `sign_type`, `prepay_id`, `code_url`, `transaction_id`, `time_end`, `bank_type` | text | the fields of the same name (`time_end` as WeChat sent it: `yyyyMMddHHmmss`, Beijing) |
+//! | `attention` | text | [`Order::attention`] as a JSON array of [`Attention`] (`[{"kind":"LATE_PAYMENT","detail":"…","at":"2025-01-02T03:04:05.123456789Z"}]`); NULL for none |
+//! | `fulfilment` | text | [`Fulfilment`]: `PENDING`, `CLAIMED`, `DONE` or `HELD` |
+//! | `fulfilment_at` | BIGINT ns | the lease end (`CLAIMED`) or completion time (`DONE`); NULL when `PENDING` or `HELD` |
 //! | `created_at`, `updated_at`, `prepay_expires_at`, `synced_at` | BIGINT ns | times |
-//! | `version` | BIGINT | bumped by every change (so MySQL always reports the row as changed) |
+//! | `version` | BIGINT | [`Order::version`]: bumped by every change, the compare-and-set's condition (so MySQL always reports the row as changed) |
+//! | `refund_ledger` | small int | `1` for every order this version writes; `0` marks a row of an earlier version, which the upgrade converts (see "Upgrading") |
 //!
 //! **Times** are UTC, stored as BIGINT **nanoseconds** since the Unix epoch,
 //! so an order reads back exactly as written (convert with
@@ -105,6 +109,58 @@
 //! indexes are declared in `CREATE TABLE`, so an orders table created by an
 //! earlier version lacks the `owner` one; `migrations/mysql.sql` has the
 //! statement to add it.)
+//!
+//! ### Refunds
+//!
+//! The refunds table is `wxpay_refunds` (or `<prefix>wxpay_refunds`): the
+//! ledger, one row per [`Refund`] of an order.
+//!
+//! | column | type | holds |
+//! |---|---|---|
+//! | `out_refund_no` | text, primary key (MySQL: `VARCHAR(64)`, `ascii_bin`) | [`Refund::out_refund_no`]: one order's, for good |
+//! | `out_trade_no` | text (MySQL: `VARCHAR(32)`, `ascii_bin`) | the order's number |
+//! | `seq` | BIGINT | the refund's position in [`Order::refunds`] (0 = oldest); unique per order |
+//! | `refund_fee` | BIGINT fen | [`Refund::refund_fee`] |
+//! | `state` | text | [`RefundState`] in UPPERCASE: `REQUESTED`, `PROCESSING`, `UNKNOWN`, `SUCCESS`, `CLOSED`, `ABNORMAL`, `REFUSED` |
+//! | `refund_id` | text | [`Refund::refund_id`], NULL until known |
+//! | `source` | text | [`RefundSource`]: `APP` or `FOUND` |
+//! | `effect`, `effect_at` | text, BIGINT ns | [`Refund::effect`], encoded like `fulfilment` / `fulfilment_at` |
+//! | `created_at`, `updated_at` | BIGINT ns | times |
+//!
+//! Indexes: unique `(out_trade_no, seq)` (an order's ledger, in order) and
+//! `(state, effect, effect_at)` (the reconciler's `SUCCESS` refunds whose
+//! effect is due).
+//!
+//! ### Upgrading
+//!
+//! An orders table written by the version before the refund ledger (with
+//! `pending_refund_no` / `pending_refund_fee` and a plain-text `attention`)
+//! is upgraded in place by `migrate` (and on first use), under the same
+//! locks: the refunds table is created; `version` and `refund_ledger` are
+//! added where missing (`ALTER TABLE … ADD COLUMN`, after looking in
+//! `pragma_table_info` / `information_schema.columns`; the old rows get
+//! `refund_ledger = 0`); then, in one transaction, for every order with
+//! `refund_ledger = 0`:
+//!
+//! 1. `refunded_fee > 0` and no refund rows: one refund
+//!    `<out_trade_no>-MIGRATED` of `refunded_fee`, `SUCCESS`, source `APP`,
+//!    effect `DONE` (that version ran `on_refunded` for it), so that the
+//!    ledger sums to `refunded_fee`;
+//! 2. `pending_refund_no` set (the order was `REFUNDING`): a refund of that
+//!    number and `pending_refund_fee`, `UNKNOWN` (its outcome is not known
+//!    to us: refundquery settles it), source `APP`, after the one of step 1;
+//! 3. a plain-text `attention` becomes one [`AttentionKind::Other`] case with
+//!    that text, recorded at the order's `updated_at`;
+//! 4. `pending_refund_no` and `pending_refund_fee` are set NULL and
+//!    `refund_ledger` to 1.
+//!
+//! Times of the new refund rows are the order's `updated_at`. Running it
+//! again changes nothing (no row has `refund_ledger = 0`; each start reads
+//! the column once). The `pending_refund_*` columns stay, unused: drop them
+//! once no instance of the earlier version runs (stop those before
+//! upgrading: they do not know the ledger). An attention value that is not
+//! a JSON array (written by the earlier version after the upgrade) also
+//! reads as one `Other` case.
 //!
 //! ### Sessions
 //!
@@ -126,19 +182,41 @@
 //!
 //! ## How the operations map to SQL
 //!
-//! - `transition`: `UPDATE … SET state = ?, updated_at = ?, version = version + 1, <patched columns>
-//!   WHERE out_trade_no = ? AND state IN (…)`, then the row is read back in
-//!   the same transaction; one affected row means applied.
-//!   Concurrent updates of one row wait for each other's row lock and then
-//!   re-check `state`, so exactly one wins under the default isolation levels
+//! Every read of orders (`get`, `list`, `unfulfilled`, `owned_by`, and the
+//! read-back of `transition`) is **one statement**: the orders (for the
+//! listings a derived table with their `ORDER BY … LIMIT`) `LEFT JOIN` their
+//! refunds, ordered by the listing's order and then `seq`; an order without
+//! refunds is one row with NULL refund columns. So no order costs a second
+//! query, and an order and its ledger are read from one snapshot.
+//!
+//! - `insert`: one `INSERT` (with `refund_ledger = 1`), and for an order that
+//!   comes with refunds their `INSERT`s in the same transaction (a refund
+//!   number of another order: [`StoreError::Invalid`]).
+//! - `transition`, one transaction: `UPDATE … SET state = ?, updated_at = ?, version = version + 1,
+//!   <patched columns, fulfilment and refunded_fee among them> WHERE out_trade_no = ? AND state = ? AND version = ?`;
+//!   one affected row means applied. Then the order is read back; if applied,
+//!   each refund of the patch is updated (`WHERE out_refund_no = ? AND out_trade_no = ?`)
+//!   if the order has it or inserted at the next `seq` (a number that
+//!   exists for another order fails the unique key: the transaction rolls
+//!   back and the answer is [`StoreError::Invalid`]; a refund never moves
+//!   between orders), the attention cases are merged in Rust as
+//!   [`Order::apply`] does and written back, and the order is read back
+//!   again. Concurrent updates of one row wait for each other's row lock and then
+//!   re-check `state` and `version`, so exactly one wins under the default isolation levels
 //!   (PostgreSQL `READ COMMITTED`, InnoDB `REPEATABLE READ`, SQLite's single
 //!   writer). Under `SERIALIZABLE` the losers fail with
 //!   [`StoreError::Backend`] instead of answering `NotApplied`.
-//! - `claim_fulfilment`: `UPDATE … SET fulfilment = 'CLAIMED', fulfilment_at = <lease end>
-//!   WHERE out_trade_no = ? AND (fulfilment = 'PENDING' OR (fulfilment = 'CLAIMED' AND fulfilment_at < <now>))`.
-//! - `unfulfilled` lists orders in a paid state (`PAID`, `REFUNDING`,
-//!   `REFUNDED`, `PARTIALLY_REFUNDED`) that are pending or whose claim expired.
-//! - `owned_by`: `SELECT … WHERE owner = ? ORDER BY created_at DESC, out_trade_no DESC LIMIT ?`.
+//! - `claim_fulfilment`: `UPDATE … SET fulfilment = 'CLAIMED', fulfilment_at = <lease end>, version = version + 1
+//!   WHERE out_trade_no = ? AND state = 'PAID' AND (fulfilment = 'PENDING' OR (fulfilment = 'CLAIMED' AND fulfilment_at < <now>))`
+//!   (a lease end past 2262 is cut to the last nanosecond the column holds).
+//! - `complete_fulfilment`: `UPDATE … SET fulfilment = 'DONE', fulfilment_at = ?, version = version + 1
+//!   WHERE out_trade_no = ? AND fulfilment = 'CLAIMED' AND fulfilment_at = <the claim's lease end>`.
+//! - `unfulfilled`: the orders whose `out_trade_no` is `IN` the `UNION` of
+//!   `PAID` orders whose fulfilment is `PENDING` or `CLAIMED` with
+//!   `fulfilment_at < <now>`, and orders with a `SUCCESS` refund whose effect
+//!   is likewise, `ORDER BY updated_at, out_trade_no LIMIT ?`.
+//! - `list`: `… WHERE state IN (…) AND updated_at <= ? ORDER BY updated_at, out_trade_no LIMIT ?`.
+//! - `owned_by`: `… WHERE owner = ? ORDER BY created_at DESC, out_trade_no DESC LIMIT ?`.
 //!   The owner matches exactly and ties go in byte order on every backend
 //!   (MySQL adds `AND CAST(owner AS BINARY) = CAST(? AS BINARY)`, as the
 //!   column's collation ignores case; PostgreSQL orders
@@ -158,7 +236,7 @@ use std::{fmt, str::FromStr, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{
-    FromRow, MySqlPool, PgPool, SqlitePool,
+    Connection, FromRow, MySqlPool, PgPool, SqlitePool,
     mysql::MySqlRow,
     pool::PoolOptions,
     postgres::PgRow,
@@ -166,21 +244,28 @@ use sqlx::{
 };
 use tokio::sync::OnceCell;
 #[cfg(doc)]
-use wxpay_core::flow::{OrderState, PaymentsBuilder, PendingRefund};
+use wxpay_core::flow::{
+    Attention, AttentionKind, Fulfilment, OrderState, PaymentsBuilder, Refund, RefundSource,
+    RefundState,
+};
 use wxpay_core::{
     OutTradeNo,
     flow::{
-        ListFilter, Order, OrderListing, OrderStore, SessionRecord, SessionStore, StoreError,
-        TokenHash, Transition, TransitionOutcome,
+        Claim, ListFilter, Order, OrderListing, OrderStore, SessionRecord, SessionStore,
+        StoreError, TokenHash, Transition, TransitionOutcome,
     },
 };
 
 pub use row::UnstorableValue;
-use row::{RawRow, RawSession, instant, state};
+use row::{Joined, LegacyAttention, RawSession, instant, state};
 use sql::{Dialect, Statements, Val, bind};
 
 /// The default orders table name (without prefix).
 pub const TABLE: &str = "wxpay_orders";
+
+/// The default refunds table name (without prefix): the orders' refund
+/// ledgers.
+pub const REFUNDS_TABLE: &str = "wxpay_refunds";
 
 /// The default sessions table name (without prefix).
 pub const SESSIONS_TABLE: &str = "wxpay_sessions";
@@ -300,14 +385,29 @@ impl fmt::Debug for SqlxStore {
         f.debug_struct("SqlxStore")
             .field("kind", &self.kind())
             .field("table", &self.table_name())
+            .field("refunds_table", &self.refunds_table_name())
             .field("sessions_table", &self.sessions_table_name())
             .field("auto_migrate", &self.auto_migrate)
             .finish_non_exhaustive()
     }
 }
 
+/// A database error as a store error: a value the database refused to
+/// hold (SQLSTATE class 22, "data exception": text too long for its
+/// column, a number out of range) is [`StoreError::Invalid`], the rest
+/// [`StoreError::Backend`].
 fn db(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(d) = &e
+        && d.code().is_some_and(|c| c.starts_with("22"))
+    {
+        return StoreError::Invalid(d.message().to_owned());
+    }
     StoreError::backend(e)
+}
+
+/// Whether `e` is a unique-key violation.
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
 impl SqlxStore {
@@ -393,13 +493,15 @@ impl SqlxStore {
         }
     }
 
-    /// Uses the tables `<prefix>wxpay_orders` and `<prefix>wxpay_sessions`.
+    /// Uses the tables `<prefix>wxpay_orders`, `<prefix>wxpay_refunds` and
+    /// `<prefix>wxpay_sessions`.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let pool = sqlx::SqlitePool::connect_lazy("sqlite::memory:").unwrap();
     /// let store = wxpay_sqlx::SqlxStore::sqlite(pool).with_table_prefix("shop_").unwrap();
     /// assert_eq!(store.table_name(), "shop_wxpay_orders");
+    /// assert_eq!(store.refunds_table_name(), "shop_wxpay_refunds");
     /// assert_eq!(store.sessions_table_name(), "shop_wxpay_sessions");
     /// # }
     /// ```
@@ -430,6 +532,11 @@ impl SqlxStore {
         &self.sql.table
     }
 
+    /// The refunds table's name.
+    pub fn refunds_table_name(&self) -> &str {
+        &self.sql.refunds
+    }
+
     /// The sessions table's name.
     pub fn sessions_table_name(&self) -> &str {
         &self.sql.sessions
@@ -450,9 +557,10 @@ impl SqlxStore {
         on_pool!(self, p => p.close().await)
     }
 
-    /// Creates the tables (orders and sessions) and their indexes if they do
-    /// not exist. Safe to run from several instances at once, and again on
-    /// every start.
+    /// Creates the tables (orders, refunds and sessions) and their indexes
+    /// if they do not exist, and upgrades an orders table made by an
+    /// earlier version in place (see the crate docs, "Upgrading"). Safe to
+    /// run from several instances at once, and again on every start.
     ///
     /// # Errors
     /// The database's error.
@@ -463,16 +571,90 @@ impl SqlxStore {
     }
 
     async fn run_migrations(&self) -> Result<(), sqlx::Error> {
-        let ddl = self.sql.schema();
-        // Instances starting together would race on PostgreSQL's catalog.
-        let lock = (self.sql.dialect == Dialect::Postgres)
-            .then_some("SELECT pg_advisory_xact_lock(hashtext('wxpay_sqlx_migrate'))");
+        let sql = &self.sql;
+        let ddl = sql.schema();
+        let dialect = sql.dialect;
+        // SQLite: take the write lock first (a deferred transaction that
+        // reads and then writes fails at once when another writer went
+        // first, busy timeout or not).
+        let begin = match dialect {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres | Dialect::MySql => "BEGIN",
+        };
+        // Instances starting together would race on the catalog and on the
+        // data move: PostgreSQL takes a transaction-scoped advisory lock,
+        // MySQL (whose DDL commits at once) a named lock on the connection.
+        const LOCK: &str = "wxpay_sqlx_migrate";
         on_pool!(self, p => {
-            let mut tx = p.begin().await?;
-            for stmt in lock.iter().copied().chain(ddl.iter().map(String::as_str)) {
-                sqlx::query(stmt).execute(&mut *tx).await?;
+            let mut conn = p.acquire().await?;
+            if dialect == Dialect::MySql {
+                let got: Option<i64> = sqlx::query_scalar(
+                    "SELECT GET_LOCK(CONCAT(?, '.', DATABASE()), 60)",
+                )
+                .bind(LOCK)
+                .fetch_one(&mut *conn)
+                .await?;
+                if got != Some(1) {
+                    return Err(sqlx::Error::Protocol(
+                        "timed out waiting for another instance's migration".into(),
+                    ));
+                }
             }
-            tx.commit().await
+            let result = async {
+                let mut tx = conn.begin_with(begin).await?;
+                if dialect == Dialect::Postgres {
+                    sqlx::query(&format!("SELECT pg_advisory_xact_lock(hashtext('{LOCK}'))"))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for stmt in &ddl {
+                    sqlx::query(stmt).execute(&mut *tx).await?;
+                }
+                let columns: Vec<String> =
+                    sqlx::query_scalar(&sql.columns()).fetch_all(&mut *tx).await?;
+                for (name, types) in sql::ADDED_COLUMNS {
+                    if !columns.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+                        sqlx::query(&sql.add_column(name, &types)).execute(&mut *tx).await?;
+                    }
+                }
+                if dialect == Dialect::MySql {
+                    // The DDL committed; the data move is one transaction.
+                    tx.commit().await?;
+                    tx = conn.begin().await?;
+                }
+                let pending = columns.iter().any(|c| c.eq_ignore_ascii_case("pending_refund_no"));
+                let (moves, done) = sql.upgrade(pending);
+                for stmt in &moves {
+                    sqlx::query(stmt).execute(&mut *tx).await?;
+                }
+                let legacy: Vec<LegacyAttention> = sqlx::query_as(&sql.legacy_attention())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for l in legacy {
+                    let cases = row::attention_of(l.attention.as_deref(), l.updated_at);
+                    let json = row::attention(&cases)
+                        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                    let key = Val::Text(Some(l.out_trade_no));
+                    bind(sqlx::query(&sql.attention_update), &[json, key])
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query(&done).execute(&mut *tx).await?;
+                tx.commit().await
+            }
+            .await;
+            if dialect == Dialect::MySql {
+                let released = sqlx::query("SELECT RELEASE_LOCK(CONCAT(?, '.', DATABASE()))")
+                    .bind(LOCK)
+                    .execute(&mut *conn)
+                    .await;
+                if released.is_err() {
+                    // Never hand a connection that may hold the lock back to the pool.
+                    let _ = conn.close().await;
+                    return result;
+                }
+            }
+            result
         })
     }
 
@@ -506,9 +688,10 @@ impl SqlxStore {
         }))
     }
 
+    /// The orders (with their refunds) that a joined statement selects.
     async fn fetch(&self, sql: &str, vals: &[Val]) -> Result<Vec<Order>, StoreError> {
-        let rows: Vec<RawRow> = self.fetch_raw(sql, vals).await?;
-        rows.into_iter().map(RawRow::into_order).collect()
+        let rows: Vec<Joined> = self.fetch_raw(sql, vals).await?;
+        row::group(rows)
     }
 
     fn key(no: &OutTradeNo) -> Val {
@@ -520,19 +703,73 @@ fn limit(n: usize) -> Val {
     Val::Int(Some(i64::try_from(n).unwrap_or(i64::MAX)))
 }
 
+/// Reads an order with its refunds inside a transaction (`$tx: &mut
+/// Transaction`), answering `Result<Option<Order>, StoreError>`.
+macro_rules! read_in {
+    ($tx:expr, $sql:expr, $key:expr) => {
+        async {
+            let rows = bind(sqlx::query($sql), $key)
+                .fetch_all(&mut **$tx)
+                .await
+                .map_err(db)?;
+            let joined = (rows.iter())
+                .map(Joined::from_row)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok::<_, StoreError>(row::group(joined)?.pop())
+        }
+    };
+}
+
+/// A refund insert's error: a number that exists (it is another order's:
+/// this order's refunds are updated, not inserted) cannot be stored.
+fn refund_insert_error(no: &str, e: sqlx::Error) -> StoreError {
+    if is_unique_violation(&e) {
+        return StoreError::Invalid(format!(
+            "refund {no:?} exists for another order (a refund never moves between orders)"
+        ));
+    }
+    db(e)
+}
+
 #[async_trait]
 impl OrderStore for SqlxStore {
     async fn insert(&self, order: &Order) -> Result<(), StoreError> {
         let vals = row::order_values(order)?;
-        match self.execute(&self.sql.insert, &vals).await {
-            Err(StoreError::Backend(e)) => match e.downcast_ref::<sqlx::Error>() {
-                Some(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-                    Err(StoreError::Duplicate(order.out_trade_no.clone()))
-                }
-                _ => Err(StoreError::Backend(e)),
-            },
-            other => other.map(drop),
+        let duplicate = |e: sqlx::Error| {
+            if is_unique_violation(&e) {
+                StoreError::Duplicate(order.out_trade_no.clone())
+            } else {
+                db(e)
+            }
+        };
+        if order.refunds.is_empty() {
+            self.ready().await?;
+            return on_pool!(self, p => bind(sqlx::query(&self.sql.insert), &vals)
+                .execute(p)
+                .await
+                .map(drop))
+            .map_err(duplicate);
         }
+        // With its ledger: one transaction.
+        let mut refunds = Vec::with_capacity(order.refunds.len());
+        for (seq, r) in order.refunds.iter().enumerate() {
+            let fields = row::refund_fields(r)?;
+            refunds.push(row::refund_values(r, &order.out_trade_no, seq, &fields));
+        }
+        self.ready().await?;
+        on_pool!(self, p => async {
+            let mut tx = p.begin().await.map_err(db)?;
+            bind(sqlx::query(&self.sql.insert), &vals).execute(&mut *tx).await.map_err(duplicate)?;
+            for (r, v) in order.refunds.iter().zip(&refunds) {
+                bind(sqlx::query(&self.sql.refund_insert), v)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| refund_insert_error(&r.out_refund_no, e))?;
+            }
+            tx.commit().await.map_err(db)
+        }
+        .await)
     }
 
     async fn get(&self, out_trade_no: &OutTradeNo) -> Result<Option<Order>, StoreError> {
@@ -543,34 +780,20 @@ impl OrderStore for SqlxStore {
     }
 
     async fn transition(&self, t: &Transition) -> Result<TransitionOutcome, StoreError> {
-        self.ready().await?;
-        let (cols, patch) = row::patch_values(&t.patch)?;
-        let mut vals = vec![state(t.to), instant("updated_at", t.at)?];
-        vals.extend(patch);
-        vals.push(Self::key(&t.out_trade_no));
-        vals.extend(t.from.iter().map(|s| state(*s)));
-        // `state IN ()` is not SQL; no `from` matches nothing.
-        let cas = (!t.from.is_empty()).then(|| self.sql.transition(&cols, t.from.len()));
-        let key = [Self::key(&t.out_trade_no)];
-        // The update and the read-back share a transaction: the answer is
-        // the row exactly as this change left it.
-        let (applied, row) = on_pool!(self, p => async {
-            let mut tx = p.begin().await?;
-            let mut applied = 0;
-            if let Some(cas) = &cas {
-                applied = bind(sqlx::query(cas), &vals).execute(&mut *tx).await?.rows_affected();
+        // A transaction the database aborted for a deadlock or a
+        // serialization conflict (SQLSTATE 40001: InnoDB picks a victim
+        // among concurrent writers of one order) was rolled back whole:
+        // running it again is what the database asks for.
+        let mut attempt = 0;
+        loop {
+            match self.transition_once(t).await {
+                Err(e) if attempt < CONFLICT_RETRIES && is_conflict(&e) => {
+                    attempt += 1;
+                    tracing::debug!(out_trade_no = %t.out_trade_no, attempt, "transition rolled back by a conflict; again");
+                }
+                other => return other,
             }
-            let row = bind(sqlx::query(&self.sql.get), &key).fetch_optional(&mut *tx).await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>((applied, row.as_ref().map(RawRow::from_row).transpose()?))
         }
-        .await)
-        .map_err(db)?;
-        Ok(match row {
-            None => TransitionOutcome::NotFound,
-            Some(r) if applied > 0 => TransitionOutcome::Applied(r.into_order()?),
-            Some(r) => TransitionOutcome::NotApplied(r.into_order()?),
-        })
     }
 
     async fn claim_fulfilment(
@@ -578,31 +801,144 @@ impl OrderStore for SqlxStore {
         out_trade_no: &OutTradeNo,
         now: DateTime<Utc>,
         lease: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Claim>, StoreError> {
+        // A lease past what the column holds (2262) lasts until then.
+        let latest = DateTime::from_timestamp_nanos(i64::MAX);
         let until = chrono::Duration::from_std(lease)
             .ok()
             .and_then(|l| now.checked_add_signed(l))
-            .ok_or_else(|| StoreError::backend(UnstorableValue::new("fulfilment_at")))?;
+            .map_or(latest, |u| u.min(latest));
         let vals = [
             instant("fulfilment_at", until)?,
             Self::key(out_trade_no),
             instant("now", now)?,
         ];
-        Ok(self.execute(&self.sql.claim, &vals).await? > 0)
+        Ok((self.execute(&self.sql.claim, &vals).await? > 0).then_some(Claim { until }))
     }
 
     async fn complete_fulfilment(
         &self,
         out_trade_no: &OutTradeNo,
+        claim: Claim,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let vals = [instant("fulfilment_at", at)?, Self::key(out_trade_no)];
-        self.execute(&self.sql.complete, &vals).await.map(drop)
+    ) -> Result<bool, StoreError> {
+        let at = instant("fulfilment_at", at)?;
+        // A lease end the column cannot hold is no stored claim.
+        let Ok(until) = instant("until", claim.until) else {
+            self.ready().await?;
+            return Ok(false);
+        };
+        let vals = [at, Self::key(out_trade_no), until];
+        Ok(self.execute(&self.sql.complete, &vals).await? > 0)
     }
 
     fn listing(&self) -> Option<&dyn OrderListing> {
         Some(self)
     }
+}
+
+impl SqlxStore {
+    /// One attempt of [`OrderStore::transition`].
+    async fn transition_once(&self, t: &Transition) -> Result<TransitionOutcome, StoreError> {
+        self.ready().await?;
+        let (cols, patch) = row::patch_values(&t.patch)?;
+        let mut vals = vec![state(t.to), instant("updated_at", t.at)?];
+        vals.extend(patch);
+        vals.push(Self::key(&t.out_trade_no));
+        vals.push(state(t.from));
+        // A version the column cannot hold is no stored order's: -1 matches nothing.
+        vals.push(Val::Int(Some(i64::try_from(t.version).unwrap_or(-1))));
+        let cas = self.sql.transition(&cols);
+        // Every value is encoded before anything is written.
+        let refunds = (t.patch.refunds.iter())
+            .map(row::refund_fields)
+            .collect::<Result<Vec<_>, _>>()?;
+        for a in &t.patch.attention {
+            row::attention(std::slice::from_ref(a))?;
+        }
+        let key = [Self::key(&t.out_trade_no)];
+        let sql = &self.sql;
+        // The update, the ledger's and the read-back share a transaction:
+        // the answer is the order exactly as this change left it.
+        on_pool!(self, p => async {
+            let mut tx = p.begin().await.map_err(db)?;
+            let applied = bind(sqlx::query(&cas), &vals)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected()
+                > 0;
+            let Some(mut order) = read_in!(&mut tx, &sql.get, &key).await? else {
+                tx.commit().await.map_err(db)?;
+                return Ok(TransitionOutcome::NotFound);
+            };
+            if !applied {
+                tx.commit().await.map_err(db)?;
+                return Ok(TransitionOutcome::NotApplied(order));
+            }
+            // The row is locked by the update: the refunds and attention
+            // read back are the current ones.
+            if !refunds.is_empty() || !t.patch.attention.is_empty() {
+                let mut known: Vec<&str> =
+                    order.refunds.iter().map(|r| r.out_refund_no.as_str()).collect();
+                for (r, fields) in t.patch.refunds.iter().zip(&refunds) {
+                    if known.contains(&r.out_refund_no.as_str()) {
+                        let mut v = fields.clone();
+                        v.push(Val::Text(Some(r.out_refund_no.clone())));
+                        v.push(Self::key(&t.out_trade_no));
+                        bind(sqlx::query(&sql.refund_update), &v)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db)?;
+                    } else {
+                        let v = row::refund_values(r, &t.out_trade_no, known.len(), fields);
+                        bind(sqlx::query(&sql.refund_insert), &v)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| refund_insert_error(&r.out_refund_no, e))?;
+                        known.push(&r.out_refund_no);
+                    }
+                }
+                let mut attention = order.attention.clone();
+                for a in &t.patch.attention {
+                    if !attention.iter().any(|x| x.same_case(a)) {
+                        attention.push(a.clone());
+                    }
+                }
+                if attention != order.attention {
+                    let v = [row::attention(&attention)?, Self::key(&t.out_trade_no)];
+                    bind(sqlx::query(&sql.attention_update), &v)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                }
+                order = read_in!(&mut tx, &sql.get, &key)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("order {} vanished", t.out_trade_no)))?;
+            }
+            tx.commit().await.map_err(db)?;
+            Ok(TransitionOutcome::Applied(order))
+        }
+        .await)
+    }
+}
+
+/// How often a transaction rolled back by a deadlock or a serialization
+/// conflict is run again.
+const CONFLICT_RETRIES: usize = 4;
+
+/// Whether the database rolled the transaction back for a conflict with a
+/// concurrent one (SQLSTATE 40001: MySQL's deadlock victim, PostgreSQL's
+/// serialization failure): nothing of it was applied.
+fn is_conflict(e: &StoreError) -> bool {
+    let StoreError::Backend(source) = e else {
+        return false;
+    };
+    source
+        .downcast_ref::<sqlx::Error>()
+        .and_then(|e| e.as_database_error())
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "40001")
 }
 
 #[async_trait]
@@ -625,7 +961,7 @@ impl OrderListing for SqlxStore {
         if limit_to == 0 {
             return Ok(Vec::new());
         }
-        let vals = [instant("now", now)?, limit(limit_to)];
+        let vals = [instant("now", now)?, instant("now", now)?, limit(limit_to)];
         self.fetch(&self.sql.unfulfilled, &vals).await
     }
 

@@ -3,7 +3,10 @@
 use chrono::{DateTime, Utc};
 use wxpay_core::{
     Fen, OutTradeNo, SignType, TradeType,
-    flow::{Fulfilment, Order, OrderPatch, OrderState, PendingRefund, SessionRecord, TokenHash},
+    flow::{
+        Attention, AttentionKind, Fulfilment, Order, OrderPatch, OrderState, Refund, RefundSource,
+        RefundState, SessionRecord, TokenHash,
+    },
 };
 
 use crate::sql::Val;
@@ -11,8 +14,8 @@ use wxpay_core::flow::StoreError;
 
 /// A value this schema cannot hold: an amount above `i64::MAX` fen or a time
 /// (of an order or a session) outside 1677–2262 (times are stored as
-/// nanoseconds). Reported as [`StoreError::Backend`], before anything is
-/// written.
+/// nanoseconds). Reported as [`StoreError::Invalid`] with this error's
+/// message, before anything is written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{field}` is out of the range the store's tables can hold")]
 #[non_exhaustive]
@@ -27,8 +30,8 @@ impl UnstorableValue {
     }
 }
 
-fn unstorable(field: &'static str) -> StoreError {
-    StoreError::backend(UnstorableValue::new(field))
+pub(crate) fn unstorable(field: &'static str) -> StoreError {
+    StoreError::Invalid(UnstorableValue::new(field).to_string())
 }
 
 fn fen(field: &'static str, f: Fen) -> Result<i64, StoreError> {
@@ -51,25 +54,82 @@ fn text(s: &Option<String>) -> Val {
     Val::Text(s.clone())
 }
 
-/// `(fulfilment, fulfilment_at)`.
-fn fulfilment(f: Fulfilment) -> Result<[Val; 2], StoreError> {
+/// `(fulfilment, fulfilment_at)`, or a refund's `(effect, effect_at)`.
+fn fulfilment(field: &'static str, f: Fulfilment) -> Result<[Val; 2], StoreError> {
     let (name, at) = match f {
         Fulfilment::Pending => ("PENDING", None),
         Fulfilment::Claimed { until } => ("CLAIMED", Some(until)),
         Fulfilment::Done { at } => ("DONE", Some(at)),
+        Fulfilment::Held => ("HELD", None),
     };
-    Ok([
-        Val::Text(Some(name.to_owned())),
-        opt_time("fulfilment_at", at)?,
-    ])
+    Ok([Val::Text(Some(name.to_owned())), opt_time(field, at)?])
 }
 
-/// `(pending_refund_no, pending_refund_fee)`.
-fn pending_refund(p: &Option<PendingRefund>) -> Result<[Val; 2], StoreError> {
-    Ok([
-        Val::Text(p.as_ref().map(|p| p.out_refund_no.clone())),
-        opt_fen("pending_refund_fee", p.as_ref().map(|p| p.refund_fee))?,
-    ])
+/// Reads `(fulfilment, fulfilment_at)` (or `(effect, effect_at)`).
+fn fulfilment_of(name: &str, at: Option<i64>) -> Option<Fulfilment> {
+    let t = DateTime::from_timestamp_nanos;
+    Some(match (name, at) {
+        ("PENDING", _) => Fulfilment::Pending,
+        ("CLAIMED", Some(at)) => Fulfilment::Claimed { until: t(at) },
+        ("DONE", Some(at)) => Fulfilment::Done { at: t(at) },
+        ("HELD", _) => Fulfilment::Held,
+        _ => return None,
+    })
+}
+
+/// The attention cases as stored: JSON, NULL for none.
+pub(crate) fn attention(a: &[Attention]) -> Result<Val, StoreError> {
+    if a.is_empty() {
+        return Ok(Val::Text(None));
+    }
+    serde_json::to_string(a)
+        .map(|s| Val::Text(Some(s)))
+        .map_err(|e| StoreError::Invalid(format!("attention: {e}")))
+}
+
+/// Reads the attention column: a JSON array, or (written by a version
+/// before the refund ledger) a plain-text note, which reads as one `Other`
+/// case recorded at `updated_at`.
+pub(crate) fn attention_of(text: Option<&str>, updated_at: i64) -> Vec<Attention> {
+    match text {
+        None => Vec::new(),
+        Some(s) => match serde_json::from_str::<Vec<Attention>>(s) {
+            Ok(v) if s.trim_start().starts_with('[') => v,
+            _ => vec![Attention::new(
+                AttentionKind::Other,
+                s,
+                DateTime::from_timestamp_nanos(updated_at),
+            )],
+        },
+    }
+}
+
+/// A refund's [`crate::sql::REFUND_FIELDS`].
+pub(crate) fn refund_fields(r: &Refund) -> Result<Vec<Val>, StoreError> {
+    let mut v = vec![
+        Val::Int(Some(fen("refund_fee", r.refund_fee)?)),
+        Val::Text(Some(r.state.as_str().to_owned())),
+        text(&r.refund_id),
+        Val::Text(Some(r.source.as_str().to_owned())),
+    ];
+    v.extend(fulfilment("effect_at", r.effect)?);
+    v.push(Val::Int(Some(time("refund created_at", r.created_at)?)));
+    v.push(Val::Int(Some(time("refund updated_at", r.updated_at)?)));
+    debug_assert_eq!(v.len(), crate::sql::REFUND_FIELDS.len());
+    Ok(v)
+}
+
+/// Every column of refund `r` of order `no` at position `seq`, in
+/// [`crate::sql::REFUND_COLUMNS`] order, given its [`refund_fields`].
+pub(crate) fn refund_values(r: &Refund, no: &OutTradeNo, seq: usize, fields: &[Val]) -> Vec<Val> {
+    let mut v = vec![
+        Val::Text(Some(r.out_refund_no.clone())),
+        Val::Text(Some(no.as_str().to_owned())),
+        Val::Int(Some(i64::try_from(seq).unwrap_or(i64::MAX))),
+    ];
+    v.extend_from_slice(fields);
+    debug_assert_eq!(v.len(), crate::sql::REFUND_COLUMNS.len());
+    v
 }
 
 /// A lease end or done time as bound in the fulfilment statements.
@@ -80,16 +140,6 @@ pub(crate) fn instant(field: &'static str, t: DateTime<Utc>) -> Result<Val, Stor
 /// A state as bound.
 pub(crate) fn state(s: OrderState) -> Val {
     Val::Text(Some(s.as_str().to_owned()))
-}
-
-/// The states whose orders `unfulfilled` lists, as an SQL list of literals.
-pub(crate) fn paid_states_sql() -> String {
-    OrderState::ALL
-        .into_iter()
-        .filter(|s| s.is_paid())
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Every column of an order, in [`crate::sql::COLUMNS`] order.
@@ -114,9 +164,11 @@ pub(crate) fn order_values(o: &Order) -> Result<Vec<Val>, StoreError> {
         opt_fen("cash_fee", o.cash_fee)?,
         Val::Int(Some(fen("refunded_fee", o.refunded_fee)?)),
     ];
-    v.extend(pending_refund(&o.pending_refund)?);
-    v.push(text(&o.attention));
-    v.extend(fulfilment(o.fulfilment)?);
+    v.push(attention(&o.attention)?);
+    v.extend(fulfilment("fulfilment_at", o.fulfilment)?);
+    v.push(Val::Int(Some(
+        i64::try_from(o.version).map_err(|_| unstorable("version"))?,
+    )));
     v.push(Val::Int(Some(time("created_at", o.created_at)?)));
     v.push(Val::Int(Some(time("updated_at", o.updated_at)?)));
     v.push(opt_time("synced_at", o.synced_at)?);
@@ -135,14 +187,7 @@ pub(crate) fn patch_values(p: &OrderPatch) -> Result<(Vec<&'static str>, Vec<Val
     macro_rules! texts {
         ($($f:ident),*) => {$( if let Some(v) = &p.$f { set(stringify!($f), text(v)); } )*};
     }
-    texts!(
-        prepay_id,
-        code_url,
-        transaction_id,
-        time_end,
-        bank_type,
-        attention
-    );
+    texts!(prepay_id, code_url, transaction_id, time_end, bank_type);
     if let Some(t) = p.prepay_expires_at {
         set("prepay_expires_at", opt_time("prepay_expires_at", t)?);
     }
@@ -152,10 +197,10 @@ pub(crate) fn patch_values(p: &OrderPatch) -> Result<(Vec<&'static str>, Vec<Val
     if let Some(f) = p.refunded_fee {
         set("refunded_fee", Val::Int(Some(fen("refunded_fee", f)?)));
     }
-    if let Some(r) = &p.pending_refund {
-        let [no, fee] = pending_refund(r)?;
-        set("pending_refund_no", no);
-        set("pending_refund_fee", fee);
+    if let Some(f) = p.fulfilment {
+        let [name, at] = fulfilment("fulfilment_at", f)?;
+        set("fulfilment", name);
+        set("fulfilment_at", at);
     }
     if let Some(t) = p.synced_at {
         set("synced_at", opt_time("synced_at", t)?);
@@ -184,11 +229,10 @@ pub(crate) struct RawRow {
     bank_type: Option<String>,
     cash_fee: Option<i64>,
     refunded_fee: i64,
-    pending_refund_no: Option<String>,
-    pending_refund_fee: Option<i64>,
     attention: Option<String>,
     fulfilment: String,
     fulfilment_at: Option<i64>,
+    version: i64,
     created_at: i64,
     updated_at: i64,
     synced_at: Option<i64>,
@@ -199,7 +243,12 @@ fn corrupt(no: &str, what: impl std::fmt::Display) -> StoreError {
 }
 
 impl RawRow {
-    /// Reads the row as an order.
+    /// The order number.
+    pub(crate) fn no(&self) -> &str {
+        &self.out_trade_no
+    }
+
+    /// Reads the row as an order (without its refunds).
     pub(crate) fn into_order(self) -> Result<Order, StoreError> {
         let no = self.out_trade_no.clone();
         let fen = |field: &str, v: i64| {
@@ -208,20 +257,18 @@ impl RawRow {
                 .map_err(|_| corrupt(&no, format!("negative {field} {v}")))
         };
         let t = DateTime::from_timestamp_nanos;
-        let fulfilment = match (self.fulfilment.as_str(), self.fulfilment_at) {
-            ("PENDING", _) => Fulfilment::Pending,
-            ("CLAIMED", Some(at)) => Fulfilment::Claimed { until: t(at) },
-            ("DONE", Some(at)) => Fulfilment::Done { at: t(at) },
-            (f, at) => return Err(corrupt(&no, format!("fulfilment {f:?} at {at:?}"))),
-        };
-        let pending_refund = match (self.pending_refund_no, self.pending_refund_fee) {
-            (None, None) => None,
-            (Some(out_refund_no), Some(fee)) => Some(PendingRefund {
-                out_refund_no,
-                refund_fee: fen("pending_refund_fee", fee)?,
-            }),
-            _ => return Err(corrupt(&no, "half a pending refund")),
-        };
+        let fulfilment = fulfilment_of(&self.fulfilment, self.fulfilment_at).ok_or_else(|| {
+            corrupt(
+                &no,
+                format!(
+                    "fulfilment {:?} at {:?}",
+                    self.fulfilment, self.fulfilment_at
+                ),
+            )
+        })?;
+        let attention = attention_of(self.attention.as_deref(), self.updated_at);
+        let version = u64::try_from(self.version)
+            .map_err(|_| corrupt(&no, format!("negative version {}", self.version)))?;
         Ok(Order {
             out_trade_no: OutTradeNo::new(self.out_trade_no).map_err(|e| corrupt(&no, e))?,
             state: OrderState::parse(&self.state)
@@ -245,14 +292,108 @@ impl RawRow {
             bank_type: self.bank_type,
             cash_fee: self.cash_fee.map(|f| fen("cash_fee", f)).transpose()?,
             refunded_fee: fen("refunded_fee", self.refunded_fee)?,
-            pending_refund,
-            attention: self.attention,
+            refunds: Vec::new(),
+            attention,
             fulfilment,
+            version,
             created_at: t(self.created_at),
             updated_at: t(self.updated_at),
             synced_at: self.synced_at.map(t),
         })
     }
+}
+
+/// A refund read with its order (`r_<column>`; every column NULL for an
+/// order without refunds).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RawRefund {
+    r_out_refund_no: Option<String>,
+    r_refund_fee: Option<i64>,
+    r_state: Option<String>,
+    r_refund_id: Option<String>,
+    r_source: Option<String>,
+    r_effect: Option<String>,
+    r_effect_at: Option<i64>,
+    r_created_at: Option<i64>,
+    r_updated_at: Option<i64>,
+}
+
+impl RawRefund {
+    /// Reads the refund of order `no`, if the row has one.
+    pub(crate) fn into_refund(self, no: &str) -> Result<Option<Refund>, StoreError> {
+        let Some(out_refund_no) = self.r_out_refund_no else {
+            return Ok(None);
+        };
+        let bad = |what: String| corrupt(no, format!("refund {out_refund_no:?}: {what}"));
+        let need = |field: &str, v: Option<i64>| v.ok_or_else(|| bad(format!("no {field}")));
+        let fee = need("refund_fee", self.r_refund_fee)?;
+        let refund_fee = u64::try_from(fee)
+            .map(Fen)
+            .map_err(|_| bad(format!("negative refund_fee {fee}")))?;
+        let state = (self.r_state.as_deref())
+            .and_then(RefundState::parse)
+            .ok_or_else(|| bad(format!("state {:?}", self.r_state)))?;
+        let source = (self.r_source.as_deref())
+            .and_then(RefundSource::parse)
+            .ok_or_else(|| bad(format!("source {:?}", self.r_source)))?;
+        let effect = (self.r_effect.as_deref())
+            .and_then(|e| fulfilment_of(e, self.r_effect_at))
+            .ok_or_else(|| {
+                bad(format!(
+                    "effect {:?} at {:?}",
+                    self.r_effect, self.r_effect_at
+                ))
+            })?;
+        let t = DateTime::from_timestamp_nanos;
+        Ok(Some(Refund {
+            refund_fee,
+            state,
+            refund_id: self.r_refund_id,
+            source,
+            effect,
+            created_at: t(need("created_at", self.r_created_at)?),
+            updated_at: t(need("updated_at", self.r_updated_at)?),
+            out_refund_no,
+        }))
+    }
+}
+
+/// One row of an order joined with its refunds.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct Joined {
+    #[sqlx(flatten)]
+    pub(crate) order: RawRow,
+    #[sqlx(flatten)]
+    pub(crate) refund: RawRefund,
+}
+
+/// Orders from their joined rows (each order's rows consecutive, its
+/// refunds oldest first), in the rows' order.
+pub(crate) fn group(rows: Vec<Joined>) -> Result<Vec<Order>, StoreError> {
+    let mut orders: Vec<Order> = Vec::new();
+    for Joined { order, refund } in rows {
+        let same = orders
+            .last()
+            .is_some_and(|o| o.out_trade_no.as_str() == order.no());
+        if !same {
+            orders.push(order.into_order()?);
+        }
+        if let Some(o) = orders.last_mut()
+            && let Some(r) = refund.into_refund(o.out_trade_no.as_str())?
+        {
+            o.refunds.push(r);
+        }
+    }
+    Ok(orders)
+}
+
+/// An order's attention column before the upgrade (see
+/// [`crate::sql::Statements::legacy_attention`]).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct LegacyAttention {
+    pub(crate) out_trade_no: String,
+    pub(crate) attention: Option<String>,
+    pub(crate) updated_at: i64,
 }
 
 /// A session's key as bound: lowercase hex.

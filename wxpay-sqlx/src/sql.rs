@@ -13,8 +13,11 @@ pub(crate) enum Dialect {
     MySql,
 }
 
-/// Every column, in the order [`crate::row`] writes them on insert.
-pub(crate) const COLUMNS: [&str; 26] = [
+/// Every column of the orders table the store reads and writes, in the
+/// order [`crate::row`] writes them on insert. (`refund_ledger` is written
+/// as `1` on insert and never read; the legacy `pending_refund_*` columns
+/// of upgraded tables are never touched after the upgrade.)
+pub(crate) const COLUMNS: [&str; 25] = [
     "out_trade_no",
     "state",
     "total_fee",
@@ -33,14 +36,78 @@ pub(crate) const COLUMNS: [&str; 26] = [
     "bank_type",
     "cash_fee",
     "refunded_fee",
-    "pending_refund_no",
-    "pending_refund_fee",
     "attention",
     "fulfilment",
     "fulfilment_at",
+    "version",
     "created_at",
     "updated_at",
     "synced_at",
+];
+
+/// Every column of the refunds table, in the order [`crate::row`] writes
+/// them on insert.
+pub(crate) const REFUND_COLUMNS: [&str; 11] = [
+    "out_refund_no",
+    "out_trade_no",
+    "seq",
+    "refund_fee",
+    "state",
+    "refund_id",
+    "source",
+    "effect",
+    "effect_at",
+    "created_at",
+    "updated_at",
+];
+
+/// The refund columns a ledger update sets, in bind order (then
+/// `out_refund_no`, `out_trade_no`).
+pub(crate) const REFUND_FIELDS: [&str; 8] = [
+    "refund_fee",
+    "state",
+    "refund_id",
+    "source",
+    "effect",
+    "effect_at",
+    "created_at",
+    "updated_at",
+];
+
+/// The refund columns read with an order, each selected as `r_<column>`
+/// (NULL for an order without refunds).
+const REFUND_READ: [&str; 9] = [
+    "out_refund_no",
+    "refund_fee",
+    "state",
+    "refund_id",
+    "source",
+    "effect",
+    "effect_at",
+    "created_at",
+    "updated_at",
+];
+
+/// The columns an upgrade adds to an orders table made by an earlier
+/// version when they are missing: name and type per dialect (SQLite,
+/// PostgreSQL, MySQL).
+pub(crate) const ADDED_COLUMNS: [(&str, [&str; 3]); 2] = [
+    (
+        "version",
+        [
+            "INTEGER NOT NULL DEFAULT 0",
+            "BIGINT NOT NULL DEFAULT 0",
+            "BIGINT NOT NULL DEFAULT 0",
+        ],
+    ),
+    (
+        "refund_ledger",
+        [
+            "INTEGER NOT NULL DEFAULT 0",
+            "SMALLINT NOT NULL DEFAULT 0",
+            "SMALLINT NOT NULL DEFAULT 0",
+        ],
+    ),
 ];
 
 /// Every column of the sessions table, in the order [`crate::row`] writes
@@ -116,23 +183,50 @@ fn select_list(dialect: Dialect, columns: &[&str]) -> String {
     }
 }
 
+/// The select list of an order joined with its refunds: the orders'
+/// columns from `o` under their own names, the refunds' from `r` as
+/// `r_<column>` (MySQL reads both binary-collated keys as text).
+fn joined_list(dialect: Dialect) -> String {
+    let cast = |col: String, alias: &str| match dialect {
+        Dialect::MySql => format!("CAST({col} AS CHAR) AS {alias}"),
+        Dialect::Sqlite | Dialect::Postgres => format!("{col} AS {alias}"),
+    };
+    let orders = COLUMNS.iter().map(|c| match *c {
+        "out_trade_no" => cast(format!("o.{c}"), c),
+        _ => format!("o.{c} AS {c}"),
+    });
+    let refunds = REFUND_READ.iter().map(|c| match *c {
+        "out_refund_no" => cast(format!("r.{c}"), &format!("r_{c}")),
+        _ => format!("r.{c} AS r_{c}"),
+    });
+    orders.chain(refunds).collect::<Vec<_>>().join(", ")
+}
+
 /// The statements of one store (one dialect, one table prefix).
 #[derive(Debug, Clone)]
 pub(crate) struct Statements {
     pub(crate) dialect: Dialect,
     /// The orders table, `<prefix>wxpay_orders`.
     pub(crate) table: String,
+    /// The refunds table, `<prefix>wxpay_refunds`.
+    pub(crate) refunds: String,
     /// The sessions table, `<prefix>wxpay_sessions`.
     pub(crate) sessions: String,
     /// Binds every column of [`COLUMNS`].
     pub(crate) insert: String,
-    /// Binds `out_trade_no`.
+    /// Binds every column of [`REFUND_COLUMNS`].
+    pub(crate) refund_insert: String,
+    /// Binds every column of [`REFUND_FIELDS`], then `out_refund_no`, `out_trade_no`.
+    pub(crate) refund_update: String,
+    /// Binds `attention`, `out_trade_no`.
+    pub(crate) attention_update: String,
+    /// Binds `out_trade_no`; the order joined with its refunds, oldest first.
     pub(crate) get: String,
     /// Binds the lease end, `out_trade_no`, now.
     pub(crate) claim: String,
-    /// Binds the done time, `out_trade_no`.
+    /// Binds the done time, `out_trade_no`, the claim's lease end.
     pub(crate) complete: String,
-    /// Binds now, limit.
+    /// Binds now, now, limit.
     pub(crate) unfulfilled: String,
     /// Binds owner, limit; on MySQL owner, owner, limit (see
     /// [`Statements::owned_by_binds_owner_twice`]).
@@ -153,51 +247,100 @@ impl Statements {
         matches!(self.dialect, Dialect::MySql)
     }
 
-    /// The statements on the tables `<prefix>wxpay_orders` and
-    /// `<prefix>wxpay_sessions`. The prefix is validated by the caller.
+    /// The statements on the tables `<prefix>wxpay_orders`,
+    /// `<prefix>wxpay_refunds` and `<prefix>wxpay_sessions`. The prefix is
+    /// validated by the caller.
     pub(crate) fn new(dialect: Dialect, prefix: &str) -> Self {
         let table = format!("{prefix}{}", crate::TABLE);
+        let refunds = format!("{prefix}{}", crate::REFUNDS_TABLE);
         let sessions = format!("{prefix}{}", crate::SESSIONS_TABLE);
-        let cols = select_list(dialect, &COLUMNS);
-        let t = &table;
+        let (t, r) = (&table, &refunds);
         let ph = || Placeholders::new(dialect);
+        // `from` is the orders (a table or a derived table), named `o`.
+        let joined = |from: &str, order_by: &str| {
+            format!(
+                "SELECT {} FROM {from} LEFT JOIN {r} r ON r.out_trade_no = o.out_trade_no \
+                 ORDER BY {order_by}",
+                joined_list(dialect)
+            )
+        };
         let insert = {
             let mut p = ph();
             format!(
-                "INSERT INTO {t} ({}) VALUES ({})",
+                "INSERT INTO {t} ({}, refund_ledger) VALUES ({}, 1)",
                 COLUMNS.join(", "),
                 p.list(COLUMNS.len())
             )
         };
-        let get = format!(
-            "SELECT {cols} FROM {t} WHERE out_trade_no = {}",
-            ph().next()
-        );
+        let refund_insert = {
+            let mut p = ph();
+            format!(
+                "INSERT INTO {r} ({}) VALUES ({})",
+                REFUND_COLUMNS.join(", "),
+                p.list(REFUND_COLUMNS.len())
+            )
+        };
+        let refund_update = {
+            let mut p = ph();
+            let set: Vec<String> = (REFUND_FIELDS.iter())
+                .map(|c| format!("{c} = {}", p.next()))
+                .collect();
+            format!(
+                "UPDATE {r} SET {} WHERE out_refund_no = {} AND out_trade_no = {}",
+                set.join(", "),
+                p.next(),
+                p.next()
+            )
+        };
+        let attention_update = {
+            let mut p = ph();
+            format!(
+                "UPDATE {t} SET attention = {} WHERE out_trade_no = {}",
+                p.next(),
+                p.next()
+            )
+        };
+        let get = {
+            let no = ph().next();
+            format!(
+                "SELECT {} FROM {t} o LEFT JOIN {r} r ON r.out_trade_no = o.out_trade_no \
+                 WHERE o.out_trade_no = {no} ORDER BY r.seq",
+                joined_list(dialect)
+            )
+        };
         let claim = {
             let mut p = ph();
             let (until, no, now) = (p.next(), p.next(), p.next());
             format!(
                 "UPDATE {t} SET fulfilment = 'CLAIMED', fulfilment_at = {until}, \
-                 version = version + 1 WHERE out_trade_no = {no} AND (fulfilment = 'PENDING' \
-                 OR (fulfilment = 'CLAIMED' AND fulfilment_at < {now}))"
+                 version = version + 1 WHERE out_trade_no = {no} AND state = 'PAID' \
+                 AND (fulfilment = 'PENDING' OR (fulfilment = 'CLAIMED' AND fulfilment_at < {now}))"
             )
         };
         let complete = {
             let mut p = ph();
-            let (at, no) = (p.next(), p.next());
+            let (at, no, until) = (p.next(), p.next(), p.next());
             format!(
                 "UPDATE {t} SET fulfilment = 'DONE', fulfilment_at = {at}, \
-                 version = version + 1 WHERE out_trade_no = {no}"
+                 version = version + 1 WHERE out_trade_no = {no} \
+                 AND fulfilment = 'CLAIMED' AND fulfilment_at = {until}"
             )
         };
         let unfulfilled = {
             let mut p = ph();
-            let (now, limit) = (p.next(), p.next());
-            format!(
-                "SELECT {cols} FROM {t} WHERE state IN ({paid}) AND (fulfilment = 'PENDING' \
-                 OR (fulfilment = 'CLAIMED' AND fulfilment_at < {now})) \
-                 ORDER BY updated_at, out_trade_no LIMIT {limit}",
-                paid = crate::row::paid_states_sql(),
+            let (now, now2, limit) = (p.next(), p.next(), p.next());
+            // Each half of the union can use an index: the orders'
+            // (fulfilment, updated_at), the refunds' (state, effect, effect_at).
+            joined(
+                &format!(
+                    "(SELECT * FROM {t} WHERE out_trade_no IN (\
+                     SELECT out_trade_no FROM {t} WHERE state = 'PAID' AND (fulfilment = 'PENDING' \
+                     OR (fulfilment = 'CLAIMED' AND fulfilment_at < {now})) \
+                     UNION SELECT out_trade_no FROM {r} WHERE state = 'SUCCESS' AND (effect = 'PENDING' \
+                     OR (effect = 'CLAIMED' AND effect_at < {now2}))) \
+                     ORDER BY updated_at, out_trade_no LIMIT {limit}) o"
+                ),
+                "o.updated_at, o.out_trade_no, r.seq",
             )
         };
         let owned_by = {
@@ -214,14 +357,17 @@ impl Statements {
             };
             // Ties go by the order number's bytes, as `OutTradeNo`'s `Ord`
             // has it; PostgreSQL would otherwise use the database's locale.
-            let no = match dialect {
-                Dialect::Postgres => r#"out_trade_no COLLATE "C""#,
-                Dialect::Sqlite | Dialect::MySql => "out_trade_no",
+            let collate = match dialect {
+                Dialect::Postgres => r#" COLLATE "C""#,
+                Dialect::Sqlite | Dialect::MySql => "",
             };
-            format!(
-                "SELECT {cols} FROM {t} WHERE owner = {owner}{exact} \
-                 ORDER BY created_at DESC, {no} DESC LIMIT {limit}",
-                limit = p.next(),
+            joined(
+                &format!(
+                    "(SELECT * FROM {t} WHERE owner = {owner}{exact} \
+                     ORDER BY created_at DESC, out_trade_no{collate} DESC LIMIT {limit}) o",
+                    limit = p.next(),
+                ),
+                &format!("o.created_at DESC, o.out_trade_no{collate} DESC, r.seq"),
             )
         };
         let s = &sessions;
@@ -243,8 +389,12 @@ impl Statements {
         Statements {
             dialect,
             table,
+            refunds,
             sessions,
             insert,
+            refund_insert,
+            refund_update,
+            attention_update,
             get,
             claim,
             complete,
@@ -258,8 +408,8 @@ impl Statements {
     }
 
     /// The compare-and-set: binds `state`, `updated_at`, then each of
-    /// `set`'s values, then `out_trade_no`, then `n_from` states.
-    pub(crate) fn transition(&self, set: &[&str], n_from: usize) -> String {
+    /// `set`'s values, then `out_trade_no`, the `from` state, the version.
+    pub(crate) fn transition(&self, set: &[&str]) -> String {
         let mut p = Placeholders::new(self.dialect);
         let mut assignments = format!(
             "state = {}, updated_at = {}, version = version + 1",
@@ -269,11 +419,12 @@ impl Statements {
         for col in set {
             assignments.push_str(&format!(", {col} = {}", p.next()));
         }
-        let no = p.next();
         format!(
-            "UPDATE {t} SET {assignments} WHERE out_trade_no = {no} AND state IN ({from})",
+            "UPDATE {t} SET {assignments} WHERE out_trade_no = {} AND state = {} AND version = {}",
+            p.next(),
+            p.next(),
+            p.next(),
             t = self.table,
-            from = p.list(n_from),
         )
     }
 
@@ -283,10 +434,13 @@ impl Statements {
         let states = p.list(n_states);
         let (before, limit) = (p.next(), p.next());
         format!(
-            "SELECT {cols} FROM {t} WHERE state IN ({states}) AND updated_at <= {before} \
-             ORDER BY updated_at, out_trade_no LIMIT {limit}",
-            cols = select_list(self.dialect, &COLUMNS),
+            "SELECT {cols} FROM (SELECT * FROM {t} WHERE state IN ({states}) \
+             AND updated_at <= {before} ORDER BY updated_at, out_trade_no LIMIT {limit}) o \
+             LEFT JOIN {r} r ON r.out_trade_no = o.out_trade_no \
+             ORDER BY o.updated_at, o.out_trade_no, r.seq",
+            cols = joined_list(self.dialect),
             t = self.table,
+            r = self.refunds,
         )
     }
 
@@ -308,9 +462,89 @@ impl Statements {
             .filter(|s| !s.is_empty())
             .map(|s| {
                 s.replace("{table}", &self.table)
+                    .replace("{refunds}", &self.refunds)
                     .replace("{sessions}", &self.sessions)
             })
             .collect()
+    }
+
+    /// The names of the orders table's columns (one text column).
+    pub(crate) fn columns(&self) -> String {
+        let t = &self.table;
+        match self.dialect {
+            Dialect::Sqlite => format!("SELECT name FROM pragma_table_info('{t}')"),
+            Dialect::Postgres => format!(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = lower('{t}')"
+            ),
+            Dialect::MySql => format!(
+                "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
+                 WHERE table_schema = DATABASE() AND table_name = '{t}'"
+            ),
+        }
+    }
+
+    /// `ALTER TABLE … ADD COLUMN` for one of [`ADDED_COLUMNS`].
+    pub(crate) fn add_column(&self, name: &str, types: &[&str; 3]) -> String {
+        let ty = match self.dialect {
+            Dialect::Sqlite => types[0],
+            Dialect::Postgres => types[1],
+            Dialect::MySql => types[2],
+        };
+        format!("ALTER TABLE {} ADD COLUMN {name} {ty}", self.table)
+    }
+
+    /// The upgrade's data move for orders written before the refund ledger
+    /// (`refund_ledger = 0`), in order; `pending` whether the table has the
+    /// earlier version's `pending_refund_*` columns. The plain-text
+    /// attention notes are rewritten in between (see
+    /// [`Statements::legacy_attention`]), before the last statement marks
+    /// the rows done.
+    pub(crate) fn upgrade(&self, pending: bool) -> (Vec<String>, String) {
+        let (t, r) = (&self.table, &self.refunds);
+        let migrated_no = match self.dialect {
+            Dialect::MySql => "CONCAT(out_trade_no, '-MIGRATED')",
+            Dialect::Sqlite | Dialect::Postgres => "out_trade_no || '-MIGRATED'",
+        };
+        let cols = REFUND_COLUMNS.join(", ");
+        // The refunds it made already (one row: their sum, `on_refunded`
+        // ran once for them), then the one in flight (its outcome unknown
+        // to us: refundquery settles it).
+        let mut moves = vec![format!(
+            "INSERT INTO {r} ({cols}) SELECT {migrated_no}, out_trade_no, 0, refunded_fee, \
+             'SUCCESS', NULL, 'APP', 'DONE', updated_at, updated_at, updated_at FROM {t} o \
+             WHERE refund_ledger = 0 AND refunded_fee > 0 \
+             AND NOT EXISTS (SELECT 1 FROM {r} x WHERE x.out_trade_no = o.out_trade_no)"
+        )];
+        if pending {
+            moves.push(format!(
+                "INSERT INTO {r} ({cols}) SELECT pending_refund_no, out_trade_no, \
+                 (SELECT COUNT(*) FROM {r} x WHERE x.out_trade_no = o.out_trade_no), \
+                 pending_refund_fee, 'UNKNOWN', NULL, 'APP', 'PENDING', NULL, updated_at, updated_at \
+                 FROM {t} o WHERE refund_ledger = 0 AND pending_refund_no IS NOT NULL"
+            ));
+        }
+        let clear = if pending {
+            "pending_refund_no = NULL, pending_refund_fee = NULL, "
+        } else {
+            ""
+        };
+        let done = format!("UPDATE {t} SET {clear}refund_ledger = 1 WHERE refund_ledger = 0");
+        (moves, done)
+    }
+
+    /// The attention notes of orders not upgraded yet: `out_trade_no`,
+    /// `attention`, `updated_at`.
+    pub(crate) fn legacy_attention(&self) -> String {
+        let no = match self.dialect {
+            Dialect::MySql => "CAST(out_trade_no AS CHAR) AS out_trade_no",
+            Dialect::Sqlite | Dialect::Postgres => "out_trade_no",
+        };
+        format!(
+            "SELECT {no}, attention, updated_at FROM {} \
+             WHERE refund_ledger = 0 AND attention IS NOT NULL",
+            self.table
+        )
     }
 }
 
@@ -322,18 +556,32 @@ mod tests {
     fn postgres_placeholders_are_numbered_in_bind_order() {
         let s = Statements::new(Dialect::Postgres, "");
         assert_eq!(
-            s.transition(&["prepay_id", "attention"], 2),
+            s.transition(&["prepay_id", "fulfilment"]),
             "UPDATE wxpay_orders SET state = $1, updated_at = $2, version = version + 1, \
-             prepay_id = $3, attention = $4 WHERE out_trade_no = $5 AND state IN ($6, $7)"
+             prepay_id = $3, fulfilment = $4 WHERE out_trade_no = $5 AND state = $6 \
+             AND version = $7"
         );
-        assert!(s.insert.ends_with("$26)"));
+        assert!(s.insert.ends_with("$25, 1)"));
+        assert!(s.refund_insert.ends_with("$11)"));
+        assert!(
+            s.refund_update
+                .ends_with("WHERE out_refund_no = $9 AND out_trade_no = $10")
+        );
         assert!(s.claim.contains("fulfilment_at = $1") && s.claim.contains("< $3"));
+        assert!(s.claim.contains("AND state = 'PAID'"));
+        assert!(
+            s.complete
+                .ends_with("AND fulfilment = 'CLAIMED' AND fulfilment_at = $3")
+        );
+        assert!(s.unfulfilled.contains("effect_at < $2") && s.unfulfilled.contains("LIMIT $3"));
         assert_eq!(
             s.owned_by,
             format!(
-                "SELECT {} FROM wxpay_orders WHERE owner = $1 \
-                 ORDER BY created_at DESC, out_trade_no COLLATE \"C\" DESC LIMIT $2",
-                select_list(Dialect::Postgres, &COLUMNS)
+                "SELECT {} FROM (SELECT * FROM wxpay_orders WHERE owner = $1 \
+                 ORDER BY created_at DESC, out_trade_no COLLATE \"C\" DESC LIMIT $2) o \
+                 LEFT JOIN wxpay_refunds r ON r.out_trade_no = o.out_trade_no \
+                 ORDER BY o.created_at DESC, o.out_trade_no COLLATE \"C\" DESC, r.seq",
+                joined_list(Dialect::Postgres)
             )
         );
         assert!(!s.owned_by_binds_owner_twice());
@@ -363,31 +611,30 @@ mod tests {
         assert_eq!(
             s.owned_by,
             format!(
-                "SELECT {} FROM p_wxpay_orders WHERE owner = ? \
-                 ORDER BY created_at DESC, out_trade_no DESC LIMIT ?",
-                select_list(Dialect::Sqlite, &COLUMNS)
+                "SELECT {} FROM (SELECT * FROM p_wxpay_orders WHERE owner = ? \
+                 ORDER BY created_at DESC, out_trade_no DESC LIMIT ?) o \
+                 LEFT JOIN p_wxpay_refunds r ON r.out_trade_no = o.out_trade_no \
+                 ORDER BY o.created_at DESC, o.out_trade_no DESC, r.seq",
+                joined_list(Dialect::Sqlite)
             )
         );
         assert!(!s.owned_by_binds_owner_twice());
         let s = Statements::new(Dialect::MySql, "p_");
-        assert_eq!(
-            s.owned_by,
-            format!(
-                "SELECT {} FROM p_wxpay_orders WHERE owner = ? \
-                 AND CAST(owner AS BINARY) = CAST(? AS BINARY) \
-                 ORDER BY created_at DESC, out_trade_no DESC LIMIT ?",
-                select_list(Dialect::MySql, &COLUMNS)
-            )
-        );
+        assert!(s.owned_by.contains(
+            "WHERE owner = ? AND CAST(owner AS BINARY) = CAST(? AS BINARY) \
+             ORDER BY created_at DESC, out_trade_no DESC LIMIT ?) o"
+        ));
         assert!(s.owned_by_binds_owner_twice());
         for d in [Dialect::MySql, Dialect::Sqlite] {
             let s = Statements::new(d, "p_");
             assert_eq!(
                 s.list(1),
                 format!(
-                    "SELECT {} FROM p_wxpay_orders WHERE state IN (?) AND updated_at <= ? \
-                     ORDER BY updated_at, out_trade_no LIMIT ?",
-                    select_list(d, &COLUMNS)
+                    "SELECT {} FROM (SELECT * FROM p_wxpay_orders WHERE state IN (?) \
+                     AND updated_at <= ? ORDER BY updated_at, out_trade_no LIMIT ?) o \
+                     LEFT JOIN p_wxpay_refunds r ON r.out_trade_no = o.out_trade_no \
+                     ORDER BY o.updated_at, o.out_trade_no, r.seq",
+                    joined_list(d)
                 )
             );
             assert!(!s.insert.contains('$'));
@@ -421,10 +668,12 @@ mod tests {
     #[test]
     fn mysql_reads_the_binary_keys_as_text() {
         let s = Statements::new(Dialect::MySql, "");
-        assert!(
-            s.get
-                .starts_with("SELECT CAST(out_trade_no AS CHAR) AS out_trade_no, state, ")
-        );
+        assert!(s.get.starts_with(
+            "SELECT CAST(o.out_trade_no AS CHAR) AS out_trade_no, o.state AS state, "
+        ));
+        assert!(s.get.contains(
+            ", CAST(r.out_refund_no AS CHAR) AS r_out_refund_no, r.refund_fee AS r_refund_fee"
+        ));
         assert_eq!(
             s.session_get,
             "SELECT CAST(token_hash AS CHAR) AS token_hash, openid, unionid, created_at, \
@@ -439,13 +688,17 @@ mod tests {
         for d in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let s = Statements::new(d, "");
             assert_eq!(
-                (s.table.as_str(), s.sessions.as_str()),
-                ("wxpay_orders", "wxpay_sessions")
+                (s.table.as_str(), s.refunds.as_str(), s.sessions.as_str()),
+                ("wxpay_orders", "wxpay_refunds", "wxpay_sessions")
             );
             let s = Statements::new(d, "shop_");
             assert_eq!(
-                (s.table.as_str(), s.sessions.as_str()),
-                ("shop_wxpay_orders", "shop_wxpay_sessions")
+                (s.table.as_str(), s.refunds.as_str(), s.sessions.as_str()),
+                (
+                    "shop_wxpay_orders",
+                    "shop_wxpay_refunds",
+                    "shop_wxpay_sessions"
+                )
             );
         }
     }
@@ -456,15 +709,25 @@ mod tests {
             let s = Statements::new(d, "x_");
             let ddl = s.schema();
             assert!(ddl[0].starts_with("CREATE TABLE IF NOT EXISTS x_wxpay_orders ("));
-            assert!(
-                ddl.iter().all(|s| !s.contains("{table}")
-                    && !s.contains("{sessions}")
-                    && !s.contains("--"))
-            );
-            for col in COLUMNS {
+            assert!(ddl.iter().all(|s| !s.contains("{table}")
+                && !s.contains("{refunds}")
+                && !s.contains("{sessions}")
+                && !s.contains("--")));
+            for col in COLUMNS.into_iter().chain(ADDED_COLUMNS.map(|(c, _)| c)) {
                 assert!(
                     ddl[0].contains(&format!("\n    {col} ")),
                     "{d:?} lacks {col}"
+                );
+            }
+            assert!(!ddl[0].contains("pending_refund"), "{d:?}");
+            let refunds: Vec<&String> = (ddl.iter())
+                .filter(|s| s.starts_with("CREATE TABLE IF NOT EXISTS x_wxpay_refunds ("))
+                .collect();
+            assert_eq!(refunds.len(), 1, "{d:?}: one refunds table");
+            for col in REFUND_COLUMNS {
+                assert!(
+                    refunds[0].contains(&format!("\n    {col} ")),
+                    "{d:?} refunds lack {col}"
                 );
             }
             let sessions: Vec<&String> = (ddl.iter())
@@ -504,18 +767,33 @@ mod tests {
                     "x_wxpay_sessions_expires",
                     "(expires_at)",
                 ),
+                (
+                    "x_wxpay_refunds",
+                    "x_wxpay_refunds_order_seq",
+                    "(out_trade_no, seq)",
+                ),
+                (
+                    "x_wxpay_refunds",
+                    "x_wxpay_refunds_state_effect",
+                    "(state, effect, effect_at)",
+                ),
             ] {
+                let unique = if index.ends_with("order_seq") {
+                    "UNIQUE "
+                } else {
+                    ""
+                };
                 let want = match d {
-                    Dialect::MySql => format!("INDEX {index} {cols}"),
+                    Dialect::MySql => format!("{unique}INDEX {index} {cols}"),
                     Dialect::Sqlite | Dialect::Postgres => {
-                        format!("CREATE INDEX IF NOT EXISTS {index} ON {table} {cols}")
+                        format!("CREATE {unique}INDEX IF NOT EXISTS {index} ON {table} {cols}")
                     }
                 };
                 assert!(ddl.iter().any(|s| s.contains(&want)), "{d:?} lacks {want}");
             }
             let n = match d {
-                Dialect::MySql => 2,
-                Dialect::Sqlite | Dialect::Postgres => 6,
+                Dialect::MySql => 3,
+                Dialect::Sqlite | Dialect::Postgres => 9,
             };
             assert_eq!(ddl.len(), n, "{d:?}: {ddl:#?}");
         }
@@ -528,6 +806,12 @@ mod tests {
             "out_trade_no       VARCHAR(32)  CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY"
         ));
         assert!(ddl[1].contains(
+            "out_refund_no VARCHAR(64)  CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY"
+        ));
+        assert!(ddl[1].contains(
+            "out_trade_no  VARCHAR(32)  CHARACTER SET ascii COLLATE ascii_bin NOT NULL,"
+        ));
+        assert!(ddl[2].contains(
             "token_hash CHAR(64)     CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY"
         ));
     }

@@ -130,6 +130,43 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// Runs each `;`-separated statement of `sql` (no `;` inside values).
+    pub(crate) async fn raw_script(&self, sql: &str) {
+        for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            self.raw(stmt).await;
+        }
+    }
+
+    /// The one BIGINT `sql` selects (a count, say), read on a connection
+    /// of its own.
+    pub(crate) async fn scalar(&self, sql: &str) -> i64 {
+        match &self.place {
+            Place::Sqlite { url, .. } => {
+                let mut c = SqliteConnection::connect(url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+            }
+            Place::Postgres { url, schema } => {
+                let mut c = PgConnection::connect_with(&pg_options(url, schema))
+                    .await
+                    .unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+            }
+            Place::MySql { url, database } => {
+                let mut c = MySqlConnection::connect_with(&mysql_options(url, database))
+                    .await
+                    .unwrap();
+                sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+            }
+        }
+    }
+
+    /// The backend.
+    pub(crate) fn kind(&self) -> wxpay_sqlx::DatabaseKind {
+        self.store.kind()
+    }
+}
+
 fn pg_options(url: &str, schema: &str) -> PgConnectOptions {
     PgConnectOptions::from_str(url)
         .unwrap()

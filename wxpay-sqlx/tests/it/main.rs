@@ -3,6 +3,8 @@
 //! is set. Every test gets a database (file, schema, database) of its own.
 
 mod fixture;
+mod ledger;
+mod upgrade;
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,12 +13,13 @@ use fixture::{Fixture, MYSQL_ENV, POSTGRES_ENV};
 use wxpay_core::{
     Fen, OutTradeNo, SessionToken, SignType, TradeType,
     flow::{
-        Fulfilment, ListFilter, Order, OrderPatch, OrderState, OrderStore, PendingRefund,
-        SessionRecord, StoreError, TokenHash, Transition, TransitionOutcome,
+        Attention, AttentionKind, Claim, Fulfilment, ListFilter, Order, OrderPatch, OrderState,
+        OrderStore, Refund, RefundSource, RefundState, SessionRecord, StoreError, TokenHash,
+        Transition, TransitionOutcome,
     },
     testkit::{check_order_store, check_session_store},
 };
-use wxpay_sqlx::{DatabaseKind, SqlxStore, UnstorableValue};
+use wxpay_sqlx::{DatabaseKind, SqlxStore};
 
 fn no(s: &str) -> OutTradeNo {
     OutTradeNo::new(s).unwrap()
@@ -38,18 +41,19 @@ fn order(n: &str) -> Order {
     )
 }
 
+/// CREATED (version 0, as [`order`] is) → PAID.
 fn pay(n: &str, tx: &str) -> Transition {
-    Transition::new(
-        no(n),
-        &[OrderState::Created, OrderState::Prepaid],
-        OrderState::Paid,
-        OrderPatch {
+    Transition {
+        out_trade_no: no(n),
+        from: OrderState::Created,
+        version: 0,
+        to: OrderState::Paid,
+        patch: OrderPatch {
             transaction_id: Some(Some(tx.to_owned())),
             ..OrderPatch::default()
         },
-        t0() + chrono::Duration::seconds(1),
-    )
-    .unwrap()
+        at: t0() + chrono::Duration::seconds(1),
+    }
 }
 
 fn is_backend(r: Result<impl std::fmt::Debug, StoreError>) -> bool {
@@ -201,8 +205,16 @@ macro_rules! backend_tests {
                 full.bank_type = Some("CMB_DEBIT".into());
                 full.cash_fee = Some(Fen(0));
                 full.refunded_fee = Fen(i64::MAX as u64);
-                full.pending_refund = Some(PendingRefund { out_refund_no: "R".into(), refund_fee: Fen(1) });
-                full.attention = Some("看一下".into());
+                full.refunds = vec![Refund {
+                    refund_id: Some("503".into()),
+                    effect: Fulfilment::Held,
+                    ..Refund::new("R", Fen(1), RefundState::Abnormal, RefundSource::Found, t0())
+                }];
+                full.attention = vec![
+                    Attention::new(AttentionKind::RefundAbnormal, "看一下", t0()),
+                    Attention::new(AttentionKind::Other, "", t0() + chrono::Duration::nanoseconds(3)),
+                ];
+                full.version = 7;
                 full.fulfilment = Fulfilment::Claimed { until: t0() + chrono::Duration::nanoseconds(7) };
                 full.synced_at = Some(t0() - chrono::Duration::days(365 * 40));
                 let mut done = order("done");
@@ -303,17 +315,21 @@ macro_rules! backend_tests {
                 s.insert(&o).await.unwrap();
                 let lease = Duration::from_secs(30);
                 let now = t0();
-                assert!(s.claim_fulfilment(&o.out_trade_no, now, lease).await.unwrap());
-                assert!(!other.claim_fulfilment(&o.out_trade_no, now, lease).await.unwrap());
-                // The lease ends at now + 30 s; it is free only after that.
                 let end = now + chrono::Duration::seconds(30);
-                assert!(!other.claim_fulfilment(&o.out_trade_no, end, lease).await.unwrap());
+                assert_eq!(s.claim_fulfilment(&o.out_trade_no, now, lease).await.unwrap(), Some(Claim { until: end }));
+                assert_eq!(other.claim_fulfilment(&o.out_trade_no, now, lease).await.unwrap(), None);
+                // The lease ends at now + 30 s; it is free only after that.
+                assert_eq!(other.claim_fulfilment(&o.out_trade_no, end, lease).await.unwrap(), None);
                 let after = end + chrono::Duration::nanoseconds(1);
-                assert!(other.claim_fulfilment(&o.out_trade_no, after, lease).await.unwrap());
-                other.complete_fulfilment(&o.out_trade_no, after).await.unwrap();
-                assert_eq!(s.get(&o.out_trade_no).await.unwrap().unwrap().fulfilment, Fulfilment::Done { at: after });
-                assert!(!s.claim_fulfilment(&o.out_trade_no, after + chrono::Duration::days(9), lease).await.unwrap());
-                assert!(!s.claim_fulfilment(&no("absent"), now, lease).await.unwrap());
+                let claim = other.claim_fulfilment(&o.out_trade_no, after, lease).await.unwrap().unwrap();
+                assert!(other.complete_fulfilment(&o.out_trade_no, claim, after).await.unwrap());
+                let done = s.get(&o.out_trade_no).await.unwrap().unwrap();
+                assert_eq!(done.fulfilment, Fulfilment::Done { at: after });
+                // Every claim and completion is a change.
+                assert_eq!(done.version, o.version + 3);
+                assert_eq!(s.claim_fulfilment(&o.out_trade_no, after + chrono::Duration::days(9), lease).await.unwrap(), None);
+                assert_eq!(s.claim_fulfilment(&no("absent"), now, lease).await.unwrap(), None);
+                assert!(!s.complete_fulfilment(&no("absent"), claim, now).await.unwrap());
             }
 
             #[tokio::test]
@@ -333,8 +349,9 @@ macro_rules! backend_tests {
                 let filter = ListFilter { updated_before: t0() - chrono::Duration::seconds(1), limit: 1, ..filter };
                 assert_eq!(names(listing.list(&filter).await.unwrap()), ["L3"]);
                 assert!(listing.list(&ListFilter { states: vec![], ..filter }).await.unwrap().is_empty());
-                assert_eq!(names(listing.unfulfilled(t0(), 10).await.unwrap()), ["L3", "L1"]);
-                assert_eq!(names(listing.unfulfilled(t0(), 1).await.unwrap()), ["L3"]);
+                // Only PAID orders' own fulfilment (L3 is refunded, without ledger).
+                assert_eq!(names(listing.unfulfilled(t0(), 10).await.unwrap()), ["L1"]);
+                assert!(listing.unfulfilled(t0(), 0).await.unwrap().is_empty());
                 let mut mine = order("L4");
                 mine.owner = Some("me".into());
                 s.insert(&mine).await.unwrap();
@@ -366,7 +383,7 @@ macro_rules! backend_tests {
                 assert!(is_backend(s.get(&n).await));
                 assert!(is_backend(s.transition(&pay("lost", "T")).await));
                 assert!(is_backend(s.claim_fulfilment(&n, t0(), Duration::from_secs(1)).await));
-                assert!(is_backend(s.complete_fulfilment(&n, t0()).await));
+                assert!(is_backend(s.complete_fulfilment(&n, Claim { until: t0() }, t0()).await));
                 assert!(is_backend(s.listing().unwrap().unfulfilled(t0(), 1).await));
                 assert!(is_backend(s.listing().unwrap().owned_by("u", 1).await));
                 let ss = sessions(s);
@@ -385,8 +402,9 @@ macro_rules! backend_tests {
                 let mut o = order("huge");
                 o.total_fee = Fen(u64::MAX);
                 match fx.store.insert(&o).await {
-                    Err(StoreError::Backend(e)) => assert!(e.downcast_ref::<UnstorableValue>().is_some(), "{e}"),
-                    other => panic!("expected an UnstorableValue backend error, got {other:?}"),
+                    // UnstorableValue's message.
+                    Err(StoreError::Invalid(e)) => assert!(e.contains("`total_fee` is out of the range"), "{e}"),
+                    other => panic!("expected an Invalid error, got {other:?}"),
                 }
                 assert_eq!(fx.store.get(&o.out_trade_no).await.unwrap(), None);
             }
