@@ -390,6 +390,8 @@ async fn server(kind: Kind, dir: &Path) -> Result<Target, BoxError> {
         ),
         sim_sign_type: SignType::Md5,
         sim_time_scale: 1.0,
+        admin_token: None,
+        reconcile_every: 30,
     };
     let memory_store: Arc<dyn OrderStore> = Arc::new(MemoryStore::new());
     let payments = if kind == Kind::Wxpay {

@@ -121,6 +121,13 @@ impl Running {
         unifiedorder_attempts: u32,
         fulfilments: Fulfilments,
     ) -> Running {
+        // wxpay's warnings and errors, shown with a failing test's output.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let args = Args {

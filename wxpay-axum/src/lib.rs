@@ -49,7 +49,7 @@
 //! [`sign_out`] mount them alone at a path of your own:
 //!
 //! ```
-//! # let payments = wxpay_core::flow::http::testkit::payments(wxpay_core::flow::http::testkit::config()).0;
+//! # let payments = wxpay_core::testkit::adapter::payments(wxpay_core::testkit::adapter::config()).0;
 //! let app: axum::Router = axum::Router::new()
 //!     .route("/login", wxpay_axum::sign_in(payments.clone())) // {"code"} → {"token", …}
 //!     .route("/logout", wxpay_axum::sign_out(payments.clone()))
@@ -99,7 +99,7 @@ where
 /// `tests/allocs.rs`), which shows on the notify route under load.
 ///
 /// ```
-/// # let payments = wxpay_core::flow::http::testkit::payments(wxpay_core::flow::http::testkit::config()).0;
+/// # let payments = wxpay_core::testkit::adapter::payments(wxpay_core::testkit::adapter::config()).0;
 /// let app: axum::Router = axum::Router::new()
 ///     .route("/", axum::routing::get(|| async { "my shop" }))
 ///     .merge(wxpay_axum::router_at("/pay", payments));

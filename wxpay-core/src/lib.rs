@@ -79,7 +79,7 @@ mod params;
 pub mod paysign;
 mod secret;
 pub mod sign;
-#[cfg(feature = "testkit")]
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod types;
 pub mod xml;

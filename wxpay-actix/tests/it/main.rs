@@ -8,10 +8,8 @@ use actix_web::{
     http::{ConnectionType, header},
     test, web,
 };
-use wxpay_core::flow::{
-    Payments,
-    http::testkit::{self, AdapterClient, TestRequest, TestResponse},
-};
+use wxpay_core::flow::Payments;
+use wxpay_core::testkit::adapter::{self as testkit, AdapterClient, TestRequest, TestResponse};
 
 type Sender = Box<dyn Fn(TestRequest) -> Pin<Box<dyn Future<Output = TestResponse>>>>;
 

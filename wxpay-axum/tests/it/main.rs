@@ -8,10 +8,8 @@ use axum::{
     http::{Request, header},
 };
 use tower::ServiceExt;
-use wxpay_core::flow::{
-    Payments,
-    http::testkit::{self, AdapterClient, TestRequest, TestResponse},
-};
+use wxpay_core::flow::Payments;
+use wxpay_core::testkit::adapter::{self as testkit, AdapterClient, TestRequest, TestResponse};
 
 /// The app under test: wxpay under `/pay` next to app routes, and where
 /// the kit's relative paths are mounted.

@@ -342,6 +342,8 @@ pub enum RefundRefusal {
 
 /// What a refund request does.
 #[derive(Debug, Clone, PartialEq)]
+// A decision is made and consumed at once, never stored: no box needed.
+#[allow(clippy::large_enum_variant)]
 pub enum RefundRequest {
     /// Record the refund (`REQUESTED`, its amount reserved) in this
     /// transition, then send it.
@@ -518,6 +520,8 @@ pub struct RefundReport {
 
 /// What refund reports do to an order.
 #[derive(Debug, Clone, PartialEq)]
+// A decision is made and consumed at once, never stored: no box needed.
+#[allow(clippy::large_enum_variant)]
 pub enum RefundReportDecision {
     /// Write this: the new state and the ledger changes.
     Apply {

@@ -41,6 +41,8 @@ pub use order::{
     Attention, AttentionKind, Claim, Fulfilment, IllegalTransition, Order, OrderPatch, OrderState,
     Refund, RefundSource, RefundState, Transition,
 };
+#[cfg(any(test, feature = "testkit"))]
+pub(crate) use payments::now;
 pub use payments::{Payments, PaymentsBuilder, PaymentsError, Session};
 pub use reconcile::{ReconcileReport, Reconciler};
 pub use refunds::RefundOutcome;

@@ -23,6 +23,7 @@ use super::{
 ///    `PARTIALLY_REFUNDED` order is asked about by refundquery once per
 ///    [`refund_watch`](Reconciler::refund_watch) interval, oldest first;
 /// 5. deletes expired sign-in sessions.
+///
 /// The order work needs a store with
 /// [`OrderStore::listing`](super::OrderStore::listing); without it a pass
 /// does nothing.

@@ -15,6 +15,8 @@
 //! # }
 //! ```
 
+pub mod adapter;
+
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, TimeZone, Utc};

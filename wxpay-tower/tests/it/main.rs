@@ -6,12 +6,10 @@ use bytes::Bytes;
 use http::{Request, header};
 use http_body_util::{BodyExt, Full};
 use tower::ServiceExt;
+use wxpay_core::testkit::adapter::{self as testkit, AdapterClient, TestRequest, TestResponse};
 use wxpay_core::{
     Fen, OutTradeNo,
-    flow::{
-        OrderState, OrderStore, Payments,
-        http::testkit::{self, AdapterClient, TestRequest, TestResponse},
-    },
+    flow::{OrderState, OrderStore, Payments},
 };
 use wxpay_tower::WxpayService;
 
