@@ -22,6 +22,7 @@ pub mod http;
 mod inbound;
 mod memory;
 mod order;
+mod orders;
 mod payments;
 mod reconcile;
 mod refunds;

@@ -11,7 +11,7 @@
 use std::{
     collections::HashMap,
     fmt,
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 use async_trait::async_trait;
@@ -20,7 +20,12 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::{Session, StoreError};
+use tracing::Instrument;
+
+use super::{
+    CheckoutRequest, Payments, PaymentsError, Session, StoreError,
+    payments::{after, now},
+};
 use crate::SessionToken;
 
 impl SessionToken {
@@ -239,6 +244,130 @@ pub(crate) fn bearer_str(authorization: &str) -> Option<&str> {
     let (scheme, token) = authorization.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+impl Payments {
+    /// Signs a mini-program user in: trades `wx.login`'s code for the
+    /// openid (jscode2session). Keep the session key on the server.
+    ///
+    /// # Errors
+    /// [`PaymentsError::Wechat`] ([`Error::Login`] for an invalid or used
+    /// code, [`Error::Config`] without an AppSecret).
+    pub async fn login(&self, js_code: &str) -> Result<Session, PaymentsError> {
+        let s = self
+            .inner
+            .client
+            .code2session(js_code)
+            .instrument(tracing::info_span!("wxpay.login"))
+            .await?;
+        Ok(Session {
+            openid: s.openid,
+            unionid: s.unionid,
+            session_key: s.session_key,
+        })
+    }
+
+    /// Signs a mini-program user in and keeps the session: [`login`](Payments::login),
+    /// then a fresh random bearer token whose hash is stored with the openid
+    /// for [`session_ttl`](PaymentsBuilder::session_ttl). Give the client
+    /// `token` and nothing else.
+    ///
+    /// ```no_run
+    /// # async fn demo(payments: wxpay_core::flow::Payments, code: &str) -> Result<(), wxpay_core::flow::PaymentsError> {
+    /// let signed = payments.sign_in(code).await?;
+    /// let reply = serde_json::json!({ "token": signed.token.expose() });
+    /// // later, from the client's `Authorization: Bearer …` header:
+    /// let header = format!("Bearer {}", signed.token.expose());
+    /// let user = payments.signed_in(Some(&header)).await?;
+    /// assert_eq!(user.map(|s| s.openid), Some(signed.session.openid));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`login`](Payments::login); [`PaymentsError::Unconfigured`]
+    /// without [`PaymentsBuilder::sessions`]; store errors.
+    pub async fn sign_in(&self, js_code: &str) -> Result<SignIn, PaymentsError> {
+        let sessions = self.sessions()?;
+        let session = self.login(js_code).await?;
+        let token = SessionToken::generate();
+        let created_at = now();
+        let expires_at = after(created_at, self.inner.settings.session_ttl);
+        let record = SessionRecord::new(
+            TokenHash::of(&token),
+            session.openid.clone(),
+            session.unionid.clone(),
+            created_at,
+            expires_at,
+        );
+        sessions.put_session(&record).await?;
+        Ok(SignIn {
+            token,
+            session,
+            expires_at,
+        })
+    }
+
+    /// The live session an `Authorization` header value (`Bearer <token>`)
+    /// names: `None` for no header, another scheme, an unknown token or an
+    /// expired one.
+    ///
+    /// # Errors
+    /// [`PaymentsError::Unconfigured`] without [`PaymentsBuilder::sessions`];
+    /// store errors.
+    pub async fn signed_in(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<Option<SessionRecord>, PaymentsError> {
+        let sessions = self.sessions()?;
+        let Some(token) = authorization.and_then(bearer) else {
+            return Ok(None);
+        };
+        let found = sessions.get_session(&TokenHash::of(&token)).await?;
+        Ok(found.filter(|s| s.is_live(now())))
+    }
+
+    /// Signs the holder of an `Authorization` header value out: its token
+    /// stops working at once. Returns whether it named a live session.
+    ///
+    /// # Errors
+    /// As [`signed_in`](Payments::signed_in).
+    pub async fn sign_out(&self, authorization: Option<&str>) -> Result<bool, PaymentsError> {
+        let Some(session) = self.signed_in(authorization).await? else {
+            return Ok(false);
+        };
+        self.sessions()?.remove_session(&session.token_hash).await?;
+        Ok(true)
+    }
+
+    /// Whether sign-in sessions are kept ([`PaymentsBuilder::sessions`]).
+    pub fn keeps_sessions(&self) -> bool {
+        self.inner.sessions.is_some()
+    }
+
+    fn sessions(&self) -> Result<&Arc<dyn SessionStore>, PaymentsError> {
+        (self.inner.sessions.as_ref()).ok_or(PaymentsError::Unconfigured(
+            "sessions (PaymentsBuilder::sessions)",
+        ))
+    }
+
+    /// With sessions kept, sets the request's user from its bearer token.
+    pub(crate) async fn fill_user(&self, req: &mut CheckoutRequest) -> Result<(), PaymentsError> {
+        if self.inner.sessions.is_some() && req.user.is_none() {
+            let session = self.signed_in(req.header("authorization")).await?;
+            req.user = session.map(|s| s.openid);
+        }
+        Ok(())
+    }
+
+    /// The caller of an order route, as the app's [`Checkout::identify`]
+    /// decides (after the session lookup).
+    pub(crate) async fn identify(
+        &self,
+        mut req: CheckoutRequest,
+    ) -> Result<Option<String>, PaymentsError> {
+        self.fill_user(&mut req).await?;
+        Ok(self.inner.checkout.identify(&req).await?)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,548 @@
+//! Payments out: checkout (unifiedorder), status and sync (orderquery),
+//! close (closeorder), and a user's orders.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use tracing::{Instrument, field::Empty};
+
+use super::{
+    CheckoutOutcome, CheckoutRequest, Order, OrderDraft, OrderPatch, OrderState, Payments,
+    PaymentsError, StoreError,
+    decide::{PaymentReport, Source},
+    fulfil::Recorded,
+    payments::{PREPAY_TTL, after, mismatch_error, now},
+};
+use crate::{
+    ErrCode, Error, FieldError, OutTradeNo, TradeState, TradeType,
+    messages::{OrderQueryResponse, UnifiedOrderRequest},
+};
+
+impl Payments {
+    /// Checkout: asks the app's [`Checkout`] what the order is, then
+    /// [`create_order`](Payments::create_order).
+    ///
+    /// # Errors
+    /// [`PaymentsError::Rejected`] from the app; otherwise as
+    /// [`create_order`](Payments::create_order).
+    pub async fn checkout(
+        &self,
+        mut req: CheckoutRequest,
+    ) -> Result<CheckoutOutcome, PaymentsError> {
+        self.fill_user(&mut req).await?;
+        let draft = self.inner.checkout.order(&req).await.inspect_err(|r| {
+            tracing::info!(kind = ?r.kind, reason = %r.message, "checkout rejected by the app");
+        })?;
+        self.create_order(draft, req.client_ip.as_deref()).await
+    }
+
+    /// Creates (or re-enters) an order from an authoritative draft: stores it
+    /// `CREATED`, calls unifiedorder (retrying transport failures and
+    /// retryable codes with the same number and fields), stores it `PREPAID`
+    /// and returns what the client needs to pay.
+    ///
+    /// A draft with the number of an existing open order and the same fields
+    /// re-enters it: the stored `prepay_id` while it is valid, else a fresh
+    /// one for the same order (never a second payment).
+    ///
+    /// # Errors
+    /// [`PaymentsError::Invalid`] for a draft that breaks a field rule (or
+    /// differs from the existing order with its number; nothing stored);
+    /// [`PaymentsError::InvalidState`] when that order is no longer open;
+    /// [`PaymentsError::Wechat`] when unifiedorder failed: for good (the
+    /// order is then `FAILED`) or with an unknown outcome (it stays `CREATED`
+    /// and the reconciler settles it); store errors.
+    pub async fn create_order(
+        &self,
+        draft: OrderDraft,
+        client_ip: Option<&str>,
+    ) -> Result<CheckoutOutcome, PaymentsError> {
+        let out_trade_no = draft
+            .out_trade_no
+            .clone()
+            .unwrap_or_else(OutTradeNo::generate);
+        let span = tracing::info_span!(
+            "wxpay.checkout",
+            out_trade_no = %out_trade_no,
+            total_fee = draft.total_fee.0,
+            outcome = Empty
+        );
+        self.create_order_inner(draft, out_trade_no, client_ip)
+            .instrument(span.clone())
+            .await
+            .inspect(|_| {
+                span.record("outcome", "prepaid");
+            })
+            .inspect_err(|e| {
+                span.record("outcome", tracing::field::display(e));
+            })
+    }
+
+    async fn create_order_inner(
+        &self,
+        draft: OrderDraft,
+        out_trade_no: OutTradeNo,
+        client_ip: Option<&str>,
+    ) -> Result<CheckoutOutcome, PaymentsError> {
+        let config = self.config();
+        let request = UnifiedOrderRequest {
+            out_trade_no: out_trade_no.clone(),
+            body: draft.body.clone(),
+            total_fee: draft.total_fee,
+            trade_type: draft.trade_type.clone(),
+            openid: draft.openid.clone(),
+            product_id: draft.product_id.clone(),
+            attach: draft.attach.clone(),
+            spbill_create_ip: client_ip.unwrap_or("127.0.0.1").to_owned(),
+            notify_url: None,
+            time_expire: None,
+            detail: None,
+        };
+        // Check every field rule before anything is stored.
+        request.to_params(config.notify_url.as_deref())?;
+
+        let now = now();
+        let mut order = Order::new(
+            out_trade_no.clone(),
+            draft.total_fee,
+            draft.body.clone(),
+            draft.trade_type.clone(),
+            config.sign_type,
+            now,
+        );
+        order.openid = draft.openid.clone();
+        order.product_id = draft.product_id.clone();
+        order.attach = draft.attach.clone();
+        order.owner = draft.owner.clone();
+
+        let store = &self.inner.store;
+        match store.insert(&order).await {
+            Ok(()) => {}
+            Err(StoreError::Duplicate(_)) => {
+                let existing = self.order(&out_trade_no).await?;
+                let same = existing.total_fee == order.total_fee
+                    && existing.body == order.body
+                    && existing.trade_type == order.trade_type
+                    && existing.openid == order.openid
+                    && existing.product_id == order.product_id
+                    && existing.attach == order.attach
+                    && existing.owner == order.owner;
+                if !same {
+                    return Err(FieldError {
+                        field: "out_trade_no",
+                        problem: "an order with this number exists with other fields".into(),
+                    }
+                    .into());
+                }
+                if !existing.state.is_open() {
+                    return Err(PaymentsError::InvalidState {
+                        out_trade_no,
+                        state: existing.state,
+                        operation: "check out again",
+                    });
+                }
+                if existing.state == OrderState::Prepaid
+                    && existing
+                        .prepay_expires_at
+                        .is_some_and(|t| t > after(now, Duration::from_secs(60)))
+                {
+                    tracing::info!("re-entry: the stored prepay_id is still valid");
+                    return Ok(self.outcome(&existing));
+                }
+                order = existing;
+            }
+            Err(e) => return Err(e.into()),
+        }
+
+        let answer = match self.unified_order_with_retries(&request).await {
+            Ok(a) => a,
+            Err(e) => return Err(self.unifiedorder_failed(&order, e).await),
+        };
+        let patch = OrderPatch {
+            prepay_id: Some(answer.prepay_id.clone()),
+            code_url: Some(answer.code_url.clone()),
+            prepay_expires_at: Some(Some(after(super::payments::now(), PREPAY_TTL))),
+            ..OrderPatch::default()
+        };
+        let order = match self
+            .update(&out_trade_no, Some(order), |o| {
+                o.state
+                    .is_open()
+                    .then(|| (OrderState::Prepaid, patch.clone()))
+            })
+            .await?
+        {
+            Some((o, true)) => o,
+            Some((mut o, false)) => {
+                // A notify (or sync) overtook unifiedorder's answer.
+                tracing::info!(state = %o.state, "order moved on before unifiedorder answered");
+                o.prepay_id = o.prepay_id.or(answer.prepay_id);
+                o.code_url = o.code_url.or(answer.code_url);
+                o
+            }
+            None => return Err(PaymentsError::NotFound(out_trade_no)),
+        };
+        Ok(self.outcome(&order))
+    }
+
+    fn outcome(&self, order: &Order) -> CheckoutOutcome {
+        CheckoutOutcome {
+            out_trade_no: order.out_trade_no.clone(),
+            total_fee: order.total_fee,
+            trade_type: order.trade_type.clone(),
+            // wx.requestPayment parameters exist only for JSAPI: a NATIVE
+            // order also has a prepay_id, but is paid by scanning code_url.
+            pay_params: order
+                .prepay_id
+                .as_deref()
+                .filter(|_| order.trade_type == TradeType::Jsapi)
+                .map(|p| self.inner.client.pay_params_signed(p, order.sign_type)),
+            code_url: order.code_url.clone(),
+        }
+    }
+
+    async fn unified_order_with_retries(
+        &self,
+        request: &UnifiedOrderRequest,
+    ) -> Result<crate::messages::UnifiedOrderResponse, Error> {
+        let s = &self.inner.settings;
+        let mut pause = s.retry_backoff;
+        let mut attempt = 1;
+        loop {
+            match self.inner.client.unified_order(request).await {
+                Err(e) if e.is_retryable() && attempt < s.unifiedorder_attempts => {
+                    tracing::warn!(attempt, error = %e, "unifiedorder failed, re-entering with the same fields");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Decides what a failed unifiedorder means for the order.
+    async fn unifiedorder_failed(&self, order: &Order, e: Error) -> PaymentsError {
+        let unknown =
+            e.outcome_unknown() || e.is_retryable() || matches!(e, Error::InvalidSignature(_));
+        match e.err_code() {
+            Some(ErrCode::OrderPaid | ErrCode::OrderClosed | ErrCode::OutTradeNoUsed) => {
+                // WeChat knows this number in another state: learn it.
+                tracing::warn!(error = %e, "unifiedorder refused the number; querying the order");
+                if let Err(se) = self.sync_inner(&order.out_trade_no, true).await {
+                    tracing::warn!(error = %se, "orderquery after a refused unifiedorder failed");
+                }
+            }
+            _ if unknown => {
+                tracing::warn!(error = %e, "unifiedorder outcome unknown; order left for the reconciler");
+            }
+            _ => {
+                tracing::warn!(error = %e, "unifiedorder refused; order FAILED");
+                let failed = self
+                    .update(&order.out_trade_no, None, |o| {
+                        (o.state == OrderState::Created)
+                            .then(|| (OrderState::Failed, OrderPatch::default()))
+                    })
+                    .await;
+                if let Err(se) = failed {
+                    tracing::error!(error = %se, "could not record the failed unifiedorder");
+                }
+            }
+        }
+        PaymentsError::Wechat(e)
+    }
+
+    /// The order, brought up to date first when it awaits payment and was
+    /// not checked recently: an orderquery (at most once per sync interval)
+    /// recovers a lost notify. WeChat errors are logged and the stored order
+    /// is returned. This is what a client polls after `requestPayment:ok`.
+    ///
+    /// # Errors
+    /// [`PaymentsError::NotFound`], or a store error.
+    pub async fn status(&self, out_trade_no: &OutTradeNo) -> Result<Order, PaymentsError> {
+        let order = self.order(out_trade_no).await?;
+        if order.state != OrderState::Prepaid || self.recently_synced(&order) {
+            return Ok(order);
+        }
+        match self.sync_inner(out_trade_no, false).await {
+            Ok(o) => Ok(o),
+            Err(PaymentsError::Wechat(e)) => {
+                tracing::warn!(%out_trade_no, error = %e, "status: orderquery failed, answering the stored order");
+                Ok(order)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn recently_synced(&self, order: &Order) -> bool {
+        let interval = self.inner.settings.sync_interval;
+        if order
+            .synced_at
+            .is_some_and(|t| after(t, interval) > Utc::now())
+        {
+            return true;
+        }
+        let recent = self
+            .inner
+            .recent_syncs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        recent
+            .get(&order.out_trade_no)
+            .is_some_and(|t| t.elapsed() < interval)
+    }
+
+    fn note_synced(&self, out_trade_no: &OutTradeNo) {
+        let interval = self.inner.settings.sync_interval;
+        let mut recent = self
+            .inner
+            .recent_syncs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if recent.len() > 10_000 {
+            recent.retain(|_, t| t.elapsed() < interval);
+        }
+        recent.insert(out_trade_no.clone(), Instant::now());
+    }
+
+    /// Asks WeChat about an order (orderquery) and applies the answer:
+    /// `SUCCESS`/`REFUND` → `PAID` (then fulfilment), `CLOSED`/`REVOKED` →
+    /// `CLOSED`, `PAYERROR` → `FAILED`; still unpaid → unchanged (with
+    /// `synced_at`). Without `force`, an order synced within the sync
+    /// interval is returned as stored. Orders already paid are returned
+    /// without a call.
+    ///
+    /// # Errors
+    /// [`PaymentsError::NotFound`]; [`PaymentsError::Wechat`];
+    /// [`PaymentsError::AmountMismatch`] (nothing changed); store errors.
+    pub async fn sync(
+        &self,
+        out_trade_no: &OutTradeNo,
+        force: bool,
+    ) -> Result<Order, PaymentsError> {
+        self.sync_inner(out_trade_no, force).await
+    }
+
+    pub(crate) async fn sync_inner(
+        &self,
+        out_trade_no: &OutTradeNo,
+        force: bool,
+    ) -> Result<Order, PaymentsError> {
+        let span = tracing::info_span!(
+            "wxpay.sync",
+            out_trade_no = %out_trade_no,
+            state = Empty,
+            outcome = Empty
+        );
+        let result = self
+            .sync_body(out_trade_no, force)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(o) => {
+                span.record("state", o.state.as_str());
+            }
+            Err(e) => {
+                span.record("outcome", tracing::field::display(e));
+            }
+        }
+        result
+    }
+
+    async fn sync_body(
+        &self,
+        out_trade_no: &OutTradeNo,
+        force: bool,
+    ) -> Result<Order, PaymentsError> {
+        let order = self.order(out_trade_no).await?;
+        if !matches!(
+            order.state,
+            OrderState::Created | OrderState::Prepaid | OrderState::Closed | OrderState::Failed
+        ) {
+            return Ok(order);
+        }
+        if !force && self.recently_synced(&order) {
+            tracing::Span::current().record("outcome", "rate-limited");
+            return Ok(order);
+        }
+        self.note_synced(out_trade_no);
+        let answer = match self.inner.client.order_query(out_trade_no).await {
+            Ok(a) => a,
+            Err(Error::Business {
+                err_code: ErrCode::OrderNotExist,
+                ..
+            }) => {
+                tracing::Span::current().record("outcome", "unknown to WeChat");
+                return Ok(order);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.apply_query(order, answer).await
+    }
+
+    async fn apply_query(
+        &self,
+        order: Order,
+        q: OrderQueryResponse,
+    ) -> Result<Order, PaymentsError> {
+        let at = now();
+        let no = order.out_trade_no.clone();
+        tracing::Span::current().record("outcome", q.trade_state.as_str());
+        let open_to = |to: OrderState| {
+            move |o: &Order| {
+                let patch = OrderPatch {
+                    synced_at: Some(Some(at)),
+                    ..OrderPatch::default()
+                };
+                o.state.is_open().then_some((to, patch))
+            }
+        };
+        let updated = match q.trade_state {
+            ref s if s.is_paid() => {
+                let report = PaymentReport {
+                    transaction_id: q.transaction_id.clone(),
+                    total_fee: q.total_fee,
+                    fee_type: q.params.non_empty("fee_type").map(str::to_owned),
+                    time_end: q.time_end.clone(),
+                    bank_type: q.bank_type.clone(),
+                    cash_fee: q.cash_fee,
+                    source: Source::Query,
+                };
+                // REFUND: paid, and refunded since (in part or in full). The
+                // refunds are learnt first and recorded with the payment in
+                // one write, so that the goods are never granted for money
+                // that went back.
+                let refunds = if q.trade_state == TradeState::Refund {
+                    self.refund_reports_of(&no).await?
+                } else {
+                    Vec::new()
+                };
+                let recorded = self
+                    .record_payment(Arc::new(order), &report, &refunds)
+                    .await?;
+                self.after_paid(&recorded).await;
+                return match recorded {
+                    Recorded::Refused { mismatch, .. } => Err(mismatch_error(no, mismatch)),
+                    Recorded::NotFound => Err(PaymentsError::NotFound(no)),
+                    _ => self.order(&no).await,
+                };
+            }
+            TradeState::Closed | TradeState::Revoked => {
+                self.update(&no, Some(order), open_to(OrderState::Closed))
+                    .await?
+            }
+            TradeState::PayError => {
+                self.update(&no, Some(order), open_to(OrderState::Failed))
+                    .await?
+            }
+            _ => {
+                self.update(&no, Some(order), |o| {
+                    (o.state == OrderState::Prepaid).then(|| {
+                        let patch = OrderPatch {
+                            synced_at: Some(Some(at)),
+                            ..OrderPatch::default()
+                        };
+                        (OrderState::Prepaid, patch)
+                    })
+                })
+                .await?
+            }
+        };
+        updated.map(|(o, _)| o).ok_or(PaymentsError::NotFound(no))
+    }
+
+    /// Closes an unpaid order: closeorder, then `CLOSED`. If WeChat says it
+    /// was paid meanwhile, the payment is recorded (sync) and the answer is
+    /// [`PaymentsError::InvalidState`] with state `PAID`. An order WeChat
+    /// never saw is closed locally. Closing a closed order is a no-op.
+    ///
+    /// WeChat refuses closeorder in the first 5 minutes of an order: within
+    /// them the answer is [`PaymentsError::TooEarly`] (HTTP 409 with
+    /// `retry_after`) and nothing is sent. That also keeps an order whose
+    /// unifiedorder is still in flight (the client's timeout is far shorter)
+    /// from being closed locally while WeChat may still take its payment.
+    ///
+    /// # Errors
+    /// [`PaymentsError::NotFound`]; [`PaymentsError::TooEarly`];
+    /// [`PaymentsError::InvalidState`] for a paid or failed order;
+    /// [`PaymentsError::Wechat`]; store errors.
+    pub async fn close(&self, out_trade_no: &OutTradeNo) -> Result<Order, PaymentsError> {
+        let span =
+            tracing::info_span!("wxpay.close", out_trade_no = %out_trade_no, outcome = Empty);
+        async {
+            let order = self.order(out_trade_no).await?;
+            match order.state {
+                OrderState::Closed => return Ok(order),
+                OrderState::Created | OrderState::Prepaid => {}
+                state => {
+                    return Err(PaymentsError::InvalidState {
+                        out_trade_no: out_trade_no.clone(),
+                        state,
+                        operation: "close",
+                    });
+                }
+            }
+            let allowed = after(order.created_at, self.inner.settings.close_after);
+            let at = now();
+            if at < allowed {
+                let retry_after = (allowed - at).to_std().unwrap_or_default();
+                tracing::Span::current().record("outcome", "too early");
+                return Err(PaymentsError::TooEarly {
+                    out_trade_no: out_trade_no.clone(),
+                    operation: "close",
+                    retry_after,
+                });
+            }
+            match self.inner.client.close_order(out_trade_no).await {
+                Ok(())
+                | Err(Error::Business {
+                    err_code: ErrCode::OrderNotExist,
+                    ..
+                }) => {}
+                Err(Error::Business {
+                    err_code: ErrCode::OrderPaid,
+                    ..
+                }) => {
+                    tracing::Span::current().record("outcome", "paid meanwhile");
+                    let o = self.sync_inner(out_trade_no, true).await?;
+                    return Err(PaymentsError::InvalidState {
+                        out_trade_no: out_trade_no.clone(),
+                        state: o.state,
+                        operation: "close",
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let (o, _) = self
+                .update(out_trade_no, None, |o| {
+                    o.state
+                        .is_open()
+                        .then(|| (OrderState::Closed, OrderPatch::default()))
+                })
+                .await?
+                .ok_or_else(|| PaymentsError::NotFound(out_trade_no.clone()))?;
+            tracing::Span::current().record("outcome", o.state.as_str());
+            Ok(o)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The orders of one owner ([`OrderDraft::with_owner`]), newest first,
+    /// at most `limit`: a user's "my orders" page, or entitlements derived
+    /// from what was paid.
+    ///
+    /// # Errors
+    /// [`PaymentsError::Unconfigured`] for a store without
+    /// [`OrderStore::listing`]; store errors.
+    pub async fn orders_of(&self, owner: &str, limit: usize) -> Result<Vec<Order>, PaymentsError> {
+        let store = self.store();
+        let listing = (store.listing()).ok_or(PaymentsError::Unconfigured(
+            "an order store that can list orders",
+        ))?;
+        Ok(listing.owned_by(owner, limit).await?)
+    }
+}
