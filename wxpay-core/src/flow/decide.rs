@@ -660,3 +660,435 @@ pub fn refund_effects_due(order: &Order, now: DateTime<Utc>) -> Vec<&Refund> {
         .filter(|r| r.state == RefundState::Success && r.effect.claimable(now))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    use super::*;
+    use crate::{OutTradeNo, SignType, TradeType};
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    const LEASE: Duration = Duration::from_secs(60);
+
+    fn order(state: OrderState, total: u64) -> Order {
+        let mut o = Order::new(
+            OutTradeNo::new("D1").unwrap(),
+            Fen(total),
+            "x",
+            TradeType::Jsapi,
+            SignType::Md5,
+            t0(),
+        );
+        o.state = state;
+        if state.is_paid() {
+            o.transaction_id = Some("T1".into());
+        }
+        o
+    }
+
+    fn report(tid: &str, fee: u64) -> PaymentReport {
+        PaymentReport {
+            transaction_id: Some(tid.into()),
+            total_fee: Some(Fen(fee)),
+            fee_type: None,
+            time_end: None,
+            bank_type: None,
+            cash_fee: Some(Fen(fee)),
+            source: Source::Notify,
+        }
+    }
+
+    fn refund_report(no: &str, fee: u64, status: RefundStatus) -> RefundReport {
+        RefundReport {
+            out_refund_no: no.into(),
+            refund_id: None,
+            refund_fee: Some(Fen(fee)),
+            status,
+            source: Source::Notify,
+        }
+    }
+
+    /// Applies a decision as a store would.
+    fn apply(o: &Order, to: OrderState, patch: &OrderPatch) -> Order {
+        assert!(o.state.can_become(to), "{} → {to}", o.state);
+        let mut next = o.clone();
+        next.apply(to, patch, t0());
+        next
+    }
+
+    #[test]
+    fn a_payment_is_recorded_once_and_the_writer_holds_the_claim() {
+        let o = order(OrderState::Prepaid, 100);
+        let PaymentDecision::Record {
+            to,
+            patch,
+            late,
+            claim,
+        } = payment(&o, &report("T1", 100), AttentionPolicy::Hold, t0(), LEASE)
+        else {
+            panic!("not recorded")
+        };
+        assert_eq!((to, late), (OrderState::Paid, false));
+        let claim = claim.expect("the writer holds the claim");
+        assert_eq!(
+            patch.fulfilment,
+            Some(Fulfilment::Claimed { until: claim.until })
+        );
+        let paid = apply(&o, to, &patch);
+        assert_eq!(
+            payment(
+                &paid,
+                &report("T1", 100),
+                AttentionPolicy::Hold,
+                t0(),
+                LEASE
+            ),
+            PaymentDecision::Duplicate
+        );
+        // Another transaction: flagged once.
+        let PaymentDecision::Flag { patch } = payment(
+            &paid,
+            &report("T2", 100),
+            AttentionPolicy::Hold,
+            t0(),
+            LEASE,
+        ) else {
+            panic!("a second transaction is flagged")
+        };
+        let flagged = apply(&paid, paid.state, &patch);
+        assert_eq!(flagged.attention[0].kind, AttentionKind::DoublePayment);
+        assert_eq!(
+            payment(
+                &flagged,
+                &report("T2", 100),
+                AttentionPolicy::Hold,
+                t0(),
+                LEASE
+            ),
+            PaymentDecision::Duplicate
+        );
+    }
+
+    #[test]
+    fn mismatches_are_refused_before_anything_else() {
+        for state in OrderState::ALL {
+            let o = order(state, 100);
+            let d = payment(&o, &report("T9", 99), AttentionPolicy::Fulfil, t0(), LEASE);
+            assert!(
+                matches!(
+                    d,
+                    PaymentDecision::Refuse {
+                        mismatch: Mismatch::Amount { .. },
+                        patch: Some(_)
+                    }
+                ),
+                "{state}: {d:?}"
+            );
+            let mut usd = report("T9", 100);
+            usd.fee_type = Some("USD".into());
+            let d = payment(&o, &usd, AttentionPolicy::Fulfil, t0(), LEASE);
+            assert!(
+                matches!(
+                    d,
+                    PaymentDecision::Refuse {
+                        mismatch: Mismatch::Currency { .. },
+                        ..
+                    }
+                ),
+                "{state}: {d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn late_payments_follow_the_policy() {
+        for (policy, held) in [
+            (AttentionPolicy::Hold, true),
+            (AttentionPolicy::Refund, true),
+            (AttentionPolicy::Fulfil, false),
+        ] {
+            for state in [OrderState::Closed, OrderState::Failed] {
+                let o = order(state, 100);
+                let PaymentDecision::Record {
+                    patch, late, claim, ..
+                } = payment(&o, &report("T1", 100), policy, t0(), LEASE)
+                else {
+                    panic!("recorded")
+                };
+                assert!(late);
+                assert_eq!(patch.attention[0].kind, AttentionKind::LatePayment);
+                assert_eq!(claim.is_none(), held, "{policy:?}");
+                assert_eq!(
+                    patch.fulfilment == Some(Fulfilment::Held),
+                    held,
+                    "{policy:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn refunds_reserve_and_never_exceed_the_amount() {
+        let o = order(OrderState::Paid, 100);
+        let Ok(RefundRequest::Record { to, patch }) = request_refund(&o, "R1", Fen(60), t0())
+        else {
+            panic!()
+        };
+        let o = apply(&o, to, &patch);
+        assert_eq!((o.state, o.refundable()), (OrderState::Refunding, Fen(40)));
+        assert_eq!(
+            request_refund(&o, "R2", Fen(41), t0()),
+            Err(RefundRefusal::TooMuch {
+                requested: Fen(41),
+                left: Fen(40)
+            })
+        );
+        assert_eq!(
+            request_refund(&o, "R1", Fen(60), t0()),
+            Ok(RefundRequest::Resend)
+        );
+        assert!(matches!(
+            request_refund(&o, "R1", Fen(61), t0()),
+            Err(RefundRefusal::NumberReused { .. })
+        ));
+        assert_eq!(
+            request_refund(&o, "R3", Fen(0), t0()),
+            Err(RefundRefusal::Zero)
+        );
+        assert_eq!(
+            request_refund(&order(OrderState::Prepaid, 100), "R1", Fen(1), t0()),
+            Err(RefundRefusal::NotPaid(OrderState::Prepaid))
+        );
+    }
+
+    #[test]
+    fn only_a_definite_refusal_frees_the_amount() {
+        let o = order(OrderState::Paid, 100);
+        let Ok(RefundRequest::Record { to, patch }) = request_refund(&o, "R1", Fen(100), t0())
+        else {
+            panic!()
+        };
+        let requested = apply(&o, to, &patch);
+        let (to, patch) = refund_answer(&requested, "R1", &RefundAnswer::Unknown, t0()).unwrap();
+        let unknown = apply(&requested, to, &patch);
+        assert_eq!(
+            (unknown.state, unknown.refundable()),
+            (OrderState::Refunding, Fen(0))
+        );
+        // refundquery says it succeeded
+        let RefundReportDecision::Apply { to, patch } = refund_reports(
+            &unknown,
+            &[refund_report("R1", 100, RefundStatus::Success)],
+            t0(),
+        ) else {
+            panic!()
+        };
+        let done = apply(&unknown, to, &patch);
+        assert_eq!(
+            (done.state, done.refunded_fee),
+            (OrderState::Refunded, Fen(100))
+        );
+        // A late "refused" for a refund that succeeded changes nothing.
+        assert_eq!(
+            refund_answer(&done, "R1", &RefundAnswer::Refused, t0()),
+            None
+        );
+        // A refused request frees its amount.
+        let (to, patch) = refund_answer(&requested, "R1", &RefundAnswer::Refused, t0()).unwrap();
+        let refused = apply(&requested, to, &patch);
+        assert_eq!(
+            (refused.state, refused.refundable()),
+            (OrderState::Paid, Fen(100))
+        );
+    }
+
+    #[test]
+    fn refund_reports_record_found_refunds_and_never_go_back() {
+        let o = order(OrderState::Paid, 100);
+        let RefundReportDecision::Apply { to, patch } = refund_reports(
+            &o,
+            &[refund_report("DESK", 30, RefundStatus::Processing)],
+            t0(),
+        ) else {
+            panic!()
+        };
+        let o = apply(&o, to, &patch);
+        assert_eq!(o.refund("DESK").unwrap().source, RefundSource::Found);
+        assert_eq!(o.attention[0].kind, AttentionKind::RefundFound);
+        let RefundReportDecision::Apply { to, patch } = refund_reports(
+            &o,
+            &[refund_report("DESK", 30, RefundStatus::Success)],
+            t0(),
+        ) else {
+            panic!()
+        };
+        let o = apply(&o, to, &patch);
+        assert_eq!(
+            (o.state, o.refunded_fee),
+            (OrderState::PartiallyRefunded, Fen(30))
+        );
+        // A late PROCESSING copy, a duplicate SUCCESS: nothing.
+        for s in [
+            RefundStatus::Processing,
+            RefundStatus::Success,
+            RefundStatus::RefundClose,
+        ] {
+            assert_eq!(
+                refund_reports(&o, &[refund_report("DESK", 30, s)], t0()),
+                RefundReportDecision::Nothing
+            );
+        }
+        // A closed refund this app never had is nothing.
+        assert_eq!(
+            refund_reports(
+                &o,
+                &[refund_report("GONE", 5, RefundStatus::RefundClose)],
+                t0()
+            ),
+            RefundReportDecision::Nothing
+        );
+        // Refunds of an order not recorded as paid: learn the payment first.
+        assert_eq!(
+            refund_reports(
+                &order(OrderState::Prepaid, 100),
+                &[refund_report("X", 1, RefundStatus::Success)],
+                t0()
+            ),
+            RefundReportDecision::NeedsPayment
+        );
+    }
+
+    #[test]
+    fn on_paid_waits_for_the_money_and_on_refunded_for_on_paid() {
+        let mut o = order(OrderState::Paid, 100);
+        assert!(paid_effect_due(&o, t0()));
+        o.fulfilment = Fulfilment::Held;
+        assert!(!paid_effect_due(&o, t0()));
+        for state in [
+            OrderState::Refunding,
+            OrderState::Refunded,
+            OrderState::PartiallyRefunded,
+        ] {
+            let mut o = order(state, 100);
+            o.fulfilment = Fulfilment::Pending;
+            assert!(!paid_effect_due(&o, t0()), "{state}");
+        }
+        let mut o = order(OrderState::Refunded, 100);
+        o.refunds.push(Refund::new(
+            "R1",
+            Fen(100),
+            RefundState::Success,
+            RefundSource::App,
+            t0(),
+        ));
+        o.fulfilment = Fulfilment::Claimed {
+            until: t0() + chrono::Duration::seconds(5),
+        };
+        assert!(
+            refund_effects_due(&o, t0()).is_empty(),
+            "a grant in progress is revoked after it"
+        );
+        o.fulfilment = Fulfilment::Claimed {
+            until: t0() - chrono::Duration::seconds(5),
+        };
+        assert_eq!(refund_effects_due(&o, t0()).len(), 1);
+    }
+
+    /// Random histories of refund requests, answers and reports on one
+    /// order: every decision is a legal move, the ledger never reserves
+    /// more than was paid, `refunded_fee` always equals the successful
+    /// refunds, and the state is always the ledger's.
+    #[test]
+    fn property_the_ledger_keeps_its_sums() {
+        let statuses = [
+            RefundStatus::Processing,
+            RefundStatus::Success,
+            RefundStatus::RefundClose,
+            RefundStatus::Change,
+        ];
+        let answers = [
+            RefundAnswer::Accepted {
+                refund_id: Some("W".into()),
+            },
+            RefundAnswer::Refused,
+            RefundAnswer::Unknown,
+        ];
+        for seed in 0..2_000u64 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let total = rng.gen_range(1..=1_000u64);
+            let mut o = order(OrderState::Paid, total);
+            for _ in 0..rng.gen_range(1..30) {
+                let no = format!("R{}", rng.gen_range(0..6));
+                let fee = rng.gen_range(0..=total);
+                let step = rng.gen_range(0..3);
+                let decided = match step {
+                    0 => match request_refund(&o, &no, Fen(fee), t0()) {
+                        Ok(RefundRequest::Record { to, patch }) => Some((to, patch)),
+                        _ => None,
+                    },
+                    1 => refund_answer(&o, &no, &answers[rng.gen_range(0..3)], t0()),
+                    _ => {
+                        let known = o.refund(&no).map(|r| r.refund_fee.0);
+                        let fee = if rng.gen_bool(0.8) {
+                            known.unwrap_or(fee)
+                        } else {
+                            fee
+                        };
+                        let rep = refund_report(&no, fee, statuses[rng.gen_range(0..4)].clone());
+                        match refund_reports(&o, &[rep], t0()) {
+                            RefundReportDecision::Apply { to, patch } => Some((to, patch)),
+                            _ => None,
+                        }
+                    }
+                };
+                if let Some((to, patch)) = decided {
+                    let before = o.clone();
+                    o = apply(&o, to, &patch);
+                    for r in &before.refunds {
+                        let now = o.refund(&r.out_refund_no).unwrap();
+                        assert!(
+                            r.state.can_become(now.state),
+                            "seed {seed}: {} → {}",
+                            r.state,
+                            now.state
+                        );
+                    }
+                }
+                let success: u64 = o
+                    .refunds
+                    .iter()
+                    .filter(|r| r.state == RefundState::Success)
+                    .map(|r| r.refund_fee.0)
+                    .sum();
+                assert_eq!(o.refunded_fee.0, success, "seed {seed}");
+                assert_eq!(
+                    o.state,
+                    ledger_state(o.total_fee, &o.refunds),
+                    "seed {seed}"
+                );
+                // What this app asked for never exceeds the amount (reports
+                // from WeChat are recorded as they are, and flagged).
+                let asked: u64 = o
+                    .refunds
+                    .iter()
+                    .filter(|r| r.source == RefundSource::App && r.state.reserves())
+                    .map(|r| r.refund_fee.0)
+                    .sum();
+                let reported = o.attention.iter().any(|a| {
+                    matches!(
+                        a.kind,
+                        AttentionKind::RefundFound | AttentionKind::RefundAmountMismatch
+                    )
+                });
+                assert!(
+                    reported || asked <= total,
+                    "seed {seed}: reserved {asked} of {total}"
+                );
+            }
+        }
+    }
+}

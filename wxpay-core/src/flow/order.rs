@@ -88,6 +88,8 @@ impl OrderState {
                     | (Paid, Refunding | Refunded | PartiallyRefunded)
                     | (Refunding, Paid | Refunded | PartiallyRefunded)
                     | (PartiallyRefunded, Refunding | Refunded)
+                    // a refund WeChat reports in flight beyond what settled (flagged)
+                    | (Refunded, Refunding)
             )
     }
 
@@ -721,6 +723,7 @@ mod tests {
             (Refunding, Paid),
             (PartiallyRefunded, Refunding),
             (PartiallyRefunded, Refunded),
+            (Refunded, Refunding),
         ];
         for from in [Created, Prepaid, Closed, Failed, Paid, Refunding] {
             for to in refunded {
@@ -839,7 +842,8 @@ mod tests {
     #[test]
     fn refunded_is_terminal_and_paid_never_goes_back() {
         for to in OrderState::ALL {
-            assert_eq!(Refunded.can_become(to), to == Refunded);
+            // Only a refund found in flight reopens a refunded order.
+            assert_eq!(Refunded.can_become(to), matches!(to, Refunded | Refunding));
             assert_eq!(to.can_become(Created), to == Created);
         }
         assert!(!Paid.can_become(Closed));
