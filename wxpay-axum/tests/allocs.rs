@@ -27,9 +27,11 @@ static ALLOC: dhat::Alloc = dhat::Alloc;
 
 /// `handle_notify` alone: parse (2), verify and type the fields (9), the
 /// order number, the store read, the reply; a paying notify adds the
-/// compare-and-set (the patch's three strings go into the order), the
-/// fulfilment claim and completion, and `on_paid`.
-const CORE_FIRST: u64 = 23;
+/// decision (its patch copies the payment's three strings, and the
+/// transition the order number: the report stays whole so that a lost race
+/// is decided again), the versioned compare-and-set that also holds the
+/// fulfilment claim, the completion, and `on_paid`.
+const CORE_FIRST: u64 = 25;
 const CORE_DUPLICATE: u64 = 15;
 /// What the axum adapter adds over a bare handler and the core: the core's
 /// request and response types.

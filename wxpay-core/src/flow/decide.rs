@@ -22,6 +22,12 @@ use crate::{Fen, RefundStatus};
 /// The currency every order is priced in.
 pub const CURRENCY: &str = "CNY";
 
+/// A report's `fee_type` as [`PaymentReport::fee_type`] wants it: `None`
+/// for none or CNY (no copy on the notify path), the value otherwise.
+pub fn foreign_currency(fee_type: Option<&str>) -> Option<String> {
+    fee_type.filter(|f| *f != CURRENCY).map(str::to_owned)
+}
+
 /// The most refunds WeChat takes for one order.
 pub const MAX_REFUNDS: usize = 50;
 

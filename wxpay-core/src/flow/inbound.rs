@@ -264,7 +264,7 @@ impl Payments {
             });
         }
         let report = PaymentReport {
-            fee_type: verified.params.non_empty("fee_type").map(str::to_owned),
+            fee_type: super::decide::foreign_currency(verified.params.non_empty("fee_type")),
             transaction_id: verified.transaction_id,
             total_fee: Some(verified.total_fee),
             time_end: verified.time_end,

@@ -405,7 +405,7 @@ impl Payments {
                 let report = PaymentReport {
                     transaction_id: q.transaction_id.clone(),
                     total_fee: q.total_fee,
-                    fee_type: q.params.non_empty("fee_type").map(str::to_owned),
+                    fee_type: super::decide::foreign_currency(q.params.non_empty("fee_type")),
                     time_end: q.time_end.clone(),
                     bank_type: q.bank_type.clone(),
                     cash_fee: q.cash_fee,
