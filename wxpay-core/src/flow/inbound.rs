@@ -41,6 +41,20 @@ impl NotifyReply {
         }
     }
 
+    /// `FAIL` for a notify naming no stored order.
+    pub(crate) fn unknown_order() -> NotifyReply {
+        NotifyReply::fail(
+            "订单不存在",
+            NotifyOutcome::Rejected(NotifyRejection::UnknownOrder),
+        )
+    }
+
+    /// `FAIL` after a store failure (logged): WeChat delivers again.
+    pub(crate) fn unavailable(e: &dyn std::fmt::Display) -> NotifyReply {
+        tracing::error!(error = %e, "order store failed; WeChat will deliver again");
+        NotifyReply::fail("系统繁忙", NotifyOutcome::Unavailable)
+    }
+
     pub(crate) fn fail(msg: &str, outcome: NotifyOutcome) -> NotifyReply {
         NotifyReply {
             body: notify::reply_fail(msg),
@@ -229,15 +243,9 @@ impl Payments {
                     return reject(&e);
                 }
                 tracing::warn!("verified notify for an unknown order");
-                return NotifyReply::fail(
-                    "订单不存在",
-                    NotifyOutcome::Rejected(NotifyRejection::UnknownOrder),
-                );
+                return NotifyReply::unknown_order();
             }
-            Err(e) => {
-                tracing::error!(error = %e, "order store failed; WeChat will deliver again");
-                return NotifyReply::fail("系统繁忙", NotifyOutcome::Unavailable);
-            }
+            Err(e) => return NotifyReply::unavailable(&e),
         };
         tracing::Span::current().record("state", order.state.as_str());
         let sign_type = match self.notify_sign_type(&unverified, &order) {
@@ -274,10 +282,7 @@ impl Payments {
         };
         let recorded = match self.record_payment(order, &report, &[]).await {
             Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "order store failed; WeChat will deliver again");
-                return NotifyReply::fail("系统繁忙", NotifyOutcome::Unavailable);
-            }
+            Err(e) => return NotifyReply::unavailable(&e),
         };
         self.after_paid(&recorded).await;
         match recorded {
@@ -312,10 +317,7 @@ impl Payments {
                     ),
                 }
             }
-            Recorded::NotFound => NotifyReply::fail(
-                "订单不存在",
-                NotifyOutcome::Rejected(NotifyRejection::UnknownOrder),
-            ),
+            Recorded::NotFound => NotifyReply::unknown_order(),
         }
     }
 

@@ -4,8 +4,7 @@
 use tracing::{Instrument, field::Empty};
 
 use super::{
-    NotifyOutcome, NotifyRejection, NotifyReply, Order, OrderPatch, Payments, PaymentsError,
-    Refund, RefundState,
+    NotifyOutcome, NotifyReply, Order, OrderPatch, Payments, PaymentsError, Refund, RefundState,
     decide::{self, RefundAnswer, RefundRefusal, RefundReport, RefundReportDecision, Source},
     inbound::reject,
     payments::now,
@@ -356,15 +355,9 @@ impl Payments {
         let order = match self.inner.store.get(&n.out_trade_no).await {
             Ok(Some(o)) => o,
             Ok(None) => {
-                return NotifyReply::fail(
-                    "订单不存在",
-                    NotifyOutcome::Rejected(NotifyRejection::UnknownOrder),
-                );
+                return NotifyReply::unknown_order();
             }
-            Err(e) => {
-                tracing::error!(error = %e, "order store failed; WeChat will deliver again");
-                return NotifyReply::fail("系统繁忙", NotifyOutcome::Unavailable);
-            }
+            Err(e) => return NotifyReply::unavailable(&e),
         };
         let report = RefundReport {
             out_refund_no: n.out_refund_no.clone(),

@@ -384,6 +384,32 @@ impl Kit {
         self.expect_stored(store, case, &first).await;
     }
 
+    /// Runs `t` and checks it answers `Applied(expected)` or, when
+    /// `applied` is false, `NotApplied(expected)`, and leaves `expected`
+    /// stored.
+    async fn expect_outcome(
+        &self,
+        store: &dyn OrderStore,
+        case: &str,
+        t: &Transition,
+        applied: bool,
+        expected: &Order,
+        what: &str,
+    ) {
+        match (applied, ok(case, store.transition(t).await)) {
+            (true, TransitionOutcome::Applied(o)) | (false, TransitionOutcome::NotApplied(o))
+                if &o == expected => {}
+            (_, other) => {
+                let want = if applied { "Applied" } else { "NotApplied" };
+                fail(
+                    case,
+                    format!("{what}: expected {want}({expected:?}), got {other:?}"),
+                )
+            }
+        }
+        self.expect_stored(store, case, expected).await;
+    }
+
     async fn compare_and_set(&self, store: &dyn OrderStore) {
         let case = "transition compare-and-set";
         let now = micros_now();
@@ -400,14 +426,8 @@ impl Kit {
             Transition::new(&expected, OrderState::Prepaid, patch, now + secs(1)).expect("legal");
         let stale = expected.clone();
         expected.apply(t.to, &t.patch, t.at);
-        match ok(case, store.transition(&t).await) {
-            TransitionOutcome::Applied(o) if o == expected => {}
-            other => fail(
-                case,
-                format!("CREATED → PREPAID: expected Applied({expected:?}), got {other:?}"),
-            ),
-        }
-        self.expect_stored(store, case, &expected).await;
+        self.expect_outcome(store, case, &t, true, &expected, "CREATED → PREPAID")
+            .await;
 
         // not applied: the state is not the one read
         let t = Transition::new(
@@ -424,16 +444,9 @@ impl Kit {
             now + secs(2),
         )
         .expect("legal");
-        match ok(case, store.transition(&t).await) {
-            TransitionOutcome::NotApplied(o) if o == expected => {}
-            other => fail(
-                case,
-                format!(
-                    "CREATED → CLOSED on a PREPAID order: expected NotApplied(order as found), got {other:?}"
-                ),
-            ),
-        }
-        self.expect_stored(store, case, &expected).await;
+        let what = "CREATED → CLOSED on a PREPAID order (the order as found)";
+        self.expect_outcome(store, case, &t, false, &expected, what)
+            .await;
 
         // the same state again (a fresh prepay)
         let read = expected.clone();
@@ -448,14 +461,8 @@ impl Kit {
         )
         .expect("legal");
         expected.apply(t.to, &t.patch, t.at);
-        match ok(case, store.transition(&t).await) {
-            TransitionOutcome::Applied(o) if o == expected => {}
-            other => fail(
-                case,
-                format!("PREPAID → PREPAID: expected Applied({expected:?}), got {other:?}"),
-            ),
-        }
-        self.expect_stored(store, case, &expected).await;
+        self.expect_outcome(store, case, &t, true, &expected, "PREPAID → PREPAID")
+            .await;
 
         // A stale read: same state, older version. It must lose.
         let t = Transition::new(
