@@ -18,10 +18,9 @@ use super::{
 /// 3. settles refunds in flight or of unknown outcome by refundquery
 ///    (lost refund notifies, ambiguous answers; a refund WeChat does not
 ///    know is sent again under its number);
-/// 4. watches paid orders for refunds made outside the app (the merchant
-///    platform) whose notify never came: each `PAID` or
-///    `PARTIALLY_REFUNDED` order is asked about by refundquery once per
-///    [`refund_watch`](Reconciler::refund_watch) interval, oldest first;
+/// 4. when asked to ([`refund_watch`](Reconciler::refund_watch)), watches
+///    paid orders for refunds made outside the app (the merchant platform)
+///    whose notify never came, by refundquery;
 /// 5. deletes expired sign-in sessions.
 ///
 /// The order work needs a store with
@@ -77,7 +76,7 @@ impl Payments {
             interval,
             quiet: Duration::from_secs(60),
             batch: 100,
-            refund_watch: Some(Duration::from_secs(24 * 3600)),
+            refund_watch: None,
         }
     }
 }
@@ -90,8 +89,13 @@ impl Reconciler {
     }
 
     /// How often each paid order is asked about refunds made outside the
-    /// app (step 4 above), or `None` not to watch. Default once a day.
-    /// Costs up to [`batch`](Reconciler::batch) refundqueries a pass.
+    /// app whose notify never came (step 4 above), or `None` not to watch:
+    /// the default, since it costs up to [`batch`](Reconciler::batch)
+    /// refundqueries a pass for as long as orders are paid (refunds made in
+    /// the merchant platform also send their refund notify, which is
+    /// recorded either way). With `Some(every)`, each `PAID` or
+    /// `PARTIALLY_REFUNDED` order is asked about once per `every`, the
+    /// longest-unchecked first.
     pub fn refund_watch(mut self, every: Option<Duration>) -> Self {
         self.refund_watch = every;
         self
