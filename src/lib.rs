@@ -23,6 +23,7 @@
 //! assert_eq!(config.sign_type.as_str(), "HMAC-SHA256");
 //! ```
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 pub use wxpay_core::*;

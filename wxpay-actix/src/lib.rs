@@ -55,6 +55,7 @@
 //! `Connection: close` (the rest of the body stays unread). The client IP is
 //! the connection's peer address.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 use actix_web::{

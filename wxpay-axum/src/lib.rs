@@ -62,6 +62,7 @@
 //! from [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo) when the app
 //! is served with it.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 use std::net::SocketAddr;

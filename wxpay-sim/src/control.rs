@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    body::Bytes,
+    extract::{FromRequest, Path, Request, State},
     http::StatusCode,
     response::{Html, IntoResponse, Response},
     routing::{any, get, post},
@@ -37,6 +38,28 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         .with_state(sim)
 }
 
+/// A JSON body, whatever its `Content-Type` says (curl sends none with
+/// `-d`): the control API is for people and scripts, not browsers.
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            let error = format!("expected a JSON body: {e}");
+            (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({ "error": error })),
+            )
+                .into_response()
+        })
+    }
+}
+
 fn json_error(status: StatusCode, e: &SimError) -> Response {
     let mut body = serde_json::json!({ "error": e.to_string() });
     if let SimError::RefundRefused {
@@ -64,7 +87,7 @@ struct LoginReq {
     unionid: Option<String>,
 }
 
-async fn login(State(sim): State<Arc<Sim>>, Json(req): Json<LoginReq>) -> Response {
+async fn login(State(sim): State<Arc<Sim>>, JsonBody(req): JsonBody<LoginReq>) -> Response {
     let code = sim.login(&req.openid, req.unionid);
     tracing::info!(openid = %req.openid, "login code minted");
     Json(serde_json::json!({ "code": code })).into_response()
@@ -83,7 +106,7 @@ struct PayReq {
     openid: Option<String>,
 }
 
-async fn pay(State(sim): State<Arc<Sim>>, Json(req): Json<PayReq>) -> Response {
+async fn pay(State(sim): State<Arc<Sim>>, JsonBody(req): JsonBody<PayReq>) -> Response {
     let which = match (req.out_trade_no, req.prepay_id) {
         (Some(n), _) => OrderRef::OutTradeNo(n),
         (None, Some(p)) => OrderRef::PrepayId(p),
@@ -101,14 +124,14 @@ async fn pay(State(sim): State<Arc<Sim>>, Json(req): Json<PayReq>) -> Response {
     }
 }
 
-async fn refund(State(sim): State<Arc<Sim>>, Json(req): Json<OutsideRefund>) -> Response {
+async fn refund(State(sim): State<Arc<Sim>>, JsonBody(req): JsonBody<OutsideRefund>) -> Response {
     match sim.refund_outside(req) {
         Ok(refund) => Json(refund).into_response(),
         Err(e) => json_error(status_of(&e), &e),
     }
 }
 
-async fn set_faults(State(sim): State<Arc<Sim>>, Json(f): Json<Faults>) -> Response {
+async fn set_faults(State(sim): State<Arc<Sim>>, JsonBody(f): JsonBody<Faults>) -> Response {
     for (name, rate) in [
         ("system_error_rate", f.system_error_rate),
         ("bad_answer_signature_rate", f.bad_answer_signature_rate),

@@ -85,6 +85,7 @@
 //! encrypted refund notify goes to the refund's `notify_url` or
 //! [`SimConfig::refund_notify_url`].
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 mod api;

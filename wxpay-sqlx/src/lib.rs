@@ -226,6 +226,7 @@
 //!   never does), `get_session` a `SELECT` by `token_hash`, `remove_session` a `DELETE` by
 //!   `token_hash`, and `purge_expired_sessions` `DELETE … WHERE expires_at <= ?`.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 mod row;

@@ -76,6 +76,7 @@
 //! peer address in your accept loop, as above; axum's `ConnectInfo` is not
 //! read).
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 use std::{

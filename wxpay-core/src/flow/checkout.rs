@@ -177,6 +177,12 @@ pub enum RejectionKind {
     Unauthorized,
     /// The caller may not buy this (403).
     Forbidden,
+    /// The request conflicts with the app's state: sold out, a purchase
+    /// already in progress (409).
+    Conflict,
+    /// The app failed (its database, a service it calls): `500` with a
+    /// generic body; the message is logged, never shown (500).
+    Internal,
 }
 
 impl RejectionKind {
@@ -186,6 +192,8 @@ impl RejectionKind {
             RejectionKind::BadRequest => 400,
             RejectionKind::Unauthorized => 401,
             RejectionKind::Forbidden => 403,
+            RejectionKind::Conflict => 409,
+            RejectionKind::Internal => 500,
         }
     }
 }
@@ -222,6 +230,23 @@ impl Rejection {
     /// 403.
     pub fn forbidden(message: impl Into<String>) -> Rejection {
         Rejection::new(RejectionKind::Forbidden, message)
+    }
+
+    /// 409.
+    pub fn conflict(message: impl Into<String>) -> Rejection {
+        Rejection::new(RejectionKind::Conflict, message)
+    }
+
+    /// 500: the app's own failure. `error` is logged with the request and
+    /// never sent to the client (it gets a generic message).
+    ///
+    /// ```
+    /// use wxpay_core::flow::{Rejection, RejectionKind};
+    /// let r = Rejection::internal("catalog database unreachable");
+    /// assert_eq!(r.kind.status(), 500);
+    /// ```
+    pub fn internal(error: impl std::fmt::Display) -> Rejection {
+        Rejection::new(RejectionKind::Internal, error.to_string())
     }
 }
 

@@ -77,7 +77,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{CheckoutOutcome, CheckoutRequest, Order, Payments, PaymentsError, Rejection};
+use super::{
+    CheckoutOutcome, CheckoutRequest, Order, Payments, PaymentsError, Rejection, RejectionKind,
+};
 use crate::{OutTradeNo, notify};
 
 /// The most body bytes an adapter reads (1 MiB). Real notifies are a few
@@ -514,7 +516,14 @@ async fn sign_in(payments: &Payments, body: &[u8]) -> HttpOut {
     // wx.login's codes are 32 characters; the code goes into a URL.
     let code = match serde_json::from_slice::<Code>(body) {
         Ok(c) if !c.code.is_empty() && c.code.len() <= 128 => c.code,
-        _ => return HttpOut::error(400, "bad_request", "expected a JSON body {\"code\"}"),
+        Ok(_) => {
+            return HttpOut::error(
+                400,
+                "bad_request",
+                "code must be 1 to 128 characters (wx.login's code)",
+            );
+        }
+        Err(_) => return HttpOut::error(400, "bad_request", "expected a JSON body {\"code\"}"),
     };
     match Box::pin(payments.sign_in(&code)).await {
         Ok(signed) => HttpOut::json(
@@ -592,9 +601,18 @@ fn error_out(e: &PaymentsError) -> HttpOut {
     let status = e.http_status();
     match e {
         PaymentsError::Rejected(Rejection { kind, message }) => {
-            let code = match kind.status() {
-                401 => "unauthorized",
-                403 => "forbidden",
+            let code = match kind {
+                RejectionKind::Unauthorized => "unauthorized",
+                RejectionKind::Forbidden => "forbidden",
+                RejectionKind::Conflict => "conflict",
+                RejectionKind::Internal => {
+                    tracing::error!(error = %message, "the app's checkout failed");
+                    return HttpOut::error(
+                        status,
+                        "internal_error",
+                        "internal error; try again later",
+                    );
+                }
                 _ => "bad_request",
             };
             HttpOut::error(status, code, message)
@@ -616,7 +634,7 @@ fn error_out(e: &PaymentsError) -> HttpOut {
             };
             HttpOut::error(status, code, &e.to_string())
         }
-        PaymentsError::Wechat(_) => {
+        PaymentsError::Wechat(_) if status == 502 => {
             tracing::warn!(error = %e, source = ?std::error::Error::source(e), "order route: WeChat call failed");
             HttpOut::error(
                 status,
@@ -703,5 +721,42 @@ mod tests {
         let out = error_out(&e);
         assert_eq!(out.status, 500);
         assert!(!String::from_utf8(out.body).unwrap().contains("hunter2"));
+    }
+
+    #[test]
+    fn admin_routes_parse() {
+        assert!(matches!(Route::parse("/admin/orders/A"), Some(Route::AdminOrder(n)) if n == "A"));
+        assert!(
+            matches!(Route::parse("/admin/orders/A/refund"), Some(Route::AdminRefund(n)) if n == "A")
+        );
+        assert!(Route::parse("/admin/orders/A/refund/x").is_none());
+        assert!(Route::parse("/admin/orders/").is_none());
+        assert!(Route::parse("/admin/orders").is_none());
+        assert!(HttpIn::new("GET", "/admin/orders/A", Vec::new()).needs_headers());
+    }
+
+    #[test]
+    fn checkout_conflicts_and_the_apps_own_failures() {
+        let conflict = error_out(&PaymentsError::Rejected(Rejection::conflict("sold out")));
+        assert_eq!(conflict.status, 409);
+        let v: Value = serde_json::from_slice(&conflict.body).unwrap();
+        assert_eq!(
+            (&v["error"], &v["message"]),
+            (&json!("conflict"), &json!("sold out"))
+        );
+        let internal = error_out(&PaymentsError::Rejected(Rejection::internal(
+            "db at 10.0.0.7 refused: password=hunter2",
+        )));
+        assert_eq!(internal.status, 500);
+        let body = String::from_utf8(internal.body).unwrap();
+        assert!(
+            body.contains("internal_error") && !body.contains("hunter2"),
+            "{body}"
+        );
+        // Our configuration is not WeChat's failure: 500, not 502.
+        let config = PaymentsError::Wechat(crate::Error::Config(crate::ConfigError::Missing(
+            "WXPAY_APP_SECRET",
+        )));
+        assert_eq!(error_out(&config).status, 500);
     }
 }

@@ -143,6 +143,8 @@ impl PaymentsError {
             PaymentsError::NotFound(_) => 404,
             PaymentsError::InvalidState { .. } | PaymentsError::TooEarly { .. } => 409,
             PaymentsError::Invalid(_) => 400,
+            // Our own configuration (no AppSecret, …) is no upstream failure.
+            PaymentsError::Wechat(Error::Config(_)) => 500,
             PaymentsError::Wechat(_) => 502,
             PaymentsError::AmountMismatch { .. }
             | PaymentsError::CurrencyMismatch { .. }

@@ -305,3 +305,45 @@ async fn mis_signed_answers_still_change_state() {
     assert_eq!(set(serde_json::json!({})).await, 200);
     assert_ok(&env.call("/pay/orderquery", q).await);
 }
+
+/// The control API reads JSON whatever the `Content-Type` (curl's `-d`
+/// sends `application/x-www-form-urlencoded`), and says what is wrong with
+/// a body that is not JSON.
+#[tokio::test]
+async fn the_control_api_takes_json_without_its_content_type() {
+    let env = Env::start().await;
+    let post = |path: &'static str, body: &'static str, ct: Option<&'static str>| {
+        let mut r = env.http.post(env.url(path)).body(body);
+        if let Some(ct) = ct {
+            r = r.header("content-type", ct);
+        }
+        r.send()
+    };
+    for ct in [
+        None,
+        Some("application/x-www-form-urlencoded"),
+        Some("application/json"),
+    ] {
+        let r = post("/sim/login", r#"{"openid":"o-curl"}"#, ct)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{ct:?}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert!(v["code"].as_str().is_some_and(|c| !c.is_empty()), "{v}");
+    }
+    let r = post("/sim/faults", r#"{"drop_notifies":true}"#, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(env.sim.faults().await.drop_notifies);
+    let r = post("/sim/login", "openid=o-curl", None).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("expected a JSON body"),
+        "{v}"
+    );
+}
