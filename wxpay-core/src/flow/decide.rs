@@ -465,6 +465,30 @@ fn ledger_patch(order: &Order, changed: Vec<Refund>, attention: Vec<Attention>) 
     }
 }
 
+/// Sending refund `out_refund_no` again (its outcome unknown, or never
+/// sent): a write that only touches the refund, so that the store's
+/// compare-and-set proves the read it was decided on is current before
+/// anything goes to WeChat. `None` when it is no longer to be sent.
+pub fn resend(
+    order: &Order,
+    out_refund_no: &str,
+    now: DateTime<Utc>,
+) -> Option<(OrderState, OrderPatch)> {
+    let r = order.refund(out_refund_no)?;
+    if !matches!(r.state, RefundState::Requested | RefundState::Unknown) {
+        return None;
+    }
+    let mut touched = r.clone();
+    touched.updated_at = now;
+    Some((
+        order.state,
+        OrderPatch {
+            refunds: vec![touched],
+            ..OrderPatch::default()
+        },
+    ))
+}
+
 /// WeChat's answer to a refund request, as the gateway classified it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefundAnswer {
@@ -498,11 +522,26 @@ pub fn refund_answer(
     if r.state == state || !r.state.can_become(state) {
         return None;
     }
+    // An acceptance after a refusal of the same number (two sends crossed):
+    // WeChat took it after all.
+    let attention = (r.state == RefundState::Refused)
+        .then(|| {
+            Attention::new(
+                AttentionKind::RefundFound,
+                format!(
+                    "refund {} of {} fen was refused when asked, and WeChat accepted it",
+                    r.out_refund_no, r.refund_fee
+                ),
+                now,
+            )
+        })
+        .into_iter()
+        .collect();
     let mut next = r.clone();
     next.state = state;
     next.refund_id = refund_id.or(next.refund_id);
     next.updated_at = now;
-    let patch = ledger_patch(order, vec![next], Vec::new());
+    let patch = ledger_patch(order, vec![next], attention);
     Some((
         ledger_state(order.total_fee, &merged(order, &patch.refunds)),
         patch,
@@ -579,6 +618,18 @@ pub fn refund_reports(
         let next = match known {
             Some(r) if r.state == state || !r.state.can_become(state) => continue,
             Some(mut r) => {
+                if r.state == RefundState::Refused && state != RefundState::Closed {
+                    attention.push(Attention::new(
+                        AttentionKind::RefundFound,
+                        format!(
+                            "refund {} of {} fen was refused when asked, and WeChat reports it {} ({src})",
+                            r.out_refund_no,
+                            r.refund_fee,
+                            rep.status.as_str()
+                        ),
+                        now,
+                    ));
+                }
                 if state == RefundState::Success
                     && let Some(fee) = rep.refund_fee
                     && fee != r.refund_fee

@@ -125,7 +125,9 @@ impl fmt::Display for OrderState {
 ///   │   ▲  ╲         │    ╲──► CLOSED
 ///   │   │   ► UNKNOWN ┘    ╲─► ABNORMAL ──► SUCCESS | CLOSED
 ///   ▼   │   (settled by refundquery)
-/// REFUSED (WeChat refused the request for good; the same number may be sent again)
+/// REFUSED (WeChat refused the request for good; the same number may be
+///          sent again, and a verified report that WeChat took it after all
+///          moves it on, flagged)
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -213,7 +215,9 @@ impl RefundState {
                 ) | (Unknown, Processing | Success | Closed | Abnormal | Refused)
                     | (Processing, Success | Closed | Abnormal)
                     | (Abnormal, Success | Closed)
-                    | (Refused, Requested)
+                    // sent again; or WeChat reports it taken after all
+                    // (a verified report outranks an answer: flagged)
+                    | (Refused, Requested | Processing | Success | Closed | Abnormal)
             )
     }
 }

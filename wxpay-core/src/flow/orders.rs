@@ -176,12 +176,26 @@ impl Payments {
             .await?
         {
             Some((o, true)) => o,
-            Some((mut o, false)) => {
-                // A notify (or sync) overtook unifiedorder's answer.
-                tracing::info!(state = %o.state, "order moved on before unifiedorder answered");
-                o.prepay_id = o.prepay_id.or(answer.prepay_id);
-                o.code_url = o.code_url.or(answer.code_url);
-                o
+            Some((o, false)) if o.state.is_paid() => {
+                // A notify (or sync) overtook unifiedorder's answer: the
+                // client learns it is paid (no pay params to pay again).
+                tracing::info!(state = %o.state, "order paid before unifiedorder answered");
+                return Ok(CheckoutOutcome {
+                    pay_params: None,
+                    code_url: None,
+                    ..self.outcome(&o)
+                });
+            }
+            Some((o, false)) => {
+                // Closed or failed meanwhile (a close racing this re-entry):
+                // the fresh prepay_id is never handed out, so nobody can pay
+                // an order that is recorded as ended.
+                tracing::warn!(state = %o.state, "order ended while unifiedorder was in flight; its prepay_id is not handed out");
+                return Err(PaymentsError::InvalidState {
+                    out_trade_no,
+                    state: o.state,
+                    operation: "check out",
+                });
             }
             None => return Err(PaymentsError::NotFound(out_trade_no)),
         };
@@ -226,8 +240,11 @@ impl Payments {
 
     /// Decides what a failed unifiedorder means for the order.
     async fn unifiedorder_failed(&self, order: &Order, e: Error) -> PaymentsError {
-        let unknown =
-            e.outcome_unknown() || e.is_retryable() || matches!(e, Error::InvalidSignature(_));
+        // Only a verified, definite refusal with a known code fails the
+        // order; anything else (an unknown code, an unverifiable answer, a
+        // protocol FAIL, a timeout) leaves it CREATED for the reconciler,
+        // which asks WeChat.
+        let unknown = !e.is_definite_refusal();
         match e.err_code() {
             Some(ErrCode::OrderPaid | ErrCode::OrderClosed | ErrCode::OutTradeNoUsed) => {
                 // WeChat knows this number in another state: learn it.

@@ -479,7 +479,9 @@ impl Payments {
     /// A versioned read-decide-write: `decide` says what the order (as
     /// read) becomes, or `None` for nothing; the write applies only to the
     /// version read, and on a race `decide` runs again on the order as it
-    /// is now. Starts from `start` when the caller has just read the order.
+    /// is now. Starts from `start` when the caller has just read the order
+    /// (and then reads it again before answering "nothing to do", in case
+    /// that copy was old).
     /// Answers the order and whether this call changed it, or `None` when
     /// there is no such order.
     pub(crate) async fn update(
@@ -489,6 +491,9 @@ impl Payments {
         mut decide: impl FnMut(&Order) -> Option<(OrderState, OrderPatch)>,
     ) -> Result<Option<(Order, bool)>, StoreError> {
         let store = &self.inner.store;
+        // A caller's copy may be old: "nothing to do" decided on it is
+        // checked against the stored order once.
+        let mut fresh = start.is_none();
         let mut order = match start {
             Some(o) => o,
             None => match store.get(no).await? {
@@ -498,12 +503,26 @@ impl Payments {
         };
         for _ in 0..MAX_RACES {
             let Some((to, patch)) = decide(&order) else {
-                return Ok(Some((order, false)));
+                if fresh {
+                    return Ok(Some((order, false)));
+                }
+                fresh = true;
+                match store.get(no).await? {
+                    Some(now) if now.version != order.version => {
+                        order = now;
+                        continue;
+                    }
+                    Some(now) => return Ok(Some((now, false))),
+                    None => return Ok(None),
+                }
             };
             let t = Transition::new(&order, to, patch, now()).map_err(illegal)?;
             match store.transition(&t).await? {
                 TransitionOutcome::Applied(o) => return Ok(Some((o, true))),
-                TransitionOutcome::NotApplied(o) => order = o,
+                TransitionOutcome::NotApplied(o) => {
+                    order = o;
+                    fresh = true;
+                }
                 TransitionOutcome::NotFound => return Ok(None),
             }
         }

@@ -138,6 +138,8 @@ impl Payments {
                 verdict = decide::request_refund(o, out_refund_no, refund_fee, now());
                 match &verdict {
                     Ok(decide::RefundRequest::Record { to, patch }) => Some((*to, patch.clone())),
+                    // Sent again only from a read the store confirms.
+                    Ok(decide::RefundRequest::Resend) => decide::resend(o, out_refund_no, now()),
                     _ => None,
                 }
             })
@@ -207,6 +209,14 @@ impl Payments {
                 .cloned()
                 .collect();
             for r in &unsent {
+                // Only from a read the store confirms (another instance may
+                // have settled it since this one read the order).
+                let confirmed = self
+                    .update(out_trade_no, None, |o| decide::resend(o, &r.out_refund_no, now()))
+                    .await?;
+                if !matches!(confirmed, Some((_, true))) {
+                    continue;
+                }
                 tracing::warn!(out_refund_no = %r.out_refund_no, "WeChat does not know this refund: sending it again");
                 let req = RefundRequest::new(
                     out_trade_no.clone(),

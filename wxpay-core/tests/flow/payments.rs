@@ -491,7 +491,10 @@ async fn notify_that_overtakes_unifiedorder_wins() {
         NotifyOutcome::Paid { late: false, .. }
     ));
     let out = create.await.unwrap().unwrap();
-    assert!(out.pay_params.is_some());
+    assert!(
+        out.pay_params.is_none(),
+        "a paid order gets nothing to pay again"
+    );
     let stored = w.get(&no).await;
     assert_eq!(
         stored.state,
