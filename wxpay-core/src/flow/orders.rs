@@ -22,7 +22,7 @@ use crate::{
 };
 
 impl Payments {
-    /// Checkout: asks the app's [`Checkout`] what the order is, then
+    /// Checkout: asks the app's [`Checkout`](super::Checkout) what the order is, then
     /// [`create_order`](Payments::create_order).
     ///
     /// # Errors
@@ -554,7 +554,7 @@ impl Payments {
     ///
     /// # Errors
     /// [`PaymentsError::Unconfigured`] for a store without
-    /// [`OrderStore::listing`]; store errors.
+    /// [`OrderStore::listing`](super::OrderStore::listing); store errors.
     pub async fn orders_of(&self, owner: &str, limit: usize) -> Result<Vec<Order>, PaymentsError> {
         let store = self.store();
         let listing = (store.listing()).ok_or(PaymentsError::Unconfigured(

@@ -299,7 +299,7 @@ impl PaymentsBuilder {
     }
 
     /// Keeps sign-in sessions here: turns on [`Payments::sign_in`] and
-    /// [`Payments::signed_in`], and fills in [`CheckoutRequest::user`] from
+    /// [`Payments::signed_in`], and fills in [`CheckoutRequest::user`](super::CheckoutRequest::user) from
     /// each checkout and order request's `Authorization: Bearer …` header
     /// (so the default [`Checkout::identify`] knows the caller). Default:
     /// none (no sessions, and no lookups).

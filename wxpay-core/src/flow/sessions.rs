@@ -251,8 +251,8 @@ impl Payments {
     /// openid (jscode2session). Keep the session key on the server.
     ///
     /// # Errors
-    /// [`PaymentsError::Wechat`] ([`Error::Login`] for an invalid or used
-    /// code, [`Error::Config`] without an AppSecret).
+    /// [`PaymentsError::Wechat`] ([`Error::Login`](crate::Error::Login) for an invalid or used
+    /// code, [`Error::Config`](crate::Error::Config) without an AppSecret).
     pub async fn login(&self, js_code: &str) -> Result<Session, PaymentsError> {
         let s = self
             .inner
@@ -269,7 +269,7 @@ impl Payments {
 
     /// Signs a mini-program user in and keeps the session: [`login`](Payments::login),
     /// then a fresh random bearer token whose hash is stored with the openid
-    /// for [`session_ttl`](PaymentsBuilder::session_ttl). Give the client
+    /// for [`session_ttl`](super::PaymentsBuilder::session_ttl). Give the client
     /// `token` and nothing else.
     ///
     /// ```no_run
@@ -285,7 +285,7 @@ impl Payments {
     ///
     /// # Errors
     /// As [`login`](Payments::login); [`PaymentsError::Unconfigured`]
-    /// without [`PaymentsBuilder::sessions`]; store errors.
+    /// without [`PaymentsBuilder::sessions`](super::PaymentsBuilder::sessions); store errors.
     pub async fn sign_in(&self, js_code: &str) -> Result<SignIn, PaymentsError> {
         let sessions = self.sessions()?;
         let session = self.login(js_code).await?;
@@ -312,7 +312,7 @@ impl Payments {
     /// expired one.
     ///
     /// # Errors
-    /// [`PaymentsError::Unconfigured`] without [`PaymentsBuilder::sessions`];
+    /// [`PaymentsError::Unconfigured`] without [`PaymentsBuilder::sessions`](super::PaymentsBuilder::sessions);
     /// store errors.
     pub async fn signed_in(
         &self,
@@ -339,7 +339,7 @@ impl Payments {
         Ok(true)
     }
 
-    /// Whether sign-in sessions are kept ([`PaymentsBuilder::sessions`]).
+    /// Whether sign-in sessions are kept ([`PaymentsBuilder::sessions`](super::PaymentsBuilder::sessions)).
     pub fn keeps_sessions(&self) -> bool {
         self.inner.sessions.is_some()
     }

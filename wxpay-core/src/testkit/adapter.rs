@@ -2,10 +2,10 @@
 //! every adapter of [`handle`](crate::flow::http::handle) runs in-process, so that all of them expose
 //! the same routes, statuses, JSON and XML.
 //!
-//! Implement [`AdapterClient`](AdapterClient) over your framework's test client (prefixing
-//! the relative paths with your mount point), then call [`check_adapter`](check_adapter)
+//! Implement [`AdapterClient`] over your framework's test client (prefixing
+//! the relative paths with your mount point), then call [`check_adapter`]
 //! with a function that mounts a [`Payments`] and returns the client.
-//! [`check_adapter_checkout`](check_adapter_checkout) adds successful checkouts against a WeChat
+//! [`check_adapter_checkout`] adds successful checkouts against a WeChat
 //! (e.g. the `wxpay-sim` simulator) behind [`Config::with_api_base`](crate::Config::with_api_base).
 
 use std::{future::Future, sync::Arc, time::Duration};
