@@ -113,13 +113,53 @@ impl Running {
     }
 
     /// As [`start_with`](Running::start_with), counting `on_paid` runs in
-    /// `fulfilments` (which several instances may share).
+    /// `fulfilments` (which several instances may share). Its reconciler
+    /// passes every 30 s (the shops' default): within a test, only what the
+    /// test does changes an order.
     pub async fn start_counting(
         framework: Framework,
         sign_type: SignType,
         database_url: String,
         unifiedorder_attempts: u32,
         fulfilments: Fulfilments,
+    ) -> Running {
+        Self::start_full(
+            framework,
+            sign_type,
+            database_url,
+            unifiedorder_attempts,
+            fulfilments,
+            30,
+        )
+        .await
+    }
+
+    /// A shop whose reconciler passes every second (and asks about open
+    /// orders and refunds quiet for a second): for the scenarios that wait
+    /// for it.
+    pub async fn start_reconciling(
+        framework: Framework,
+        sign_type: SignType,
+        database_url: String,
+    ) -> Running {
+        Self::start_full(
+            framework,
+            sign_type,
+            database_url,
+            3,
+            Fulfilments::default(),
+            1,
+        )
+        .await
+    }
+
+    async fn start_full(
+        framework: Framework,
+        sign_type: SignType,
+        database_url: String,
+        unifiedorder_attempts: u32,
+        fulfilments: Fulfilments,
+        reconcile_every: u64,
     ) -> Running {
         // wxpay's warnings and errors, shown with a failing test's output.
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -137,7 +177,7 @@ impl Running {
             sim_sign_type: sign_type,
             sim_time_scale: 0.01,
             admin_token: Some(ADMIN_TOKEN.into()),
-            reconcile_every: 1,
+            reconcile_every,
         };
         let shop = Shop::start(&args, addr, |b| {
             b.sync_interval(Duration::from_millis(50))

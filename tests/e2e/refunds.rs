@@ -33,7 +33,7 @@ fn states(view: &Value) -> Vec<String> {
 /// An admin refunds in two parts; the refund notifies settle them; the
 /// VIP days go with the first.
 pub async fn admin_refunds_settle_once(fw: Framework, database_url: String) {
-    let app = Running::start_with(fw, SignType::Md5, database_url, 3).await;
+    let app = Running::start_reconciling(fw, SignType::Md5, database_url).await;
     let alice = app.login("o-alice").await;
     let no = app.paid_order(&alice, 2).await;
     assert_eq!(app.vip_days(&alice).await, 60);
@@ -130,7 +130,7 @@ pub async fn corrupted_refund_answer_is_settled_by_refundquery(
     fw: Framework,
     database_url: String,
 ) {
-    let app = Running::start_with(fw, SignType::Md5, database_url, 3).await;
+    let app = Running::start_reconciling(fw, SignType::Md5, database_url).await;
     let alice = app.login("o-alice").await;
     let no = app.paid_order(&alice, 1).await;
     app.sim()
@@ -182,7 +182,7 @@ pub async fn corrupted_refund_answer_is_settled_by_refundquery(
 /// reconciler finds it (refundquery), records it as FOUND and flags it,
 /// and the VIP days go.
 pub async fn outside_refund_is_found_by_the_reconciler(fw: Framework, database_url: String) {
-    let app = Running::start_with(fw, SignType::Md5, database_url, 3).await;
+    let app = Running::start_reconciling(fw, SignType::Md5, database_url).await;
     let alice = app.login("o-alice").await;
     let no = app.paid_order(&alice, 1).await;
     let keep = app.paid_order(&alice, 1).await;
