@@ -96,7 +96,10 @@ impl Payments {
     /// unpaid order; [`PaymentsError::Invalid`] for a bad number, a zero
     /// amount, more than is left, or a number used with another amount;
     /// [`PaymentsError::Wechat`] for a definite refusal (recorded
-    /// `REFUSED`); store errors.
+    /// `REFUSED`); store errors. A store error after the refund was
+    /// recorded leaves it in the ledger (`REQUESTED`), and the reconciler
+    /// sends it: read the order before deciding anything, and ask again
+    /// only under the same number (which is always safe).
     pub async fn refund(
         &self,
         out_trade_no: &OutTradeNo,
