@@ -7,7 +7,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use async_trait::async_trait;
+use wxpay_core::async_trait; // re-exported: no dependency of its own
 use wxpay_core::{
     BoxError, Fen,
     flow::{

@@ -84,6 +84,10 @@ pub mod testkit;
 pub mod types;
 pub mod xml;
 
+/// The attribute `Checkout`, `PaymentEvents`, `OrderStore`, `SessionStore`
+/// and `AdminAuth` implementations need (re-exported, so an app needs no
+/// dependency of its own on `async-trait`).
+pub use async_trait::async_trait;
 pub use client::{
     BoxTransport, Client, ClientIdentity, HttpRequest, HttpResponse, ReqwestTransport, RetryPolicy,
     Transport,

@@ -183,6 +183,30 @@ fn ok<T>(case: &str, r: Result<T, StoreError>) -> T {
     }
 }
 
+/// The fields in which two orders differ, each as `field: expected … got …`
+/// (the whole orders are 900 characters of `Debug` each).
+pub fn order_diff(want: &Order, got: &Order) -> String {
+    let (Ok(serde_json::Value::Object(w)), Ok(serde_json::Value::Object(g))) =
+        (serde_json::to_value(want), serde_json::to_value(got))
+    else {
+        return format!("expected {want:?}, got {got:?}");
+    };
+    let diffs: Vec<String> = (w.iter())
+        .filter(|(k, v)| g.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            let other = g
+                .get(k)
+                .map_or_else(|| "nothing".to_owned(), ToString::to_string);
+            format!("{k}: expected {v}, got {other}")
+        })
+        .collect();
+    if diffs.is_empty() {
+        "the orders are equal".to_owned()
+    } else {
+        diffs.join("; ")
+    }
+}
+
 fn fail(case: &str, what: impl std::fmt::Display) -> ! {
     panic!("OrderStore conformance [{case}]: {what}")
 }
@@ -298,17 +322,27 @@ impl Kit {
             Some(got) if &got == want => {}
             Some(got) => fail(
                 case,
-                format!("stored order differs\n  expected: {want:?}\n  got:      {got:?}"),
+                format!(
+                    "stored order {} differs: {}",
+                    want.out_trade_no,
+                    order_diff(want, &got)
+                ),
             ),
             None => fail(case, format!("order {} is missing", want.out_trade_no)),
         }
         match ok(case, store.get_shared(&want.out_trade_no).await) {
             Some(got) if &*got == want => {}
-            got => fail(
+            Some(got) => fail(
                 case,
                 format!(
-                    "get_shared differs from the stored order\n  expected: {want:?}\n  got:      {got:?}"
+                    "get_shared of {} differs from the stored order: {}",
+                    want.out_trade_no,
+                    order_diff(want, &got)
                 ),
+            ),
+            None => fail(
+                case,
+                format!("get_shared: order {} is missing", want.out_trade_no),
             ),
         }
     }
@@ -401,10 +435,14 @@ impl Kit {
                 if &o == expected => {}
             (_, other) => {
                 let want = if applied { "Applied" } else { "NotApplied" };
-                fail(
-                    case,
-                    format!("{what}: expected {want}({expected:?}), got {other:?}"),
-                )
+                let got = match &other {
+                    TransitionOutcome::Applied(o) if applied => order_diff(expected, o),
+                    TransitionOutcome::NotApplied(o) if !applied => order_diff(expected, o),
+                    TransitionOutcome::Applied(_) => "Applied".to_owned(),
+                    TransitionOutcome::NotApplied(_) => "NotApplied".to_owned(),
+                    TransitionOutcome::NotFound => "NotFound".to_owned(),
+                };
+                fail(case, format!("{what}: expected {want}; got {got}"))
             }
         }
         self.expect_stored(store, case, expected).await;
@@ -1407,4 +1445,26 @@ pub fn refund_notify(
         crate::crypto::encrypt_req_info(&plain, &config.api_key),
     );
     crate::xml::to_xml(&outer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_diff_names_only_the_differing_fields() {
+        let kit = Kit::new();
+        let want = kit.full("diff", OrderState::Paid, micros_now());
+        let mut got = want.clone();
+        assert_eq!(order_diff(&want, &got), "the orders are equal");
+        got.state = OrderState::Refunded;
+        got.version = 9;
+        let d = order_diff(&want, &got);
+        assert!(
+            d.contains(r#"state: expected "PAID", got "REFUNDED""#),
+            "{d}"
+        );
+        assert!(d.contains("version: expected 0, got 9"), "{d}");
+        assert!(!d.contains("body") && !d.contains("total_fee"), "{d}");
+    }
 }
