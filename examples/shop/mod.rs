@@ -15,7 +15,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use serde_json::{Value, json};
 use wxpay_core::{
     BoxError, Client, ClientIdentity, Config, Fen, SignType,
-    flow::{AdminToken, Catalog, Order, OrderState, Payments, PaymentsBuilder, PaymentsError},
+    flow::{
+        AdminToken, Catalog, Order, OrderState, Payments, PaymentsBuilder, PaymentsError,
+        ReconcilerHandle,
+    },
 };
 use wxpay_sim::{SimConfig, SimHandle, Simulator};
 use wxpay_sqlx::SqlxStore;
@@ -91,7 +94,7 @@ pub struct Shop {
     /// The embedded simulator (with `--sim`).
     pub sim: Option<SimHandle>,
     catalog: Catalog,
-    reconciler: tokio::task::JoinHandle<()>,
+    reconciler: ReconcilerHandle,
 }
 
 impl Drop for Shop {

@@ -45,7 +45,7 @@ pub use order::{
 #[cfg(any(test, feature = "testkit"))]
 pub(crate) use payments::now;
 pub use payments::{Payments, PaymentsBuilder, PaymentsError, Session};
-pub use reconcile::{ReconcileReport, Reconciler};
+pub use reconcile::{ReconcileReport, Reconciler, ReconcilerHandle};
 pub use refunds::RefundOutcome;
 pub use sessions::{MemorySessions, SessionRecord, SessionStore, SignIn, TokenHash};
 pub use store::{ListFilter, OrderListing, OrderStore, StoreError, TransitionOutcome};

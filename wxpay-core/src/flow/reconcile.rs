@@ -48,6 +48,43 @@ pub struct Reconciler {
     refund_watch: Option<Duration>,
 }
 
+/// A running [`Reconciler`] ([`Reconciler::spawn`]).
+#[derive(Debug)]
+pub struct ReconcilerHandle {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ReconcilerHandle {
+    /// Stops it: the pass in progress (if any) finishes, no new one starts,
+    /// and this returns once the task has ended (for a graceful shutdown).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Aborts the task at its next await point, even inside a pass (every
+    /// change is a compare-and-set, so a pass cut short leaves nothing
+    /// half-done). Prefer [`stop`](ReconcilerHandle::stop).
+    pub fn abort(&self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+
+    /// Whether the task has ended (it only ends when stopped or aborted, or
+    /// if a pass panicked).
+    pub fn is_finished(&self) -> bool {
+        self.task
+            .as_ref()
+            .is_none_or(tokio::task::JoinHandle::is_finished)
+    }
+}
+
 /// What one reconciler pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -107,20 +144,34 @@ impl Reconciler {
         self
     }
 
-    /// Runs passes forever on the tokio runtime, one every interval. Abort
-    /// the handle to stop.
-    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
+    /// Runs passes on the tokio runtime, one every interval, until the
+    /// handle is stopped ([`ReconcilerHandle::stop`]: the pass in progress
+    /// finishes first) or aborted. Dropping the handle lets it run on (like
+    /// a tokio `JoinHandle`).
+    pub fn spawn(self) -> ReconcilerHandle {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(self.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    // Only a sent stop stops it; a dropped handle (the
+                    // sender gone) disables this branch instead.
+                    Ok(()) = &mut stopped => break,
+                    _ = tick.tick() => {}
+                }
+                // A pass is never cut short by `stop`: it finishes, then the
+                // loop sees the signal.
                 match self.run_once().await {
                     Ok(r) => tracing::debug!(?r, "reconciler pass"),
                     Err(e) => tracing::warn!(error = %e, "reconciler pass failed"),
                 }
             }
-        })
+        });
+        ReconcilerHandle {
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// One pass.

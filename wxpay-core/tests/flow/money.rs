@@ -602,3 +602,34 @@ async fn sign_type_currency_pay_params_arithmetic_and_close() {
     assert!(w.stub.requests("/pay/closeorder").is_empty());
     assert_eq!(w.get(&o.out_trade_no).await.state, OrderState::Prepaid);
 }
+
+/// A reconciler stops when asked, after the pass in progress, and its task
+/// ends; dropping a handle lets it run on.
+#[tokio::test]
+async fn the_reconciler_stops_gracefully() {
+    let w = world().await;
+    let handle = w
+        .payments
+        .reconciler(Duration::from_millis(5))
+        .quiet_after(Duration::ZERO)
+        .spawn();
+    assert!(!handle.is_finished());
+    handle.stop().await;
+    // A lost notify is recovered only by a running reconciler.
+    let o = w.prepaid().await;
+    w.stub.set_trade_state(o.out_trade_no.as_str(), "SUCCESS");
+    let detached = w
+        .payments
+        .reconciler(Duration::from_millis(5))
+        .quiet_after(Duration::ZERO)
+        .spawn();
+    drop(detached);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while w.get(&o.out_trade_no).await.state != OrderState::Paid {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a dropped handle stopped the reconciler"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
