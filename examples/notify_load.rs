@@ -415,7 +415,11 @@ async fn server(kind: Kind, dir: &Path) -> Result<Target, BoxError> {
         })
         .await?;
         let payments = shop.payments.clone();
-        tokio::spawn(app::serve(Arc::new(shop), listener));
+        tokio::spawn(app::serve(
+            Arc::new(shop),
+            listener,
+            Box::pin(std::future::pending()),
+        ));
         payments
     };
     Ok(Target {

@@ -4,11 +4,16 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, http::StatusCode, web};
 
-use crate::shop::{Reply, Shop};
+use crate::shop::{Reply, Shop, Shutdown};
 
-/// Serves the shop on `listener` until the process ends.
-pub async fn serve(shop: Arc<Shop>, listener: std::net::TcpListener) -> std::io::Result<()> {
-    HttpServer::new(move || {
+/// Serves the shop on `listener` until `shutdown`, then finishes the
+/// requests in flight.
+pub async fn serve(
+    shop: Arc<Shop>,
+    listener: std::net::TcpListener,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::from(shop.clone()))
             .route("/login", wxpay_actix::sign_in(shop.payments.clone()))
@@ -16,9 +21,15 @@ pub async fn serve(shop: Arc<Shop>, listener: std::net::TcpListener) -> std::io:
             .service(wxpay_actix::scope("/pay", shop.payments.clone()))
     })
     .workers(2)
+    .disable_signals()
     .listen(listener)?
-    .run()
-    .await
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        shutdown.await;
+        handle.stop(true).await;
+    });
+    server.await
 }
 
 async fn me(shop: web::Data<Shop>, req: HttpRequest) -> HttpResponse {

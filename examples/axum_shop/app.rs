@@ -10,13 +10,20 @@ use axum::{
     routing::get,
 };
 
-use crate::shop::{Reply, Shop};
+use crate::shop::{Reply, Shop, Shutdown};
 
-/// Serves the shop on `listener` until the process ends.
-pub async fn serve(shop: Arc<Shop>, listener: std::net::TcpListener) -> std::io::Result<()> {
+/// Serves the shop on `listener` until `shutdown`, then finishes the
+/// requests in flight.
+pub async fn serve(
+    shop: Arc<Shop>,
+    listener: std::net::TcpListener,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    axum::serve(listener, router(shop)).await
+    axum::serve(listener, router(shop))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// `/me`, and wxpay's sign-in at `/login` and its routes under `/pay`.

@@ -70,10 +70,12 @@ pub struct Args {
 }
 
 /// An example's `main`: logging from `RUST_LOG`, the command line, the
-/// shop, then `serve` (the framework's part) on the listening socket.
+/// shop, then `serve` (the framework's part) on the listening socket until
+/// SIGINT or SIGTERM, when it stops taking connections and finishes the
+/// requests in flight; then the reconciler finishes its pass.
 pub async fn run<F, Fut>(framework: &str, serve: F) -> Result<(), BoxError>
 where
-    F: FnOnce(Arc<Shop>, std::net::TcpListener) -> Fut,
+    F: FnOnce(Arc<Shop>, std::net::TcpListener, Shutdown) -> Fut,
     Fut: std::future::Future<Output = std::io::Result<()>>,
 {
     let filter = tracing_subscriber::EnvFilter::from_default_env();
@@ -81,9 +83,31 @@ where
     let args = <Args as clap::Parser>::parse();
     let listener = std::net::TcpListener::bind(args.listen)?;
     let addr = listener.local_addr()?;
-    let shop = Shop::start(&args, addr, |b| b).await?;
+    let shop = Arc::new(Shop::start(&args, addr, |b| b).await?);
     println!("{framework} shop listening on http://{addr}");
-    Ok(serve(Arc::new(shop), listener).await?)
+    serve(shop.clone(), listener, Box::pin(signalled())).await?;
+    shop.stop().await;
+    println!("{framework} shop stopped");
+    Ok(())
+}
+
+/// Resolves when the server should stop taking requests.
+pub type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn signalled() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM can be watched");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }
 
 /// What a running shop holds.
@@ -94,12 +118,14 @@ pub struct Shop {
     /// The embedded simulator (with `--sim`).
     pub sim: Option<SimHandle>,
     catalog: Catalog,
-    reconciler: ReconcilerHandle,
+    reconciler: std::sync::Mutex<Option<ReconcilerHandle>>,
 }
 
 impl Drop for Shop {
     fn drop(&mut self) {
-        self.reconciler.abort();
+        if let Some(r) = self.reconciler.get_mut().ok().and_then(Option::take) {
+            r.abort();
+        }
     }
 }
 
@@ -156,8 +182,16 @@ impl Shop {
             payments,
             sim,
             catalog: catalog(),
-            reconciler,
+            reconciler: std::sync::Mutex::new(Some(reconciler)),
         })
+    }
+
+    /// Stops the reconciler after its pass in progress.
+    pub async fn stop(&self) {
+        let handle = self.reconciler.lock().ok().and_then(|mut r| r.take());
+        if let Some(r) = handle {
+            r.stop().await;
+        }
     }
 
     /// `GET /me` with `Authorization: Bearer …`: VIP days are counted from

@@ -6,20 +6,29 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown};
 use tower_service::Service;
 use wxpay_tower::WxpayService;
 
-use crate::shop::Shop;
+use crate::shop::{Shop, Shutdown};
 
-/// Serves the shop on `listener` until the process ends.
-pub async fn serve(shop: Arc<Shop>, listener: std::net::TcpListener) -> std::io::Result<()> {
+/// Serves the shop on `listener` until `shutdown`, then finishes the
+/// requests in flight.
+pub async fn serve(
+    shop: Arc<Shop>,
+    listener: std::net::TcpListener,
+    mut shutdown: Shutdown,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let wxpay = WxpayService::new(shop.payments.clone()).with_prefix("/pay");
     let login = WxpayService::sign_in(shop.payments.clone());
+    let connections = GracefulShutdown::new();
     loop {
-        let (stream, peer) = listener.accept().await?;
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            () = &mut shutdown => break,
+        };
         let (shop, wxpay, login) = (shop.clone(), wxpay.clone(), login.clone());
         let app = service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(peer); // the payer's IP for WeChat
@@ -32,8 +41,11 @@ pub async fn serve(shop: Arc<Shop>, listener: std::net::TcpListener) -> std::io:
                 }
             }
         });
-        tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), app));
+        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), app);
+        tokio::spawn(connections.watch(connection));
     }
+    connections.shutdown().await;
+    Ok(())
 }
 
 /// `GET /me`; any other path outside wxpay's is `404`.

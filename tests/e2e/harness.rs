@@ -194,7 +194,9 @@ impl Running {
             Framework::Axum => {
                 let shop = shop.clone();
                 tokio::spawn(async move {
-                    crate::axum_app::serve(shop, listener).await.unwrap();
+                    crate::axum_app::serve(shop, listener, Box::pin(std::future::pending()))
+                        .await
+                        .unwrap();
                 })
             }
             Framework::Actix => {
@@ -203,7 +205,11 @@ impl Running {
                 let (tx, rx) = tokio::sync::oneshot::channel::<()>();
                 std::thread::spawn(move || {
                     actix_web::rt::System::new().block_on(async move {
-                        let server = crate::actix_app::serve(shop, listener);
+                        let server = crate::actix_app::serve(
+                            shop,
+                            listener,
+                            Box::pin(std::future::pending()),
+                        );
                         tokio::select! {
                             r = server => r.unwrap(),
                             _ = rx => {}
@@ -219,7 +225,9 @@ impl Running {
             Framework::Tower => {
                 let shop = shop.clone();
                 tokio::spawn(async move {
-                    crate::tower_app::serve(shop, listener).await.unwrap();
+                    crate::tower_app::serve(shop, listener, Box::pin(std::future::pending()))
+                        .await
+                        .unwrap();
                 })
             }
         };

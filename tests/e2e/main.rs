@@ -64,6 +64,11 @@ macro_rules! e2e_suite {
                 scenarios::restart_loses_nothing($framework).await;
             }
 
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn stops_gracefully() {
+                scenarios::stops_gracefully($framework).await;
+            }
+
             fn sqlite() -> String {
                 crate::harness::sqlite_url(&crate::harness::temp_db("refund"))
             }

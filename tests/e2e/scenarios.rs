@@ -388,3 +388,62 @@ pub async fn restart_loses_nothing(fw: Framework) {
     assert_eq!(body["total_fee"], 2994);
     assert_eq!(app.vip_days(&token).await, 90);
 }
+
+/// SIGINT/SIGTERM, as the shops' `run` turns them into `shutdown`: the
+/// server stops taking connections, answers what it had, and returns.
+pub async fn stops_gracefully(fw: Framework) {
+    use std::net::TcpListener;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let args = crate::shop::Args {
+        listen: addr,
+        sim: true,
+        database_url: sqlite_url(&temp_db("stop")),
+        sim_sign_type: SignType::Md5,
+        sim_time_scale: 0.01,
+        admin_token: None,
+        reconcile_every: 30,
+    };
+    let shop = std::sync::Arc::new(crate::shop::Shop::start(&args, addr, |b| b).await.unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown: crate::shop::Shutdown = Box::pin(async move {
+        let _ = stopped.await;
+    });
+    let server = {
+        let shop = shop.clone();
+        std::thread::spawn(move || match fw {
+            // actix-web runs on its own system; the others on a runtime here.
+            Framework::Actix => actix_web::rt::System::new()
+                .block_on(crate::actix_app::serve(shop, listener, shutdown)),
+            _ => tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(async move {
+                    match fw {
+                        Framework::Axum => crate::axum_app::serve(shop, listener, shutdown).await,
+                        _ => crate::tower_app::serve(shop, listener, shutdown).await,
+                    }
+                }),
+        })
+    };
+    let http = reqwest::Client::new();
+    let me = format!("http://{addr}/me");
+    assert_eq!(http.get(&me).send().await.unwrap().status(), 401);
+    stop.send(()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !server.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{fw:?}: the server did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server
+        .join()
+        .unwrap()
+        .expect("serve returns Ok after shutdown");
+    assert!(
+        reqwest::Client::new().get(&me).send().await.is_err(),
+        "{fw:?}: still taking connections"
+    );
+    shop.stop().await;
+}
