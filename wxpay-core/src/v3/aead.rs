@@ -74,8 +74,17 @@ pub struct EncryptedResource {
 /// assert_eq!(format!("{key:?}"), "ApiV3Key(***)");
 /// assert_eq!(ApiV3Key::new("sixteen-byte-key").unwrap_err().len, 16);
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct ApiV3Key([u8; 32]);
+
+/// Compared in constant time.
+impl PartialEq for ApiV3Key {
+    fn eq(&self, other: &ApiV3Key) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(&self.0[..], &other.0[..]))
+    }
+}
+
+impl Eq for ApiV3Key {}
 
 impl ApiV3Key {
     /// The key from the merchant platform (32 ASCII characters).

@@ -42,7 +42,8 @@ pub struct WechatpayHeaders<'a> {
     pub signature: Option<&'a str>,
     /// `Wechatpay-Serial`.
     pub serial: Option<&'a str>,
-    /// `Wechatpay-Signature-Type` (optional on answers).
+    /// `Wechatpay-Signature-Type`: optional (absent or empty is accepted,
+    /// spec 3.3 step 2); if present it must be `WECHATPAY2-SHA256-RSA2048`.
     pub signature_type: Option<&'a str>,
 }
 
@@ -186,7 +187,8 @@ fn check_signed(
     body: &[u8],
     now: i64,
 ) -> Result<(), ValidationError> {
-    if let Some(t) = signature_type.filter(|t| *t != SIGNATURE_TYPE) {
+    // An empty header counts as absent, like the other four.
+    if let Some(t) = signature_type.filter(|t| !t.is_empty() && *t != SIGNATURE_TYPE) {
         return Err(ValidationError::UnsupportedSignatureType {
             value: t.to_owned(),
         });

@@ -168,6 +168,17 @@ fn response_verify_vectors() {
         }
     }
     assert_eq!(negatives, 9);
+
+    // The signed answers of the bill vectors go through the same validator.
+    let mut bills = 0;
+    for b in all["bills"].as_array().unwrap() {
+        if let Some(r) = b.get("apply_response") {
+            assert_eq!(s(r, "expected"), "accept");
+            assert_eq!(answer(&validator, r), Ok(()), "{}", s(b, "name"));
+            bills += 1;
+        }
+    }
+    assert_eq!(bills, 1);
 }
 
 /// Runs a `response_verify`-shaped vector through `validator`.
@@ -226,6 +237,15 @@ fn response_verify_details() {
     assert!(matches!(check(&ahead), Err(ValidationError::Stale { .. })));
     ahead["now"] = (1767240061 - 299).into();
     assert_eq!(check(&ahead), Ok(()));
+    // An empty Wechatpay-Signature-Type counts as absent.
+    let mut untyped = by_name("query-200-public-key");
+    untyped["headers"]["Wechatpay-Signature-Type"] = "".into();
+    assert_eq!(check(&untyped), Ok(()));
+    untyped["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("Wechatpay-Signature-Type");
+    assert_eq!(check(&untyped), Ok(()));
     // A configurable window keeps the same rule.
     let wide = ResponseValidator::new(combined(&all)).with_window(302);
     assert_eq!(
