@@ -14,6 +14,10 @@
 //! | [`PayParamsV3`] | `wx.requestPayment` parameters with `signType: "RSA"` | 8 |
 //! | [`PlatformCertificate`], [`decrypt_certificates`] | the `/v3/certificates` answer | 4.1 |
 //!
+//! Freshness: an answer or notify is refused when `|now − Wechatpay-Timestamp|
+//! ≥ 300` seconds, in the past or the future (299 s passes, exactly 300 s is
+//! refused — the spec's rule and vectors); `now` is always passed in.
+//!
 //! Signing a request and verifying WeChat's answer (the spec's own key
 //! material lives in the test vectors; any RSA-2048 key works):
 //!

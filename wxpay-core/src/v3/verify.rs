@@ -6,7 +6,9 @@ use std::{collections::HashMap, sync::Arc};
 
 use super::{certificates::PlatformCertificate, key::PublicKey};
 
-/// The prefix of a WeChat Pay public key id (`PUB_KEY_ID_…`).
+/// The prefix of a WeChat Pay public key id (`PUB_KEY_ID_…`). A serial with
+/// this prefix is never a certificate serial, so it never makes a
+/// certificate store look (or refresh) for it (spec 3.3 step 5).
 pub const PUB_KEY_ID_PREFIX: &str = "PUB_KEY_ID_";
 
 /// Why a verifier refused a signature.
@@ -143,8 +145,9 @@ impl Verifier for CertificateVerifier {
 }
 
 /// Both key sources at once, for the migration window (spec 3.4, 4.4): a
-/// serial equal to the public key's id uses the public key, any other goes
-/// to the certificate store (wechatpay-go's combined verifier).
+/// serial equal to the public key's id uses the public key, another
+/// `PUB_KEY_ID_…` is unknown, any other serial goes to the certificate store
+/// (wechatpay-go's combined verifier).
 #[derive(Debug, Clone)]
 pub struct CombinedVerifier<C = CertificateVerifier> {
     public_key: PublicKeyVerifier,
@@ -163,7 +166,7 @@ impl<C: Verifier> CombinedVerifier<C> {
 
 impl<C: Verifier> Verifier for CombinedVerifier<C> {
     fn verify(&self, serial: &str, message: &[u8], signature: &str) -> Result<(), VerifyError> {
-        if serial == self.public_key.id() {
+        if serial == self.public_key.id() || serial.starts_with(PUB_KEY_ID_PREFIX) {
             self.public_key.verify(serial, message, signature)
         } else {
             self.certificates.verify(serial, message, signature)

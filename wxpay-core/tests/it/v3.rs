@@ -294,6 +294,16 @@ fn response_verify_details() {
         check(&pk_lower),
         Err(ValidationError::UnknownSerial { .. })
     ));
+    // Another public key id is unknown, never looked up among certificates.
+    let mut other_id = by_name("query-200-public-key");
+    other_id["headers"]["Wechatpay-Serial"] =
+        "PUB_KEY_ID_0114232134912410000000000000000002".into();
+    assert_eq!(
+        check(&other_id),
+        Err(ValidationError::UnknownSerial {
+            serial: "PUB_KEY_ID_0114232134912410000000000000000002".into()
+        })
+    );
 
     // Each single-source verifier only knows its own key.
     let pk_only = ResponseValidator::new(public_key_verifier(&all));
