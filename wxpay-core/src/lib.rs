@@ -62,6 +62,10 @@
 //!   contract, [`flow::MemoryStore`], [`flow::Payments`], events, the
 //!   reconciler, sign-in sessions ([`flow::SessionStore`],
 //!   [`flow::MemorySessions`]), and the framework-free router the adapters use.
+//! - API v3 primitives: [`v3`] — RSA request signing and the
+//!   `Authorization` header, answer/notify validators with the 300 s window,
+//!   verifiers by platform certificate or public key, AES-256-GCM resource
+//!   decryption, the RSA `paySign`.
 //! - `testkit` feature: the store conformance kits and notify fixtures.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -82,6 +86,7 @@ pub mod sign;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod types;
+pub mod v3;
 pub mod xml;
 
 /// The attribute `Checkout`, `PaymentEvents`, `OrderStore`, `SessionStore`

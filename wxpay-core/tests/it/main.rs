@@ -5,4 +5,5 @@ mod client;
 mod identity;
 mod notify;
 mod support;
+mod v3;
 mod vectors;

@@ -97,3 +97,16 @@ pub fn signed_answer(extra: &[(&str, &str)]) -> String {
     p.insert("sign", md5_sign(&refs, KEY));
     wxpay_core::xml::to_xml(&p)
 }
+
+/// `tests/data/<file>`, parsed; when the shared spec folder is present
+/// (`../shared/spec/<file>` from the repository root) the copy must equal it.
+pub fn spec_vectors(file: &str) -> serde_json::Value {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let here = format!("{dir}/tests/data/{file}");
+    let text = std::fs::read_to_string(&here).unwrap_or_else(|e| panic!("{here}: {e}"));
+    let shared = format!("{dir}/../../shared/spec/{file}");
+    if let Ok(original) = std::fs::read_to_string(&shared) {
+        assert_eq!(text, original, "tests/data/{file} differs from {shared}");
+    }
+    serde_json::from_str(&text).unwrap()
+}

@@ -5,20 +5,7 @@ use serde_json::Value;
 use wxpay_core::{ApiKey, Params, SignType, crypto, sign};
 
 fn vectors() -> Value {
-    let here = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vectors.json");
-    let text = std::fs::read_to_string(here).expect("tests/data/vectors.json");
-    // The copy must not drift from the shared original when it is present.
-    let shared = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/spec/vectors.json"
-    );
-    if let Ok(original) = std::fs::read_to_string(shared) {
-        assert_eq!(
-            text, original,
-            "tests/data/vectors.json differs from {shared}"
-        );
-    }
-    serde_json::from_str(&text).unwrap()
+    crate::support::spec_vectors("vectors.json")
 }
 
 fn params_of(v: &Value) -> Params {
