@@ -336,7 +336,7 @@ async fn answer(payments: &Payments, req: HttpIn) -> HttpOut {
                 Err(e) => error_out(&e),
             }
         }
-        Route::SignIn => sign_in(payments, &req.body).await,
+        Route::SignIn => sign_in(payments, &req.body, req.client_ip.as_deref()).await,
         Route::SignOut => {
             let auth = req.headers.get("authorization").map(String::as_str);
             match payments.sign_out(auth).await {
@@ -508,7 +508,7 @@ async fn owned_order(payments: &Payments, no: &str, req: HttpIn) -> Result<OutTr
 /// `POST /sign-in {"code"}`: a refused code (invalid, used, expired) is
 /// `401` and the client calls `wx.login` again; WeChat's quota (`45011`)
 /// is `429`; WeChat being busy or unreachable is `502`.
-async fn sign_in(payments: &Payments, body: &[u8]) -> HttpOut {
+async fn sign_in(payments: &Payments, body: &[u8], client_ip: Option<&str>) -> HttpOut {
     #[derive(serde::Deserialize)]
     struct Code {
         code: String,
@@ -525,6 +525,19 @@ async fn sign_in(payments: &Payments, body: &[u8]) -> HttpOut {
         }
         Err(_) => return HttpOut::error(400, "bad_request", "expected a JSON body {\"code\"}"),
     };
+    if let Some(limiter) = &payments.inner.sign_in_limit
+        && let Err(wait) = limiter.take(client_ip.unwrap_or("unknown"), std::time::Instant::now())
+    {
+        tracing::warn!(client_ip, "sign-in refused: over the rate limit");
+        return HttpOut::json(
+            429,
+            &json!({
+                "error": "too_many_requests",
+                "message": "too many sign-ins; try again later",
+                "retry_after": wait.as_secs().max(1),
+            }),
+        );
+    }
     match Box::pin(payments.sign_in(&code)).await {
         Ok(signed) => HttpOut::json(
             200,

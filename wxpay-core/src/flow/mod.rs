@@ -20,6 +20,7 @@ mod events;
 mod fulfil;
 pub mod http;
 mod inbound;
+mod limit;
 mod memory;
 mod order;
 mod orders;
@@ -37,6 +38,7 @@ pub use checkout::{
 pub use decide::AttentionPolicy;
 pub use events::{NoEvents, PaymentEvents};
 pub use inbound::{NotifyOutcome, NotifyRejection, NotifyReply};
+pub use limit::RateLimit;
 pub use memory::MemoryStore;
 pub use order::{
     Attention, AttentionKind, Claim, Fulfilment, IllegalTransition, Order, OrderPatch, OrderState,

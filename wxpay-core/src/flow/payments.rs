@@ -194,6 +194,7 @@ pub(crate) struct Inner {
     pub(crate) events: Arc<dyn PaymentEvents>,
     pub(crate) sessions: Option<Arc<dyn SessionStore>>,
     pub(crate) admin: Option<Arc<dyn AdminAuth>>,
+    pub(crate) sign_in_limit: Option<super::limit::Limiter>,
     pub(crate) settings: Settings,
     /// Last orderquery per order in this process (for orders whose state
     /// cannot carry `synced_at`).
@@ -259,6 +260,7 @@ pub struct PaymentsBuilder {
     events: Arc<dyn PaymentEvents>,
     sessions: Option<Arc<dyn SessionStore>>,
     admin: Option<Arc<dyn AdminAuth>>,
+    sign_in_limit: Option<super::RateLimit>,
     settings: Settings,
 }
 
@@ -314,6 +316,25 @@ impl PaymentsBuilder {
     /// routes answer `404`).
     pub fn admin(mut self, auth: impl AdminAuth) -> Self {
         self.admin = Some(Arc::new(auth));
+        self
+    }
+
+    /// Limits the sign-in route (`POST {prefix}/sign-in`) per client IP
+    /// address, so that junk codes cannot spend the app's `jscode2session`
+    /// quota: past the limit it answers `429` with `retry_after` and does
+    /// not call WeChat. Counted in this process's memory (each instance
+    /// behind a load balancer allows its own share); clients whose address
+    /// the adapter does not know share one bucket. Default: no limit.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wxpay_core::flow::RateLimit;
+    /// # let builder = wxpay_core::flow::Payments::builder(wxpay_core::Config::new("wx1", "1", wxpay_core::ApiKey::new("k")));
+    /// // 5 at once, then one every 10 seconds, per IP address
+    /// let builder = builder.sign_in_rate_limit(RateLimit { burst: 5, every: Duration::from_secs(10) });
+    /// ```
+    pub fn sign_in_rate_limit(mut self, limit: super::RateLimit) -> Self {
+        self.sign_in_limit = Some(limit);
         self
     }
 
@@ -416,6 +437,7 @@ impl PaymentsBuilder {
                 events: self.events,
                 sessions: self.sessions,
                 admin: self.admin,
+                sign_in_limit: self.sign_in_limit.map(super::limit::Limiter::new),
                 settings: self.settings,
                 recent_syncs: Mutex::new(HashMap::new()),
             }),
@@ -435,6 +457,7 @@ impl Payments {
             events: Arc::new(NoEvents),
             sessions: None,
             admin: None,
+            sign_in_limit: None,
             settings: Settings {
                 unifiedorder_attempts: 3,
                 retry_backoff: Duration::from_millis(200),

@@ -405,3 +405,50 @@ async fn orders_of_needs_a_store_that_lists() {
     let e = payments.orders_of("o-alice", 10).await.unwrap_err();
     assert!(matches!(e, PaymentsError::Unconfigured(_)), "{e:?}");
 }
+
+/// With a sign-in rate limit, a client past its burst gets 429 with
+/// `retry_after`, WeChat is not asked, and other clients are not affected.
+#[tokio::test]
+async fn the_sign_in_route_limits_each_client() {
+    let stub = Stub::start(wxpay_core::SignType::Md5).await;
+    let payments = Payments::builder(stub.config.clone())
+        .sessions(Arc::new(MemorySessions::new()))
+        .sign_in_rate_limit(RateLimit {
+            burst: 2,
+            every: Duration::from_secs(3600),
+        })
+        .build()
+        .unwrap();
+    let sign_in = |ip: &str, code: &str| {
+        let body = serde_json::json!({ "code": code }).to_string();
+        http::handle(
+            &payments,
+            HttpIn::new("POST", "/sign-in", body.into_bytes()).with_client_ip(ip),
+        )
+    };
+    assert_eq!(sign_in("10.0.0.1", "a1").await.status, 200);
+    assert_eq!(sign_in("10.0.0.1", "a2").await.status, 200);
+    // A code WeChat would refuse (401): refused here first, so WeChat is
+    // not asked.
+    let refused = sign_in("10.0.0.1", "err40029").await;
+    let v: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
+    assert_eq!(
+        (refused.status, &v["error"]),
+        (429, &serde_json::json!("too_many_requests"))
+    );
+    assert!(v["retry_after"].as_u64().unwrap() > 3500, "{v}");
+    assert_eq!(
+        sign_in("10.0.0.2", "b1").await.status,
+        200,
+        "another client"
+    );
+    // A malformed body is refused before the limit is counted.
+    let junk = http::handle(
+        &payments,
+        HttpIn::new("POST", "/sign-in", b"nope".to_vec()).with_client_ip("10.0.0.3"),
+    )
+    .await;
+    assert_eq!(junk.status, 400);
+    assert_eq!(sign_in("10.0.0.3", "c1").await.status, 200);
+    assert_eq!(sign_in("10.0.0.3", "c2").await.status, 200);
+}
