@@ -208,10 +208,7 @@ impl Payments {
         if decide::paid_effect_due(order, at) && self.fulfil(order).await {
             done += 1;
         }
-        if !decide::refund_effects_due(order, at).is_empty() {
-            done += self.run_refund_effects(order).await;
-        }
-        done
+        done + self.run_refund_effects(order).await
     }
 
     /// Claims and runs `on_paid` for an order that is due it. Returns

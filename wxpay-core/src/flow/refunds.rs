@@ -178,12 +178,22 @@ impl Payments {
             _ => {}
         }
         tracing::Span::current().record("outcome", tracing::field::debug(&class));
-        let (order, _) = self
+        let mut flags = false;
+        let (order, changed) = self
             .update(no, None, |o| {
-                decide::refund_answer(o, out_refund_no, &class, now())
+                let decided = decide::refund_answer(o, out_refund_no, &class, now());
+                flags = decided
+                    .as_ref()
+                    .is_some_and(|(_, p)| !p.attention.is_empty());
+                decided
             })
             .await?
             .ok_or_else(|| PaymentsError::NotFound(no.clone()))?;
+        if changed && flags {
+            // WeChat accepted a refund it had refused under the same number.
+            tracing::error!(attention = ?order.attention.last(), "refund flagged for attention");
+            self.inner.events.on_attention(&order).await;
+        }
         if let (RefundAnswer::Refused, Err(e)) = (class, answer) {
             return Err(e.into());
         }
@@ -292,12 +302,15 @@ impl Payments {
         let mut start = Some(order);
         for synced in [false, true] {
             let mut needs_payment = false;
-            let before = start.as_ref().map_or(0, |o| o.attention.len());
+            // Whether the write that applied (the last decision) adds a case.
+            let mut flags = false;
             let (order, changed) = self
                 .update(no, start.take(), |o| {
+                    needs_payment = false;
+                    flags = false;
                     match decide::refund_reports(o, reports, now()) {
                         RefundReportDecision::Apply { to, patch } => {
-                            needs_payment = false;
+                            flags = !patch.attention.is_empty();
                             Some((to, patch))
                         }
                         RefundReportDecision::Nothing => None,
@@ -322,7 +335,7 @@ impl Payments {
                 });
             }
             if changed {
-                if order.attention.len() > before {
+                if flags {
                     tracing::error!(attention = ?order.attention.last(), "refund flagged for attention");
                     self.inner.events.on_attention(&order).await;
                 }
