@@ -79,7 +79,9 @@ async fn main() -> Result<(), BoxError> {
         .ok_or("JSAPI orders have pay params")?;
     println!(
         "3. order {} for {} fen -> {}",
-        checkout.out_trade_no, checkout.total_fee, pay_params.package
+        checkout.out_trade_no,
+        checkout.total_fee,
+        pay_params.package()
     );
     println!(
         "4. wx.requestPayment params: {}",

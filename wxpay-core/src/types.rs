@@ -18,7 +18,8 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub(crate) fn new(field: &'static str, problem: impl Into<String>) -> Self {
+    /// A problem with `field`.
+    pub fn new(field: &'static str, problem: impl Into<String>) -> Self {
         Self {
             field,
             problem: problem.into(),

@@ -2,7 +2,7 @@
 -- name, `{refunds}` by the refunds table's, `{sessions}` by the sessions table's.
 -- Orders written by a version before the refund ledger are upgraded in place
 -- by SqlxStore::migrate (and on first use), after these statements: missing
--- columns (`version`, `refund_ledger`) are added with ALTER TABLE … ADD COLUMN,
+-- columns (`version`, `refund_ledger`, `api`) are added with ALTER TABLE … ADD COLUMN,
 -- then every order with refund_ledger = 0 is converted in one transaction:
 --   refunded_fee > 0 and no refund rows → one refund '<out_trade_no>-MIGRATED'
 --     of refunded_fee, SUCCESS, source APP, effect DONE (on_refunded ran);
@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     attach             TEXT,
     owner              TEXT,
     sign_type          TEXT    NOT NULL,
+    api                TEXT    NOT NULL DEFAULT 'V2',
     prepay_id          TEXT,
     code_url           TEXT,
     prepay_expires_at  INTEGER,

@@ -91,7 +91,7 @@
 //! | `out_trade_no` | text, primary key (MySQL: `VARCHAR(32)`, `ascii_bin`: case-sensitive) | [`Order::out_trade_no`] |
 //! | `state` | text | [`OrderState`] in UPPERCASE: `CREATED`, `PREPAID`, `PAID`, `CLOSED`, `FAILED`, `REFUNDING`, `REFUNDED`, `PARTIALLY_REFUNDED` |
 //! | `total_fee`, `cash_fee`, `refunded_fee` | BIGINT fen | money, never floats (`refunded_fee` equals the sum of the `SUCCESS` refunds) |
-//! | `body`, `trade_type`, `openid`, `product_id`, `attach`, `owner`, `sign_type`, `prepay_id`, `code_url`, `transaction_id`, `time_end`, `bank_type` | text | the fields of the same name (`time_end` as WeChat sent it: `yyyyMMddHHmmss`, Beijing) |
+//! | `body`, `trade_type`, `openid`, `product_id`, `attach`, `owner`, `sign_type`, `api` (`V2` / `V3`), `prepay_id`, `code_url`, `transaction_id`, `time_end`, `bank_type` | text | the fields of the same name (`time_end` as WeChat sent it: `yyyyMMddHHmmss`, Beijing) |
 //! | `attention` | text | [`Order::attention`] as a JSON array of [`Attention`] (`[{"kind":"LATE_PAYMENT","detail":"…","at":"2025-01-02T03:04:05.123456789Z"}]`); NULL for none |
 //! | `fulfilment` | text | [`Fulfilment`]: `PENDING`, `CLAIMED`, `DONE` or `HELD` |
 //! | `fulfilment_at` | BIGINT ns | the lease end (`CLAIMED`) or completion time (`DONE`); NULL when `PENDING` or `HELD` |
@@ -136,7 +136,8 @@
 //! An orders table written by the version before the refund ledger (with
 //! `pending_refund_no` / `pending_refund_fee` and a plain-text `attention`)
 //! is upgraded in place by `migrate` (and on first use), under the same
-//! locks: the refunds table is created; `version` and `refund_ledger` are
+//! locks: the refunds table is created; `version`, `refund_ledger` and
+//! `api` (default `V2`: every order before API v3 was made with v2) are
 //! added where missing (`ALTER TABLE … ADD COLUMN`, after looking in
 //! `pragma_table_info` / `information_schema.columns`; the old rows get
 //! `refund_ledger = 0`); then, in one transaction, for every order with

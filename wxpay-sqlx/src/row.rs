@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use wxpay_core::{
     Fen, OutTradeNo, SignType, TradeType,
     flow::{
-        Attention, AttentionKind, Fulfilment, Order, OrderPatch, OrderState, Refund, RefundSource,
-        RefundState, SessionRecord, TokenHash,
+        Api, Attention, AttentionKind, Fulfilment, Order, OrderPatch, OrderState, Refund,
+        RefundSource, RefundState, SessionRecord, TokenHash,
     },
 };
 
@@ -155,6 +155,7 @@ pub(crate) fn order_values(o: &Order) -> Result<Vec<Val>, StoreError> {
         text(&o.attach),
         text(&o.owner),
         Val::Text(Some(o.sign_type.as_str().to_owned())),
+        Val::Text(Some(o.api.as_str().to_owned())),
         text(&o.prepay_id),
         text(&o.code_url),
         opt_time("prepay_expires_at", o.prepay_expires_at)?,
@@ -221,6 +222,7 @@ pub(crate) struct RawRow {
     attach: Option<String>,
     owner: Option<String>,
     sign_type: String,
+    api: String,
     prepay_id: Option<String>,
     code_url: Option<String>,
     prepay_expires_at: Option<i64>,
@@ -284,6 +286,8 @@ impl RawRow {
                 .sign_type
                 .parse::<SignType>()
                 .map_err(|e| corrupt(&no, e))?,
+            api: Api::parse(&self.api)
+                .ok_or_else(|| corrupt(&no, format!("api {:?}", self.api)))?,
             prepay_id: self.prepay_id,
             code_url: self.code_url,
             prepay_expires_at: self.prepay_expires_at.map(t),

@@ -17,7 +17,7 @@ pub(crate) enum Dialect {
 /// order [`crate::row`] writes them on insert. (`refund_ledger` is written
 /// as `1` on insert and never read; the legacy `pending_refund_*` columns
 /// of upgraded tables are never touched after the upgrade.)
-pub(crate) const COLUMNS: [&str; 25] = [
+pub(crate) const COLUMNS: [&str; 26] = [
     "out_trade_no",
     "state",
     "total_fee",
@@ -28,6 +28,7 @@ pub(crate) const COLUMNS: [&str; 25] = [
     "attach",
     "owner",
     "sign_type",
+    "api",
     "prepay_id",
     "code_url",
     "prepay_expires_at",
@@ -91,7 +92,7 @@ const REFUND_READ: [&str; 9] = [
 /// The columns an upgrade adds to an orders table made by an earlier
 /// version when they are missing: name and type per dialect (SQLite,
 /// PostgreSQL, MySQL).
-pub(crate) const ADDED_COLUMNS: [(&str, [&str; 3]); 2] = [
+pub(crate) const ADDED_COLUMNS: [(&str, [&str; 3]); 3] = [
     (
         "version",
         [
@@ -106,6 +107,15 @@ pub(crate) const ADDED_COLUMNS: [(&str, [&str; 3]); 2] = [
             "INTEGER NOT NULL DEFAULT 0",
             "SMALLINT NOT NULL DEFAULT 0",
             "SMALLINT NOT NULL DEFAULT 0",
+        ],
+    ),
+    // Orders of a version before API v3 were all made with v2.
+    (
+        "api",
+        [
+            "TEXT NOT NULL DEFAULT 'V2'",
+            "TEXT NOT NULL DEFAULT 'V2'",
+            "VARCHAR(8) NOT NULL DEFAULT 'V2'",
         ],
     ),
 ];
@@ -561,7 +571,7 @@ mod tests {
              prepay_id = $3, fulfilment = $4 WHERE out_trade_no = $5 AND state = $6 \
              AND version = $7"
         );
-        assert!(s.insert.ends_with("$25, 1)"));
+        assert!(s.insert.ends_with("$26, 1)"));
         assert!(s.refund_insert.ends_with("$11)"));
         assert!(
             s.refund_update

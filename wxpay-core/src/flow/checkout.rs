@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 
-use crate::{Fen, OutTradeNo, PayParams, TradeType};
+use crate::{Fen, OutTradeNo, TradeType};
 
 /// A checkout request as the client sent it, framework-free. Nothing in it
 /// is trusted: the [`Checkout`] decides what the order is.
@@ -323,8 +323,8 @@ pub struct CheckoutOutcome {
     pub total_fee: Fen,
     /// `JSAPI` or `NATIVE`.
     pub trade_type: TradeType,
-    /// `wx.requestPayment` parameters (JSAPI).
-    pub pay_params: Option<PayParams>,
+    /// `wx.requestPayment` parameters (JSAPI), signed for the order's API.
+    pub pay_params: Option<super::RequestPayment>,
     /// The QR-code URL (NATIVE).
     pub code_url: Option<String>,
 }

@@ -18,6 +18,7 @@ mod checkout;
 pub mod decide;
 mod events;
 mod fulfil;
+pub mod gateway;
 pub mod http;
 mod inbound;
 mod limit;
@@ -37,6 +38,7 @@ pub use checkout::{
 };
 pub use decide::AttentionPolicy;
 pub use events::{NoEvents, PaymentEvents};
+pub use gateway::{Api, Gateway, RequestPayment, V2Gateway};
 pub use inbound::{NotifyOutcome, NotifyRejection, NotifyReply};
 pub use limit::RateLimit;
 pub use memory::MemoryStore;

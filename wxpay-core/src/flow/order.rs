@@ -5,6 +5,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::gateway::Api;
 use crate::{Fen, OutTradeNo, SignType, TradeType};
 
 /// Where an order is in its life. Serialised in UPPERCASE.
@@ -440,9 +441,12 @@ pub struct Order {
     pub attach: Option<String>,
     /// The app's own user id, for access checks on order routes.
     pub owner: Option<String>,
-    /// The algorithm unifiedorder was signed with; notifies without
-    /// `sign_type` are verified with it.
+    /// The algorithm unifiedorder was signed with; v2 notifies without
+    /// `sign_type` are verified with it (unused by a v3 order).
     pub sign_type: SignType,
+    /// The API the order was created with: it is queried, closed and
+    /// refunded through that API only.
+    pub api: Api,
     /// From unifiedorder (JSAPI).
     pub prepay_id: Option<String>,
     /// From unifiedorder (NATIVE).
@@ -498,6 +502,7 @@ impl Order {
             attach: None,
             owner: None,
             sign_type,
+            api: Api::V2,
             prepay_id: None,
             code_url: None,
             prepay_expires_at: None,

@@ -12,13 +12,12 @@ use tracing::{Instrument, field::Empty};
 use super::{
     CheckoutOutcome, CheckoutRequest, Order, OrderDraft, OrderPatch, OrderState, Payments,
     PaymentsError, StoreError,
-    decide::{PaymentReport, Source},
     fulfil::Recorded,
+    gateway::{Closed, Gateway, Prepaid, TradeAnswer},
     payments::{PREPAY_TTL, after, mismatch_error, now},
 };
 use crate::{
-    ErrCode, Error, FieldError, OutTradeNo, TradeState, TradeType,
-    messages::{OrderQueryResponse, UnifiedOrderRequest},
+    ErrCode, Error, FieldError, OutTradeNo, TradeState, TradeType, messages::UnifiedOrderRequest,
 };
 
 impl Payments {
@@ -88,6 +87,7 @@ impl Payments {
         client_ip: Option<&str>,
     ) -> Result<CheckoutOutcome, PaymentsError> {
         let config = self.config();
+        let gateway = self.default_gateway();
         let request = UnifiedOrderRequest {
             out_trade_no: out_trade_no.clone(),
             body: draft.body.clone(),
@@ -102,7 +102,7 @@ impl Payments {
             detail: None,
         };
         // Check every field rule before anything is stored.
-        request.to_params(config.notify_url.as_deref())?;
+        gateway.check(&request)?;
 
         let now = now();
         let mut order = Order::new(
@@ -117,6 +117,7 @@ impl Payments {
         order.product_id = draft.product_id.clone();
         order.attach = draft.attach.clone();
         order.owner = draft.owner.clone();
+        order.api = gateway.api();
 
         let store = &self.inner.store;
         match store.insert(&order).await {
@@ -150,14 +151,16 @@ impl Payments {
                         .is_some_and(|t| t > after(now, Duration::from_secs(60)))
                 {
                     tracing::info!("re-entry: the stored prepay_id is still valid");
-                    return Ok(self.outcome(&existing));
+                    return self.outcome(&existing);
                 }
                 order = existing;
             }
             Err(e) => return Err(e.into()),
         }
 
-        let answer = match self.unified_order_with_retries(&request).await {
+        // An existing order is finished with the API it was created with.
+        let gateway = self.gateway(order.api)?;
+        let answer = match self.prepay_with_retries(gateway, &request).await {
             Ok(a) => a,
             Err(e) => return Err(self.unifiedorder_failed(&order, e).await),
         };
@@ -181,9 +184,11 @@ impl Payments {
                 // client learns it is paid (no pay params to pay again).
                 tracing::info!(state = %o.state, "order paid before unifiedorder answered");
                 return Ok(CheckoutOutcome {
+                    out_trade_no: o.out_trade_no.clone(),
+                    total_fee: o.total_fee,
+                    trade_type: o.trade_type.clone(),
                     pay_params: None,
                     code_url: None,
-                    ..self.outcome(&o)
                 });
             }
             Some((o, false)) => {
@@ -199,34 +204,41 @@ impl Payments {
             }
             None => return Err(PaymentsError::NotFound(out_trade_no)),
         };
-        Ok(self.outcome(&order))
+        self.outcome(&order)
     }
 
-    fn outcome(&self, order: &Order) -> CheckoutOutcome {
-        CheckoutOutcome {
+    /// What the client needs to pay `order`: `wx.requestPayment`'s
+    /// parameters signed for the order's API.
+    fn outcome(&self, order: &Order) -> Result<CheckoutOutcome, PaymentsError> {
+        let pay_params = match order
+            .prepay_id
+            .as_deref()
+            .filter(|_| order.trade_type == TradeType::Jsapi)
+        {
+            Some(p) => Some(self.gateway(order.api)?.request_payment(order, p)?),
+            None => None,
+        };
+        Ok(CheckoutOutcome {
             out_trade_no: order.out_trade_no.clone(),
             total_fee: order.total_fee,
             trade_type: order.trade_type.clone(),
             // wx.requestPayment parameters exist only for JSAPI: a NATIVE
             // order also has a prepay_id, but is paid by scanning code_url.
-            pay_params: order
-                .prepay_id
-                .as_deref()
-                .filter(|_| order.trade_type == TradeType::Jsapi)
-                .map(|p| self.inner.client.pay_params_signed(p, order.sign_type)),
+            pay_params,
             code_url: order.code_url.clone(),
-        }
+        })
     }
 
-    async fn unified_order_with_retries(
+    async fn prepay_with_retries(
         &self,
+        gateway: &Arc<dyn Gateway>,
         request: &UnifiedOrderRequest,
-    ) -> Result<crate::messages::UnifiedOrderResponse, Error> {
+    ) -> Result<Prepaid, Error> {
         let s = &self.inner.settings;
         let mut pause = s.retry_backoff;
         let mut attempt = 1;
         loop {
-            match self.inner.client.unified_order(request).await {
+            match gateway.prepay(request).await {
                 Err(e) if e.is_retryable() && attempt < s.unifiedorder_attempts => {
                     tracing::warn!(attempt, error = %e, "unifiedorder failed, re-entering with the same fields");
                     tokio::time::sleep(pause).await;
@@ -386,25 +398,17 @@ impl Payments {
             return Ok(order);
         }
         self.note_synced(out_trade_no);
-        let answer = match self.inner.client.order_query(out_trade_no).await {
-            Ok(a) => a,
-            Err(Error::Business {
-                err_code: ErrCode::OrderNotExist,
-                ..
-            }) => {
+        let answer = match self.gateway(order.api)?.query(out_trade_no).await? {
+            Some(a) => a,
+            None => {
                 tracing::Span::current().record("outcome", "unknown to WeChat");
                 return Ok(order);
             }
-            Err(e) => return Err(e.into()),
         };
         self.apply_query(order, answer).await
     }
 
-    async fn apply_query(
-        &self,
-        order: Order,
-        q: OrderQueryResponse,
-    ) -> Result<Order, PaymentsError> {
+    async fn apply_query(&self, order: Order, q: TradeAnswer) -> Result<Order, PaymentsError> {
         let at = now();
         let no = order.out_trade_no.clone();
         tracing::Span::current().record("outcome", q.trade_state.as_str());
@@ -419,21 +423,13 @@ impl Payments {
         };
         let updated = match q.trade_state {
             ref s if s.is_paid() => {
-                let report = PaymentReport {
-                    transaction_id: q.transaction_id.clone(),
-                    total_fee: q.total_fee,
-                    fee_type: super::decide::foreign_currency(q.params.non_empty("fee_type")),
-                    time_end: q.time_end.clone(),
-                    bank_type: q.bank_type.clone(),
-                    cash_fee: q.cash_fee,
-                    source: Source::Query,
-                };
+                let report = q.report;
                 // REFUND: paid, and refunded since (in part or in full). The
                 // refunds are learnt first and recorded with the payment in
                 // one write, so that the goods are never granted for money
                 // that went back.
                 let refunds = if q.trade_state == TradeState::Refund {
-                    self.refund_reports_of(&no).await?
+                    self.refund_reports_of(&order).await?
                 } else {
                     Vec::new()
                 };
@@ -513,16 +509,9 @@ impl Payments {
                     retry_after,
                 });
             }
-            match self.inner.client.close_order(out_trade_no).await {
-                Ok(())
-                | Err(Error::Business {
-                    err_code: ErrCode::OrderNotExist,
-                    ..
-                }) => {}
-                Err(Error::Business {
-                    err_code: ErrCode::OrderPaid,
-                    ..
-                }) => {
+            match self.gateway(order.api)?.close(out_trade_no).await? {
+                Closed::Closed | Closed::Unknown => {}
+                Closed::Paid => {
                     tracing::Span::current().record("outcome", "paid meanwhile");
                     let o = self.sync_inner(out_trade_no, true).await?;
                     return Err(PaymentsError::InvalidState {
@@ -531,7 +520,6 @@ impl Payments {
                         operation: "close",
                     });
                 }
-                Err(e) => return Err(e.into()),
             }
             let (o, _) = self
                 .update(out_trade_no, None, |o| {

@@ -10,9 +10,9 @@ use std::{
 use chrono::{DateTime, Utc};
 
 use super::{
-    AdminAuth, AttentionPolicy, Checkout, MemoryStore, NoCheckout, NoEvents, Order, OrderPatch,
-    OrderState, OrderStore, PaymentEvents, Rejection, SessionStore, StoreError, Transition,
-    TransitionOutcome, decide::Mismatch,
+    AdminAuth, Api, AttentionPolicy, Checkout, Gateway, MemoryStore, NoCheckout, NoEvents, Order,
+    OrderPatch, OrderState, OrderStore, PaymentEvents, Rejection, SessionStore, StoreError,
+    Transition, TransitionOutcome, V2Gateway, decide::Mismatch,
 };
 use crate::{
     BoxTransport, Client, Config, Error, Fen, FieldError, OutTradeNo, SessionKey, Transport,
@@ -188,7 +188,9 @@ pub(crate) struct Settings {
 }
 
 pub(crate) struct Inner {
+    /// The v2 client: jscode2session, and v2 orders through `gateways.v2`.
     pub(crate) client: Client<BoxTransport>,
+    pub(crate) gateways: super::gateway::Gateways,
     pub(crate) store: Arc<dyn OrderStore>,
     pub(crate) checkout: Arc<dyn Checkout>,
     pub(crate) events: Arc<dyn PaymentEvents>,
@@ -261,6 +263,8 @@ pub struct PaymentsBuilder {
     sessions: Option<Arc<dyn SessionStore>>,
     admin: Option<Arc<dyn AdminAuth>>,
     sign_in_limit: Option<super::RateLimit>,
+    v3: Option<Arc<dyn Gateway>>,
+    default_api: Option<Api>,
     settings: Settings,
 }
 
@@ -279,6 +283,23 @@ impl PaymentsBuilder {
     pub fn client<T: Transport>(mut self, client: Client<T>) -> Self {
         self.config = client.config().clone();
         self.client = Some(client.boxed());
+        self
+    }
+
+    /// The API v3 gateway. With it, new orders are created through v3
+    /// (unless [`default_api`](PaymentsBuilder::default_api) says v2), and
+    /// v3 orders are finished through it; v2 orders are still finished
+    /// through the v2 client, so a merchant migrating from v2 keeps both.
+    pub fn v3(mut self, gateway: impl Gateway) -> Self {
+        self.v3 = Some(Arc::new(gateway));
+        self
+    }
+
+    /// The API new orders are created with. Default: v3 when a v3 gateway
+    /// is configured, else v2. [`Api::V3`] without a v3 gateway fails
+    /// [`build`](PaymentsBuilder::build) (as `WXPAY_API_VERSION` invalid).
+    pub fn default_api(mut self, api: Api) -> Self {
+        self.default_api = Some(api);
         self
     }
 
@@ -429,9 +450,25 @@ impl PaymentsBuilder {
             Some(c) => c,
             None => Client::new(self.config)?.boxed(),
         };
+        let default = self
+            .default_api
+            .unwrap_or(if self.v3.is_some() { Api::V3 } else { Api::V2 });
+        if default == Api::V3 && self.v3.is_none() {
+            return Err(crate::config::ConfigError::Invalid {
+                name: "WXPAY_API_VERSION",
+                problem: "v3 asked for, but no v3 gateway configured (PaymentsBuilder::v3)".into(),
+            }
+            .into());
+        }
+        let gateways = super::gateway::Gateways {
+            default,
+            v2: Some(Arc::new(V2Gateway::new(client.clone()))),
+            v3: self.v3,
+        };
         Ok(Payments {
             inner: Arc::new(Inner {
                 client,
+                gateways,
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
                 checkout: self.checkout,
                 events: self.events,
@@ -458,6 +495,8 @@ impl Payments {
             sessions: None,
             admin: None,
             sign_in_limit: None,
+            v3: None,
+            default_api: None,
             settings: Settings {
                 unifiedorder_attempts: 3,
                 retry_backoff: Duration::from_millis(200),
@@ -477,9 +516,37 @@ impl Payments {
         self.inner.client.config()
     }
 
-    /// The protocol client.
+    /// The v2 client (jscode2session, and the v2 gateway's calls).
     pub fn client(&self) -> &Client<BoxTransport> {
         &self.inner.client
+    }
+
+    /// The API new orders are created with.
+    pub fn default_api(&self) -> Api {
+        self.inner.gateways.default
+    }
+
+    /// The gateway of `api`.
+    ///
+    /// # Errors
+    /// [`PaymentsError::Unconfigured`] when that API is not configured (a v3
+    /// order in a service without a v3 gateway).
+    pub fn gateway(&self, api: Api) -> Result<&Arc<dyn Gateway>, PaymentsError> {
+        self.inner.gateways.get(api).ok_or(match api {
+            Api::V2 => PaymentsError::Unconfigured("the API v2 client"),
+            Api::V3 => PaymentsError::Unconfigured(
+                "the API v3 gateway (PaymentsBuilder::v3) for a v3 order",
+            ),
+        })
+    }
+
+    /// The gateway new orders are created through.
+    pub(crate) fn default_gateway(&self) -> &Arc<dyn Gateway> {
+        let g = &self.inner.gateways;
+        // `build` refuses a default API without its gateway.
+        g.get(g.default)
+            .or(g.v2.as_ref())
+            .expect("the default API's gateway is configured")
     }
 
     /// The order store.

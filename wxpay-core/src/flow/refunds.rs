@@ -6,12 +6,11 @@ use tracing::{Instrument, field::Empty};
 use super::{
     NotifyOutcome, NotifyReply, Order, OrderPatch, Payments, PaymentsError, Refund, RefundState,
     decide::{self, RefundAnswer, RefundRefusal, RefundReport, RefundReportDecision, Source},
+    gateway::RefundAccepted,
     inbound::reject,
     payments::now,
 };
-use crate::{
-    ErrCode, Error, Fen, FieldError, OutTradeNo, RefundStatus, messages::RefundRequest, notify,
-};
+use crate::{Error, Fen, FieldError, OutTradeNo, RefundStatus, messages::RefundRequest, notify};
 
 /// What a refund request did: the order and the refund, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +56,7 @@ fn refusal_error(out_trade_no: &OutTradeNo, r: RefundRefusal) -> PaymentsError {
 
 /// How WeChat's answer to a refund request counts: only a verified,
 /// definite refusal frees the amount; anything ambiguous is unknown.
-fn classify(answer: &Result<crate::messages::RefundResponse, Error>) -> RefundAnswer {
+fn classify(answer: &Result<RefundAccepted, Error>) -> RefundAnswer {
     match answer {
         Ok(a) => RefundAnswer::Accepted {
             refund_id: a.refund_id.clone(),
@@ -124,13 +123,13 @@ impl Payments {
         out_refund_no: &str,
         refund_fee: Fen,
     ) -> Result<RefundOutcome, PaymentsError> {
-        if !self.inner.client.can_refund() {
+        check_refund_no(out_refund_no)?;
+        let order = self.order(no).await?;
+        if !self.gateway(order.api)?.can_refund() {
             return Err(PaymentsError::Unconfigured(
                 "the merchant client certificate for refunds (PaymentsBuilder::client with Client::with_identity)",
             ));
         }
-        check_refund_no(out_refund_no)?;
-        let order = self.order(no).await?;
         let req = RefundRequest::new(no.clone(), out_refund_no, order.total_fee, refund_fee);
         // Every field rule before anything is recorded.
         req.to_params(None)?;
@@ -156,17 +155,18 @@ impl Payments {
             }
             Ok(_) => {}
         }
-        self.send_refund(no, out_refund_no, &req).await
+        self.send_refund(&order, out_refund_no, &req).await
     }
 
     /// Sends a recorded refund and records WeChat's answer.
     async fn send_refund(
         &self,
-        no: &OutTradeNo,
+        order: &Order,
         out_refund_no: &str,
         req: &RefundRequest,
     ) -> Result<RefundOutcome, PaymentsError> {
-        let answer = self.inner.client.refund(req).await;
+        let no = &order.out_trade_no;
+        let answer = self.gateway(order.api)?.refund(req).await;
         let class = classify(&answer);
         match (&class, &answer) {
             (RefundAnswer::Unknown, Err(e)) => {
@@ -212,7 +212,7 @@ impl Payments {
         let span = tracing::info_span!("wxpay.sync_refunds", out_trade_no = %out_trade_no);
         async {
             let order = self.order(out_trade_no).await?;
-            let reports = self.refund_reports_of(out_trade_no).await?;
+            let reports = self.refund_reports_of(&order).await?;
             let (order, changed) = self
                 .apply_refund_reports(out_trade_no, order, &reports)
                 .await?;
@@ -237,7 +237,7 @@ impl Payments {
                     order.total_fee,
                     r.refund_fee,
                 );
-                if let Err(e) = self.send_refund(out_trade_no, &r.out_refund_no, &req).await {
+                if let Err(e) = self.send_refund(&order, &r.out_refund_no, &req).await {
                     tracing::warn!(out_refund_no = %r.out_refund_no, error = %e, "sending the refund again failed");
                 }
             }
@@ -263,30 +263,13 @@ impl Payments {
         .await
     }
 
-    /// WeChat's refunds of an order (refundquery by `out_trade_no`; none for
-    /// `REFUNDNOTEXIST`), as reports.
+    /// WeChat's refunds of an order as reports, through the order's API
+    /// ([`Gateway::refunds`](super::Gateway::refunds)).
     pub(crate) async fn refund_reports_of(
         &self,
-        out_trade_no: &OutTradeNo,
+        order: &Order,
     ) -> Result<Vec<RefundReport>, PaymentsError> {
-        match self.inner.client.refund_query_by_order(out_trade_no).await {
-            Ok(q) => Ok(q
-                .refunds
-                .into_iter()
-                .map(|r| RefundReport {
-                    out_refund_no: r.out_refund_no,
-                    refund_id: r.refund_id,
-                    refund_fee: r.refund_fee,
-                    status: r.status,
-                    source: Source::Query,
-                })
-                .collect()),
-            Err(Error::Business {
-                err_code: ErrCode::RefundNotExist,
-                ..
-            }) => Ok(Vec::new()),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.gateway(order.api)?.refunds(order).await?)
     }
 
     /// Records refund reports on `order` (as read) through the ledger; an

@@ -25,7 +25,7 @@ use rand::{Rng, distributions::Alphanumeric};
 use crate::{
     Fen, OutTradeNo, SignType, TradeType,
     flow::{
-        Attention, AttentionKind, Fulfilment, ListFilter, Order, OrderPatch, OrderState,
+        Api, Attention, AttentionKind, Fulfilment, ListFilter, Order, OrderPatch, OrderState,
         OrderStore, Refund, RefundSource, RefundState, SessionRecord, SessionStore, StoreError,
         TokenHash, Transition, TransitionOutcome,
     },
@@ -252,6 +252,8 @@ impl Kit {
             attach: Some("深圳分店 & friends".into()),
             owner: Some("user:42".into()),
             sign_type: SignType::HmacSha256,
+            // Not the default: a store must keep the API an order was made with.
+            api: Api::V3,
             prepay_id: Some("wx201410272009395522657a690389285100".into()),
             code_url: Some("weixin://wxpay/bizpayurl?pr=Mvasgua".into()),
             prepay_expires_at: Some(at + secs(7200)),

@@ -2,6 +2,7 @@
 //! an in-process WeChat stub (axum on 127.0.0.1:0).
 
 mod fake_wechat;
+mod gateway;
 mod model;
 mod money;
 mod payments;

@@ -566,6 +566,7 @@ async fn sign_type_currency_pay_params_arithmetic_and_close() {
         .await
         .unwrap();
     let pay = again.pay_params.unwrap();
+    let pay = pay.as_v2().expect("a v2 order is paid with v2 parameters");
     assert_eq!(pay.sign_type, SignType::HmacSha256);
     assert!(pay.verify(&hmac.stub.config.api_key));
 

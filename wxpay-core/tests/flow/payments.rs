@@ -131,6 +131,7 @@ async fn checkout_prices_on_the_server_and_stores_prepaid() {
     let out = w.payments.checkout(buy()).await.unwrap();
     assert_eq!(out.total_fee, Fen(990));
     let pay = out.pay_params.clone().unwrap();
+    let pay = pay.as_v2().expect("a v2 order is paid with v2 parameters");
     assert!(pay.verify(&w.stub.config.api_key));
     assert!(pay.package.starts_with("prepay_id=wx-prepay-"));
 
