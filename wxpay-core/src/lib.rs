@@ -94,8 +94,8 @@ pub mod xml;
 /// dependency of its own on `async-trait`).
 pub use async_trait::async_trait;
 pub use client::{
-    BoxTransport, Client, ClientIdentity, HttpRequest, HttpResponse, ReqwestTransport, RetryPolicy,
-    Transport,
+    BoxTransport, Client, ClientIdentity, HttpMethod, HttpRequest, HttpResponse, ReqwestTransport,
+    RetryPolicy, Transport,
 };
 pub use config::{Config, ConfigError};
 pub use errcode::{ErrCode, RetryAdvice};
