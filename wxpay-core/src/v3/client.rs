@@ -461,10 +461,18 @@ impl<T: Transport> Client<T> {
                 Ok(certs)
             }
             Some(Err(e)) => {
-                // Report an unsigned or forged answer as such; a verified
-                // answer with bad entries as a certificate error.
-                self.classify(Endpoint::Certificates, &resp, &self.keyring(None))?;
-                Err(Error::PlatformCertificates(e))
+                // Report an unsigned, forged or badly signed answer as such;
+                // a verified one (or one signed by a certificate we cannot
+                // know, since its entries are refused) as a certificate error.
+                match self.classify(Endpoint::Certificates, &resp, &self.keyring(None)) {
+                    Ok(_) => Err(Error::PlatformCertificates(e)),
+                    Err(Error::Unverified(u))
+                        if matches!(u.reason, ValidationError::UnknownSerial { .. }) =>
+                    {
+                        Err(Error::PlatformCertificates(e))
+                    }
+                    Err(other) => Err(other),
+                }
             }
             None => self
                 .classify(Endpoint::Certificates, &resp, &self.keyring(None))
