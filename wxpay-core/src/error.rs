@@ -64,8 +64,9 @@ pub enum Error {
     Certificate(String),
     /// API v3: an error answer (spec 14.1) — verified, or the unsigned 401
     /// of a request WeChat could not authenticate (`SIGN_ERROR`).
+    /// Boxed: the error stays small for the v2 paths.
     #[error(transparent)]
-    Api(#[from] v3::ApiError),
+    Api(Box<v3::ApiError>),
     /// API v3: an answer refused by verification (bad signature, probe,
     /// stale timestamp, unknown serial, forged 2xx): outcome unknown.
     #[error(transparent)]
@@ -87,6 +88,12 @@ pub enum Error {
     /// API v3: RSA signing failed inside the crypto library.
     #[error(transparent)]
     Signing(#[from] v3::SigningError),
+}
+
+impl From<v3::ApiError> for Error {
+    fn from(e: v3::ApiError) -> Error {
+        Error::Api(Box::new(e))
+    }
 }
 
 impl Error {

@@ -195,7 +195,7 @@ fn rotated_pem(all: &Value) -> &str {
 
 fn api(e: Error) -> wxpay_core::v3::ApiError {
     match e {
-        Error::Api(a) => a,
+        Error::Api(a) => *a,
         other => panic!("expected Error::Api, got {other:?}"),
     }
 }
@@ -379,7 +379,7 @@ async fn response_verify_vectors_replayed_as_answers() {
                     a.request_id.as_deref(),
                     Some("08C1C2D3E4F5061728394A5B6C7D8E9F-0")
                 );
-                let e = Error::Api(a);
+                let e = Error::from(a);
                 assert!(e.is_definite_refusal());
                 assert!(!e.outcome_unknown() && !e.is_retryable());
                 assert_eq!(e.err_code(), Some(&ErrCode::OrderNotExist));
@@ -458,7 +458,7 @@ async fn unsigned_answers_transport_errors_and_202() {
         a.detail.as_ref().unwrap()["sign_information"]["method"],
         "GET"
     );
-    let e = Error::Api(a);
+    let e = Error::from(a);
     assert!(!e.is_definite_refusal() && !e.is_retryable());
     // The same with an empty body still reads as SIGN_ERROR.
     rig.reply(HttpResponse::new(401, ""));
