@@ -308,16 +308,23 @@ impl<T: Transport> Client<T> {
     /// result wins.
     ///
     /// # Errors
-    /// Any call [`Error`]; a verified 200 with a body is accepted too.
+    /// Any call [`Error`]; a verified 200 with a body is accepted too, and
+    /// so is a verified `ORDER_CLOSED` (already closed).
     pub async fn close(&self, out_trade_no: &str) -> Result<(), Error> {
         let path = format!(
             "/v3/pay/transactions/out-trade-no/{}/close",
             path_escape(out_trade_no)
         );
         let body = serde_json::json!({ "mchid": self.config.mchid() }).to_string();
-        self.call(Endpoint::Close, HttpMethod::Post, path, Some(body))
-            .await?;
-        Ok(())
+        match self
+            .call(Endpoint::Close, HttpMethod::Post, path, Some(body))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already closed (spec 14.3): done — if WeChat said so itself.
+            Err(Error::Api(a)) if a.verified && a.err_code == crate::ErrCode::OrderClosed => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// [`Client::close`], then [`Client::query_by_out_trade_no`]: the
