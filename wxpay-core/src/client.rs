@@ -17,24 +17,150 @@ use crate::{
     sign, xml,
 };
 
+/// An HTTP method the clients use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HttpMethod {
+    /// `GET`.
+    Get,
+    /// `POST`.
+    Post,
+}
+
+impl HttpMethod {
+    /// The upper-case method name (`GET`, `POST`), as signed by API v3.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+        }
+    }
+}
+
+impl std::fmt::Display for HttpMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An HTTP request the client wants sent.
+///
+/// v2 requests are a `GET` without body or a `POST` with an XML body and no
+/// extra headers (the transport adds `Content-Type: text/xml`); v3 requests
+/// carry their `Authorization`, `Accept`, `Content-Type` and
+/// `Wechatpay-Serial` headers in [`headers`](HttpRequest::headers).
+///
+/// ```
+/// use wxpay_core::{HttpMethod, HttpRequest};
+/// let req = HttpRequest::post("https://api.mch.weixin.qq.com/v3/pay/transactions/jsapi", "{}")
+///     .with_header("Content-Type", "application/json");
+/// assert_eq!(req.method, HttpMethod::Post);
+/// assert_eq!(req.header("content-type"), Some("application/json"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
-    /// `GET` when `body` is `None`, else `POST` with an XML body.
+    /// The method.
+    pub method: HttpMethod,
+    /// The absolute URL, exactly as it goes on the wire.
     pub url: String,
-    /// The XML body.
+    /// Request headers to send, in order (the transport adds nothing that
+    /// is already here, except its `User-Agent` default when absent).
+    pub headers: Vec<(String, String)>,
+    /// The body, sent byte for byte (XML for v2, JSON for v3).
     pub body: Option<String>,
-    /// Whether the merchant client certificate (mutual TLS) is required.
+    /// Whether the merchant client certificate (mutual TLS) is required
+    /// (v2 refunds only; v3 never uses it).
     pub client_cert: bool,
 }
 
+impl HttpRequest {
+    /// A `GET` without body or headers.
+    pub fn get(url: impl Into<String>) -> HttpRequest {
+        HttpRequest {
+            method: HttpMethod::Get,
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+            client_cert: false,
+        }
+    }
+
+    /// A `POST` with `body`.
+    pub fn post(url: impl Into<String>, body: impl Into<String>) -> HttpRequest {
+        HttpRequest {
+            method: HttpMethod::Post,
+            url: url.into(),
+            headers: Vec::new(),
+            body: Some(body.into()),
+            client_cert: false,
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> HttpRequest {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets whether the merchant client certificate is required.
+    pub fn with_client_cert(mut self, client_cert: bool) -> HttpRequest {
+        self.client_cert = client_cert;
+        self
+    }
+
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+}
+
 /// The transport's answer.
+///
+/// ```
+/// let res = wxpay_core::HttpResponse::new(204, "").with_header("Request-ID", "08F1-0");
+/// assert_eq!(res.header("request-id"), Some("08F1-0"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// HTTP status.
     pub status: u16,
+    /// Answer headers as received (names as the transport gives them).
+    pub headers: Vec<(String, String)>,
     /// Body bytes.
     pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// An answer with `status` and `body`, no headers.
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> HttpResponse {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+}
+
+fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// Sends HTTP requests. Implemented by [`ReqwestTransport`]; implement it to
@@ -203,6 +329,9 @@ impl ClientIdentity {
     }
 }
 
+/// The `User-Agent` every request carries: `wxpay-rs/<version>`.
+pub const USER_AGENT: &str = concat!("wxpay-rs/", env!("CARGO_PKG_VERSION"));
+
 /// [`Transport`] on reqwest with rustls (no OpenSSL).
 #[derive(Clone, Debug)]
 pub struct ReqwestTransport {
@@ -218,11 +347,28 @@ impl ReqwestTransport {
     /// [`Error::Certificate`] for an unusable identity, [`Error::Transport`]
     /// when the TLS stack cannot start.
     pub fn new(config: &Config, identity: Option<&ClientIdentity>) -> Result<Self, Error> {
+        Self::build(config.timeout, config.connect_timeout, identity)
+    }
+
+    /// A transport without client certificate (what API v3 uses) with
+    /// these timeouts.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] when the TLS stack cannot start.
+    pub fn with_timeouts(timeout: Duration, connect_timeout: Duration) -> Result<Self, Error> {
+        Self::build(timeout, connect_timeout, None)
+    }
+
+    fn build(
+        timeout: Duration,
+        connect_timeout: Duration,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<Self, Error> {
         let builder = || {
             reqwest::Client::builder()
-                .timeout(config.timeout)
-                .connect_timeout(config.connect_timeout)
-                .user_agent(concat!("wxpay-rs/", env!("CARGO_PKG_VERSION")))
+                .timeout(timeout)
+                .connect_timeout(connect_timeout)
+                .user_agent(USER_AGENT)
         };
         let plain = builder()
             .build()
@@ -257,18 +403,35 @@ impl Transport for ReqwestTransport {
         } else {
             &self.plain
         };
-        let builder = match req.body {
-            Some(body) => client
-                .post(&req.url)
-                .header("content-type", "text/xml; charset=utf-8")
-                .body(body),
-            None => client.get(&req.url),
+        let mut builder = match req.method {
+            HttpMethod::Get => client.get(&req.url),
+            HttpMethod::Post => client.post(&req.url),
         };
+        let has_content_type = req.header("content-type").is_some();
+        for (name, value) in &req.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        if let Some(body) = req.body {
+            if !has_content_type {
+                // v2: XML bodies without headers of their own.
+                builder = builder.header("content-type", "text/xml; charset=utf-8");
+            }
+            builder = builder.body(body);
+        }
         // `without_url`: jscode2session URLs carry the AppSecret.
         let resp = builder.send().await.map_err(|e| e.without_url())?;
         let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
         let body = resp.bytes().await.map_err(|e| e.without_url())?.to_vec();
-        Ok(HttpResponse { status, body })
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -394,11 +557,7 @@ impl<T: Transport> Client<T> {
         let body = self.signed_body(params);
         let resp = self
             .transport
-            .send(HttpRequest {
-                url,
-                body: Some(body),
-                client_cert,
-            })
+            .send(HttpRequest::post(url, body).with_client_cert(client_cert))
             .await
             .map_err(|e| Error::transport(format!("POST {path} failed"), Some(e)))?;
         if resp.status != 200 {
@@ -544,11 +703,7 @@ impl<T: Transport> Client<T> {
         );
         let resp = self
             .transport
-            .send(HttpRequest {
-                url,
-                body: None,
-                client_cert: false,
-            })
+            .send(HttpRequest::get(url))
             .await
             .map_err(|e| Error::transport("GET /sns/jscode2session failed", Some(e)))?;
         if resp.status != 200 {

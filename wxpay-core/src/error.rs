@@ -1,6 +1,6 @@
 //! The client's error type.
 
-use crate::{ErrCode, FieldError, SignatureError, XmlError, config::ConfigError};
+use crate::{ErrCode, FieldError, SignatureError, XmlError, config::ConfigError, v3};
 
 /// A boxed error from the transport.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -62,14 +62,50 @@ pub enum Error {
     /// The client certificate could not be loaded.
     #[error("client certificate: {0}")]
     Certificate(String),
+    /// API v3: an error answer (spec 14.1) — verified, or the unsigned 401
+    /// of a request WeChat could not authenticate (`SIGN_ERROR`).
+    /// Boxed: the error stays small for the v2 paths.
+    #[error(transparent)]
+    Api(Box<v3::ApiError>),
+    /// API v3: an answer refused by verification (bad signature, probe,
+    /// stale timestamp, unknown serial, forged 2xx): outcome unknown.
+    #[error(transparent)]
+    Unverified(#[from] v3::UnverifiedAnswer),
+    /// API v3: a verified `202 Accepted` — still processing, not a
+    /// success: query the result.
+    #[error("WeChat Pay v3 answered 202 (accepted, still processing): query the result")]
+    Pending {
+        /// The `Request-ID` header.
+        request_id: Option<String>,
+    },
+    /// API v3: the configuration cannot serve this call.
+    #[error(transparent)]
+    V3Config(#[from] v3::ConfigError),
+    /// API v3: a downloaded platform certificate was refused (does not
+    /// decrypt with the APIv3 key, or its serial differs from `serial_no`).
+    #[error("platform certificate download refused")]
+    PlatformCertificates(#[source] v3::CertificateError),
+    /// API v3: RSA signing failed inside the crypto library.
+    #[error(transparent)]
+    Signing(#[from] v3::SigningError),
+}
+
+impl From<v3::ApiError> for Error {
+    fn from(e: v3::ApiError) -> Error {
+        Error::Api(Box::new(e))
+    }
 }
 
 impl Error {
     /// Whether repeating the identical request may succeed: transport
-    /// failures, retryable business codes, and login's `-1` (busy).
+    /// failures, retryable business codes (v2 and v3: `SYSTEM_ERROR`,
+    /// `FREQUENCY_LIMITED`, …), login's `-1` (busy), and v3 answers refused
+    /// by verification (spec 14.4: repeat the idempotent call, or query).
+    /// Not a 202 ([`Error::Pending`]: query instead).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Transport { .. } => true,
+            Error::Transport { .. } | Error::Unverified(_) => true,
+            Error::Api(e) => e.is_retryable(),
             Error::Business { err_code, .. } => err_code.is_retryable(),
             Error::Login { errcode, .. } => *errcode == -1,
             _ => false,
@@ -77,8 +113,17 @@ impl Error {
     }
 
     /// Whether the request may have taken effect although no answer says so.
+    /// For v3: refused answers, 202, and error answers that are unsigned
+    /// or 5xx.
     pub fn outcome_unknown(&self) -> bool {
-        matches!(self, Error::Transport { .. } | Error::Xml(_))
+        match self {
+            Error::Transport { .. }
+            | Error::Xml(_)
+            | Error::Unverified(_)
+            | Error::Pending { .. } => true,
+            Error::Api(e) => e.outcome_unknown(),
+            _ => false,
+        }
     }
 
     /// Whether this is a verified, definite refusal: a signed business
@@ -86,19 +131,26 @@ impl Error {
     /// answer proves a request had no effect; anything else (transport
     /// failures, unverifiable or unreadable answers, unknown or retryable
     /// codes) leaves the outcome unknown for money-moving calls.
+    ///
+    /// For v3: a *verified* [`Error::Api`] whose mapped code is catalogued
+    /// with advice [`No`](crate::RetryAdvice::No); an unsigned 401 never is.
     pub fn is_definite_refusal(&self) -> bool {
-        matches!(
-            self,
-            Error::Business { err_code, .. }
-                if !matches!(err_code, ErrCode::Other(_))
+        match self {
+            Error::Business { err_code, .. } => {
+                !matches!(err_code, ErrCode::Other(_))
                     && err_code.advice() == crate::RetryAdvice::No
-        )
+            }
+            Error::Api(e) => e.is_definite_refusal(),
+            _ => false,
+        }
     }
 
-    /// The business code, if this is a business failure.
+    /// The business code, if this is a business failure (v2) or a v3
+    /// error answer (its code mapped per endpoint, [`v3::map_code`]).
     pub fn err_code(&self) -> Option<&ErrCode> {
         match self {
             Error::Business { err_code, .. } => Some(err_code),
+            Error::Api(e) => Some(&e.err_code),
             _ => None,
         }
     }

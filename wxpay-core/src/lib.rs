@@ -62,10 +62,13 @@
 //!   contract, [`flow::MemoryStore`], [`flow::Payments`], events, the
 //!   reconciler, sign-in sessions ([`flow::SessionStore`],
 //!   [`flow::MemorySessions`]), and the framework-free router the adapters use.
-//! - API v3 primitives: [`v3`] — RSA request signing and the
-//!   `Authorization` header, answer/notify validators with the 300 s window,
-//!   verifiers by platform certificate or public key, AES-256-GCM resource
-//!   decryption, the RSA `paySign`.
+//! - API v3: [`v3`] — RSA request signing and the `Authorization` header,
+//!   answer/notify validators with the 300 s window, verifiers by platform
+//!   certificate or public key, AES-256-GCM resource decryption, the RSA
+//!   `paySign`; and [`v3::Client`]: typed endpoints (prepay, query, close,
+//!   refund, refund query), every answer verified, platform certificates
+//!   kept fresh in a shared [`v3::CertificateStore`], notifies verified and
+//!   decrypted, errors as [`Error::Api`] / [`Error::Unverified`].
 //! - `testkit` feature: the store conformance kits and notify fixtures.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -94,8 +97,8 @@ pub mod xml;
 /// dependency of its own on `async-trait`).
 pub use async_trait::async_trait;
 pub use client::{
-    BoxTransport, Client, ClientIdentity, HttpRequest, HttpResponse, ReqwestTransport, RetryPolicy,
-    Transport,
+    BoxTransport, Client, ClientIdentity, HttpMethod, HttpRequest, HttpResponse, ReqwestTransport,
+    RetryPolicy, Transport,
 };
 pub use config::{Config, ConfigError};
 pub use errcode::{ErrCode, RetryAdvice};

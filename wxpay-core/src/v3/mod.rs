@@ -13,6 +13,10 @@
 //! | [`NotifyHandler`] | verified notify → decrypted resource | 13.2, 13.6 |
 //! | [`PayParamsV3`] | `wx.requestPayment` parameters with `signType: "RSA"` | 8 |
 //! | [`PlatformCertificate`], [`decrypt_certificates`] | the `/v3/certificates` answer | 4.1 |
+//! | [`CertificateStore`] | the platform certificates held, behind a lock, shared by answers and notifies | 4.1, 4.2 |
+//! | [`ClientConfig`], [`Client`] | the HTTP client: signed calls, every answer verified, certificates kept fresh, typed endpoints, [`Client::verify_notify`], [`Client::pay_params`] | 4.2, 6–11, 14.4 |
+//! | [`PrepayRequest`], [`RefundRequest`], [`Transaction`], [`Refund`], [`RefundResource`], [`Verified`] | typed bodies (requests serialised once, in WeChat's order) | 7, 9, 11, 13.3, 13.4 |
+//! | [`ApiError`], [`UnverifiedAnswer`], [`map_code`] | error answers and refused answers, codes mapped per [`Endpoint`] onto [`ErrCode`](crate::ErrCode) | 14 |
 //!
 //! Freshness: an answer or notify is refused when `|now − Wechatpay-Timestamp|
 //! ≥ 300` seconds, in the past or the future (299 s passes, exactly 300 s is
@@ -41,7 +45,12 @@
 
 mod aead;
 mod certificates;
+mod certstore;
+mod client;
+mod config;
+mod error;
 mod key;
+mod messages;
 mod notify;
 mod paysign;
 mod pem;
@@ -51,7 +60,21 @@ mod verify;
 
 pub use aead::{AEAD_AES_256_GCM, ApiV3Key, ApiV3KeyError, DecryptError, EncryptedResource};
 pub use certificates::{CertificateError, PlatformCertificate, decrypt_certificates};
+pub use certstore::CertificateStore;
+pub use client::{Client, Clock, NonceSource};
+pub use config::{
+    ClientConfig, DEFAULT_API_BASE, DEFAULT_REFRESH_GAP, DEFAULT_REFRESH_INTERVAL,
+    MAX_REFRESH_INTERVAL,
+};
+pub use error::{ApiError, ConfigError, Endpoint, UnverifiedAnswer, map_code};
 pub use key::{KeyError, MerchantKey, PublicKey, SigningError};
+pub use messages::{
+    GoodsDetail, JsapiPrepayResponse, NativePrepayResponse, NotifyEvent, PrepayAmount,
+    PrepayDetail, PrepayPayer, PrepayRequest, PromotionDetail, Refund, RefundAmount, RefundFrom,
+    RefundRequest, RefundRequestAmount, RefundResource, RefundTarget, SceneInfo, SettleInfo,
+    Transaction, TransactionAmount, TransactionPayer, TransactionScene, Verified, VerifiedNotify,
+    format_time,
+};
 pub use notify::{Notification, NotifyError, NotifyHandler, SIGNATURE_FAILED, reply_fail};
 pub use paysign::{PayParamsV3, PaySignType, pay_sign_message};
 pub use pem::PemError;

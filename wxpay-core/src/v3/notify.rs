@@ -38,6 +38,10 @@ pub enum NotifyError {
     /// The resource did not decrypt (most likely a wrong APIv3 key).
     #[error("notify resource did not decrypt")]
     Decrypt(#[from] DecryptError),
+    /// The verified, decrypted resource is not the JSON shape of its event
+    /// type.
+    #[error("notify resource is not the expected JSON")]
+    Resource(#[source] serde_json::Error),
 }
 
 impl NotifyError {
@@ -48,6 +52,7 @@ impl NotifyError {
         match self {
             NotifyError::Validation(_) => (401, reply_fail(SIGNATURE_FAILED)),
             NotifyError::Decrypt(_) => (500, reply_fail("resource decryption failed")),
+            NotifyError::Resource(_) => (500, reply_fail("resource not understood")),
             NotifyError::Envelope(_) | NotifyError::ResourceType { .. } => {
                 (400, reply_fail("malformed notification"))
             }

@@ -579,6 +579,6 @@ impl Transport for FakeWechat {
             ),
             _ => self.sign(&answer, &self.config.api_key),
         };
-        Ok(HttpResponse { status: 200, body })
+        Ok(HttpResponse::new(200, body))
     }
 }

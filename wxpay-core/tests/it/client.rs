@@ -156,16 +156,10 @@ async fn answers_are_refused_in_the_spec_order() {
     );
 
     // transport: non-200, garbage, failure
-    rec.reply(Ok(HttpResponse {
-        status: 502,
-        body: b"bad gateway".to_vec(),
-    }));
+    rec.reply(Ok(HttpResponse::new(502, b"bad gateway")));
     let e = client.unified_order(&order()).await.unwrap_err();
     assert!(matches!(e, Error::Transport { .. }) && e.outcome_unknown() && e.is_retryable());
-    rec.reply(Ok(HttpResponse {
-        status: 200,
-        body: b"<html>oops</html>".to_vec(),
-    }));
+    rec.reply(Ok(HttpResponse::new(200, b"<html>oops</html>")));
     let e = client.unified_order(&order()).await.unwrap_err();
     assert!(matches!(e, Error::Xml(_)) && e.outcome_unknown());
     rec.reply(Err("connection reset".into()));
@@ -288,10 +282,10 @@ async fn code2session_needs_the_secret_and_never_leaks_it() {
         .with_app_secret(wxpay_core::AppSecret::new(secret))
         .with_open_api_base("http://open.test");
     let client = Client::with_transport(cfg.clone(), rec.clone());
-    rec.reply(Ok(HttpResponse {
-        status: 200,
-        body: br#"{"openid":"o1","session_key":"sk-value"}"#.to_vec(),
-    }));
+    rec.reply(Ok(HttpResponse::new(
+        200,
+        br#"{"openid":"o1","session_key":"sk-value"}"#,
+    )));
     let s = client.code2session("a code&x").await.unwrap();
     assert_eq!(s.openid, "o1");
     assert!(!format!("{s:?}").contains("sk-value"));

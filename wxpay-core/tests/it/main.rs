@@ -6,4 +6,5 @@ mod identity;
 mod notify;
 mod support;
 mod v3;
+mod v3_client;
 mod vectors;

@@ -44,10 +44,10 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn reply_xml(&self, body: String) -> &Self {
-        self.replies.lock().unwrap().push_back(Ok(HttpResponse {
-            status: 200,
-            body: body.into_bytes(),
-        }));
+        self.replies
+            .lock()
+            .unwrap()
+            .push_back(Ok(HttpResponse::new(200, body)));
         self
     }
 
