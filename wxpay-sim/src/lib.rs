@@ -89,7 +89,9 @@
 #![deny(missing_docs)]
 
 mod api;
+mod api_v3;
 mod control;
+mod keys;
 mod model;
 mod notify;
 mod state;
@@ -99,9 +101,10 @@ use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use wxpay_core::TradeState;
 
+pub use keys::KeyError;
 pub use model::{
-    Faults, NotifyAttempt, NotifyKind, OutsideRefund, PayResult, RefundResult, RefundSource,
-    SimConfig, SimOrder, SimRefund,
+    Faults, NotifyAttempt, NotifyKind, OutsideRefund, PayResult, Protocol, RefundResult,
+    RefundSource, Secret, SimConfig, SimOrder, SimRefund, V3Config, VerifyMode,
 };
 pub use notify::RETRY_SCHEDULE;
 
@@ -114,6 +117,9 @@ pub enum SimError {
     /// The listener could not be bound.
     #[error("cannot listen")]
     Bind(#[source] io::Error),
+    /// The v3 key material could not be loaded, generated or written.
+    #[error("v3 keys")]
+    Keys(#[source] KeyError),
     /// `time_scale` is not a positive finite number.
     #[error("time_scale must be positive and finite, got {0}")]
     TimeScale(f64),
@@ -149,6 +155,85 @@ pub enum SimError {
     },
 }
 
+/// The v3 merchant material of a running simulator
+/// ([`SimHandle::v3_merchant`]): what a merchant server configured against
+/// it needs, and the keys to check what it signs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct V3Merchant {
+    /// The AppID.
+    pub appid: String,
+    /// The merchant number.
+    pub mchid: String,
+    /// The simulator's base URL (the v3 API base).
+    pub api_base: String,
+    /// The merchant API private key (PEM), when the simulator knows it
+    /// (generated or given; not when only the public part was given).
+    pub mch_private_key_pem: Option<Secret>,
+    /// The merchant API certificate serial.
+    pub mch_serial: String,
+    /// The merchant API certificate (PEM), when there is one.
+    pub mch_cert_pem: Option<String>,
+    /// The APIv3 key.
+    pub apiv3_key: Secret,
+    /// Which key signs answers and notifies.
+    pub verify_mode: VerifyMode,
+    /// The WeChat Pay public key id (`PUB_KEY_ID_…`).
+    pub public_key_id: String,
+    /// The WeChat Pay public key (SPKI PEM, `pub_key.pem`).
+    pub public_key_pem: String,
+    /// The listed platform certificates (PEM), oldest first.
+    pub platform_certificates_pem: Vec<String>,
+    /// The serial of the platform certificate that signs now.
+    pub platform_serial: String,
+}
+
+impl V3Merchant {
+    /// A request signer for the merchant, when its private key is known.
+    pub fn credential(&self) -> Option<wxpay_core::v3::Credential> {
+        let pem = self.mch_private_key_pem.as_ref()?;
+        keys::credential(&self.mchid, &self.mch_serial, pem.expose())
+    }
+
+    /// The APIv3 key, ready to decrypt.
+    pub fn api_v3_key(&self) -> wxpay_core::v3::ApiV3Key {
+        wxpay_core::v3::ApiV3Key::new(self.apiv3_key.expose()).expect("checked at start")
+    }
+
+    /// A verifier holding the public key (public-key mode).
+    pub fn public_key_verifier(&self) -> wxpay_core::v3::PublicKeyVerifier {
+        wxpay_core::v3::PublicKeyVerifier::new(
+            &self.public_key_id,
+            wxpay_core::v3::PublicKey::from_pem(&self.public_key_pem).expect("generated SPKI"),
+        )
+    }
+
+    /// A verifier holding the listed platform certificates.
+    pub fn certificate_verifier(&self) -> wxpay_core::v3::CertificateVerifier {
+        keys::certificate_verifier(&self.platform_certificates_pem)
+    }
+
+    /// Both (the migration window).
+    pub fn combined_verifier(&self) -> wxpay_core::v3::CombinedVerifier {
+        keys::combined(
+            &self.public_key_id,
+            &self.public_key_pem,
+            &self.platform_certificates_pem,
+        )
+    }
+}
+
+/// What [`SimHandle::rotate_certificate`] did (the JSON answer of
+/// `POST /sim/rotate-certificate`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CertificateRotation {
+    /// The certificate that signed until now; still listed for
+    /// [`V3Config::rotation_grace`].
+    pub previous_serial_no: String,
+    /// The new certificate, which signs from now on.
+    pub serial_no: String,
+}
+
 /// Starts simulators.
 #[derive(Debug)]
 pub struct Simulator;
@@ -171,9 +256,14 @@ impl Simulator {
         if !(config.time_scale.is_finite() && config.time_scale > 0.0) {
             return Err(SimError::TimeScale(config.time_scale));
         }
+        let sim = Arc::new(Sim::new(config)?);
         let listener = TcpListener::bind(addr).await.map_err(SimError::Bind)?;
         let addr = listener.local_addr().map_err(SimError::Bind)?;
-        let sim = Arc::new(Sim::new(config));
+        if let Some(dir) = &sim.config.v3.keys_dir {
+            sim.v3
+                .write_dir(dir, &sim.config, &format!("http://{addr}"))
+                .map_err(SimError::Keys)?;
+        }
         let app = control::router(Arc::clone(&sim));
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -270,6 +360,24 @@ impl SimHandle {
             .with_app_secret(c.app_secret.clone())
             .with_api_base(self.base_url())
             .with_open_api_base(self.base_url())
+    }
+
+    /// The v3 merchant material: mchid, appid, merchant private key and
+    /// serial, APIv3 key, public key id and PEM, the listed platform
+    /// certificates.
+    pub fn v3_merchant(&self) -> V3Merchant {
+        self.sim.v3.material(&self.sim.config, self.base_url())
+    }
+
+    /// Issues a new platform certificate (new RSA-2048 key, new serial),
+    /// which signs answers and notifies from now on; the previous one stays
+    /// listed in `GET /v3/certificates`, its `expire_time` shortened to
+    /// [`V3Config::rotation_grace`] from now (`POST /sim/rotate-certificate`).
+    ///
+    /// # Errors
+    /// [`SimError::Keys`] if key or certificate generation fails.
+    pub async fn rotate_certificate(&self) -> Result<CertificateRotation, SimError> {
+        self.sim.rotate_certificate().await
     }
 
     /// Mints a single-use `wx.login` code for `openid`
