@@ -186,7 +186,7 @@ fn serial_bytes(serial: &str) -> Result<Vec<u8>, KeyError> {
     };
     if serial.is_empty()
         || serial.len() > 40
-        || serial.len() % 2 != 0
+        || !serial.len().is_multiple_of(2)
         || serial.starts_with("00")
         || !serial.bytes().all(|b| b.is_ascii_hexdigit())
     {
@@ -573,6 +573,15 @@ impl V3Keys {
         config: &SimConfig,
         base_url: &str,
     ) -> Result<(), KeyError> {
+        std::fs::create_dir_all(dir).map_err(|source| KeyError::Write {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        // Absolute paths in wxpay.env, whatever the server's working directory.
+        let dir = &std::fs::canonicalize(dir).map_err(|source| KeyError::Write {
+            path: dir.display().to_string(),
+            source,
+        })?;
         let write = |name: &str, text: &str, private: bool| -> Result<String, KeyError> {
             let path = dir.join(name);
             write_file(&path, text, private).map_err(|source| KeyError::Write {
@@ -581,10 +590,6 @@ impl V3Keys {
             })?;
             Ok(path.display().to_string())
         };
-        std::fs::create_dir_all(dir).map_err(|source| KeyError::Write {
-            path: dir.display().to_string(),
-            source,
-        })?;
         let mut env = vec![
             "# wxpay-sim: a v3 merchant for this simulator".to_owned(),
             "WXPAY_API_VERSION=v3".to_owned(),

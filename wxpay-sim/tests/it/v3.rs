@@ -640,20 +640,20 @@ async fn certificates_decrypt_verify_and_rotate() {
     );
 }
 
+/// One received notify: headers and raw body.
+type Received = (Vec<(String, String)>, Vec<u8>);
+
 /// A v3 notify receiver on 127.0.0.1:0: records headers and raw bodies,
 /// answers with the scripted statuses, then 204.
 #[derive(Clone)]
 struct Listener {
     url: String,
-    got: Arc<Mutex<Vec<(Vec<(String, String)>, Vec<u8>)>>>,
+    got: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Listener {
     async fn start(script: Vec<u16>) -> Listener {
-        type Shared = (
-            Arc<Mutex<Vec<u16>>>,
-            Arc<Mutex<Vec<(Vec<(String, String)>, Vec<u8>)>>>,
-        );
+        type Shared = (Arc<Mutex<Vec<u16>>>, Arc<Mutex<Vec<Received>>>);
         let got = Arc::new(Mutex::new(Vec::new()));
         let state: Shared = (
             Arc::new(Mutex::new(script.into_iter().rev().collect())),
@@ -682,7 +682,7 @@ impl Listener {
         }
     }
 
-    async fn wait_for(&self, n: usize) -> Vec<(Vec<(String, String)>, Vec<u8>)> {
+    async fn wait_for(&self, n: usize) -> Vec<Received> {
         eventually(|| async {
             let got = self.got.lock().unwrap().clone();
             (got.len() >= n).then_some(got)
