@@ -1036,3 +1036,23 @@ async fn generated_keys_are_written_to_the_keys_dir() {
     r.validate(m.combined_verifier()).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn rotate_certificate_through_the_control_api() {
+    let (sim, c) = start(fast_config()).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let resp = http
+        .post(format!("{}/sim/rotate-certificate", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let rotation: wxpay_sim::CertificateRotation = resp.json().await.unwrap();
+    assert_eq!(rotation.previous_serial_no, PLATFORM_SERIAL);
+    let m = sim.v3_merchant();
+    assert_eq!(m.platform_serial, rotation.serial_no);
+    assert_eq!(m.platform_certificates_pem.len(), 2);
+    let r = c.call("GET", "/v3/certificates", None).await;
+    assert_eq!(r.serial(), rotation.serial_no);
+    r.validate(m.certificate_verifier()).unwrap();
+}
