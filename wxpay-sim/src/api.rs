@@ -17,7 +17,7 @@ use wxpay_core::{
 
 use crate::{
     SimError,
-    model::{OutsideRefund, RefundSource},
+    model::{OutsideRefund, Protocol, RefundSource},
     state::{
         CLOSE_MIN_AGE, CODE_TTL, CODE_TTL_FLOOR, Order, OrderState, PREPAY_TTL, Refund, Sim,
         State as SimState, prepay_id, random_alnum, refund_id,
@@ -63,8 +63,8 @@ pub(crate) enum Reply {
 
 /// A business failure: `result_code=FAIL` with these codes.
 pub(crate) struct Biz {
-    code: &'static str,
-    des: String,
+    pub(crate) code: &'static str,
+    pub(crate) des: String,
 }
 
 fn biz(code: &'static str, des: impl Into<String>) -> Biz {
@@ -428,6 +428,10 @@ fn unifiedorder(
         time_end: None,
         payer_openid: None,
         refunds: Vec::new(),
+        protocol: Protocol::V2,
+        v3_request: None,
+        created_at: chrono::Utc::now(),
+        paid_at: None,
     };
     success_fields(&order, out);
     st.prepay_index
@@ -516,7 +520,7 @@ fn closeorder(sim: &Sim, st: &mut SimState, req: &Params, out: &mut Params) -> O
 }
 
 /// The most partial refunds an order can have.
-const MAX_REFUNDS: usize = 50;
+pub(crate) const MAX_REFUNDS: usize = 50;
 
 fn refund(st: &mut SimState, req: &Params, out: &mut Params) -> Outcome {
     if req.non_empty("transaction_id").is_none() && req.non_empty("out_trade_no").is_none() {
@@ -538,6 +542,7 @@ fn refund(st: &mut SimState, req: &Params, out: &mut Params) -> Outcome {
         notify_url: req.non_empty("notify_url").map(str::to_owned),
         refund_account: req.non_empty("refund_account").map(str::to_owned),
         source: RefundSource::Api,
+        protocol: Protocol::V2,
     };
     let (i, created) = accept_refund(st, &out_trade_no, new)?;
     let order = &st.orders[&out_trade_no];
@@ -557,6 +562,8 @@ pub(crate) struct NewRefund {
     /// `None`: `REFUND_SOURCE_UNSETTLED_FUNDS`.
     pub(crate) refund_account: Option<String>,
     pub(crate) source: RefundSource,
+    /// The notify format.
+    pub(crate) protocol: Protocol,
 }
 
 /// WeChat's refund rules: accepts the refund (`PROCESSING`, to end as
@@ -623,6 +630,9 @@ pub(crate) fn accept_refund(
             .unwrap_or_else(|| "REFUND_SOURCE_UNSETTLED_FUNDS".to_owned()),
         outcome,
         source: new.source,
+        protocol: new.protocol,
+        created_at: chrono::Utc::now(),
+        success_at: None,
     });
     order.state = OrderState::Refund;
     let i = order.refunds.len() - 1;
@@ -649,6 +659,10 @@ pub(crate) fn refund_outside(st: &mut SimState, req: &OutsideRefund) -> Result<(
     fields.insert_opt("notify_url", req.notify_url.as_deref());
     check_rules(OUTSIDE_REFUND, Endpoint::Refund.format_error(), &fields)?;
     let total_fee = st.orders.get(&req.out_trade_no).map_or(0, Order::total_fee);
+    let protocol = st
+        .orders
+        .get(&req.out_trade_no)
+        .map_or(Protocol::V2, |o| o.protocol);
     let new = NewRefund {
         out_refund_no: req.out_refund_no.clone(),
         total_fee,
@@ -656,6 +670,7 @@ pub(crate) fn refund_outside(st: &mut SimState, req: &OutsideRefund) -> Result<(
         notify_url: req.notify_url.clone(),
         refund_account: None,
         source: RefundSource::VendorPlatform,
+        protocol,
     };
     accept_refund(st, &req.out_trade_no, new)
 }

@@ -13,7 +13,7 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    SimError, api,
+    SimError, api, api_v3,
     model::{Faults, OutsideRefund, PayResult},
     state::{OrderRef, Sim},
 };
@@ -25,7 +25,9 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         .route("/pay/closeorder", any(api::pay_api))
         .route("/pay/refundquery", any(api::pay_api))
         .route("/secapi/pay/refund", any(api::pay_api))
+        .route("/v3/{*rest}", any(api_v3::v3_api))
         .route("/sns/jscode2session", get(api::jscode2session))
+        .route("/sim/rotate-certificate", post(rotate_certificate))
         .route("/sim/login", post(login))
         .route("/sim/pay", post(pay))
         .route("/sim/refund", post(refund))
@@ -135,6 +137,9 @@ async fn set_faults(State(sim): State<Arc<Sim>>, JsonBody(f): JsonBody<Faults>) 
     for (name, rate) in [
         ("system_error_rate", f.system_error_rate),
         ("bad_answer_signature_rate", f.bad_answer_signature_rate),
+        ("frequency_limited_rate", f.frequency_limited_rate),
+        ("bad_notify_signature_rate", f.bad_notify_signature_rate),
+        ("signature_probe_rate", f.signature_probe_rate),
     ] {
         if !(0.0..=1.0).contains(&rate) {
             let error = format!("{name} must be within 0.0..=1.0");
@@ -148,6 +153,13 @@ async fn set_faults(State(sim): State<Arc<Sim>>, JsonBody(f): JsonBody<Faults>) 
     tracing::info!(faults = ?f, "faults set");
     sim.set_faults(f.clone());
     Json(f).into_response()
+}
+
+async fn rotate_certificate(State(sim): State<Arc<Sim>>) -> Response {
+    match sim.rotate_certificate().await {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
 }
 
 async fn get_faults(State(sim): State<Arc<Sim>>) -> Response {

@@ -1,8 +1,9 @@
 //! # wxpay-sim
 //!
-//! A local WeChat Pay v2 simulator: the real pay-API paths, signatures,
-//! error codes and notify retries, plus `jscode2session`, driven by a small
-//! control API, so code that passes against it works against WeChat.
+//! A local WeChat Pay simulator, API v2 and API v3 on one base URL: the
+//! real pay-API paths, signatures, error codes and notify retries, plus
+//! `jscode2session`, driven by a small control API, so code that passes
+//! against it works against WeChat.
 //!
 //! ```
 //! use wxpay_sim::{SimConfig, Simulator};
@@ -47,6 +48,12 @@
 //!   replies signed the same way; `return_code=FAIL` replies carry no sign.
 //! * `GET /sns/jscode2session`: codes minted by [`SimHandle::login`],
 //!   single use (`40163` on reuse, `40029` when unknown or expired).
+//! * API v3 (below): `POST /v3/pay/transactions/jsapi` and `/native`,
+//!   `GET /v3/pay/transactions/out-trade-no/{no}?mchid=`,
+//!   `GET /v3/pay/transactions/id/{id}?mchid=`,
+//!   `POST /v3/pay/transactions/out-trade-no/{no}/close` (204),
+//!   `POST /v3/refund/domestic/refunds`,
+//!   `GET /v3/refund/domestic/refunds/{out_refund_no}`, `GET /v3/certificates`.
 //!
 //! Protocol failures (`return_code=FAIL`, `return_msg`): GET on a POST
 //! endpoint (`请使用post方法`), empty body (`post数据为空`), non-UTF-8
@@ -62,6 +69,75 @@
 //! `REFUND_FEE_MISMATCH`, `NOTENOUGH`, `REFUNDNOTEXIST` and `SYSTEMERROR`
 //! (fault injection).
 //!
+//! ## API v3
+//!
+//! v2 and v3 share one order store and one numbering space: an
+//! `out_trade_no` used by either protocol is used for both (v3 answers 403
+//! `OUT_TRADE_NO_USED`, v2 `201 商户订单号重复`); either protocol can query
+//! the other's orders. Each order remembers the API that created it
+//! ([`SimOrder::protocol`]) and its notifies follow it: v3 orders get
+//! `TRANSACTION.SUCCESS`, refunds asked for through v3 (and platform
+//! refunds of v3 orders) get `REFUND.SUCCESS` / `REFUND.CLOSED` /
+//! `REFUND.ABNORMAL` — the JSON envelope with its `resource` encrypted
+//! with the APIv3 key (AES-256-GCM, associated data `transaction` /
+//! `refund`), signed like answers afresh on every attempt, retried on
+//! [`RETRY_SCHEDULE`] until the merchant answers 200 or 204.
+//!
+//! Every request is checked (spec 2): the `Authorization` header
+//! (`WECHATPAY2-SHA256-RSA2048`, five pairs), `mchid`, the merchant
+//! certificate serial, a timestamp within 5 minutes of the simulator's
+//! clock (not scaled), and the RSA signature over
+//! `METHOD\nPATH?QUERY\nTS\nNONCE\nBODY\n` with the raw body. Failures answer
+//! 401 `SIGN_ERROR`, unsigned. Everything else is signed (spec 3:
+//! `Wechatpay-Timestamp`, `-Nonce`, `-Serial`, `-Signature`,
+//! `-Signature-Type`, plus `Request-ID`), errors included, as
+//! `{"code","message","detail"?}` with the status of spec 14.3:
+//! `PARAM_ERROR` (with `detail.field`, a JSON pointer or the query
+//! parameter), `INVALID_REQUEST`, `MCH_NOT_EXISTS`, `APPID_MCHID_NOT_MATCH`,
+//! `OUT_TRADE_NO_USED`, `ORDER_CLOSED`, `TRADE_ERROR` (closing a paid
+//! order), `ORDER_NOT_EXIST`, `RESOURCE_NOT_EXISTS`, `FREQUENCY_LIMITED`
+//! and `SYSTEM_ERROR` (fault injection), `NOT_FOUND`.
+//!
+//! Which key signs is [`V3Config::verify_mode`] ([`VerifyMode`]): the
+//! platform certificate, the WeChat Pay public key, or the migration mix.
+//! `GET /v3/certificates` lists the platform certificates encrypted with
+//! the APIv3 key (404 `NOT_FOUND` in public-key mode);
+//! [`SimHandle::rotate_certificate`] puts a new one in charge. Keys are
+//! given in [`V3Config`] or generated at start; [`SimConfig::test`] uses
+//! the spec vectors' fixed keys, and [`SimHandle::v3_merchant`] hands out
+//! what a merchant needs:
+//!
+//! ```
+//! use wxpay_core::v3::{ResponseValidator, WechatpayHeaders};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sim = wxpay_sim::Simulator::start(wxpay_sim::SimConfig::test()).await?;
+//! let merchant = sim.v3_merchant();
+//! let credential = merchant.credential().expect("the simulator knows the test key");
+//! let url = "/v3/pay/transactions/out-trade-no/no-such-order?mchid=1900000109";
+//! let ts = chrono::Utc::now().timestamp().to_string();
+//! let auth = credential.authorization("GET", url, &ts, "nonce123", b"")?;
+//! let resp = reqwest::Client::new()
+//!     .get(format!("{}{url}", sim.base_url()))
+//!     .header("Authorization", auth)
+//!     .send()
+//!     .await?;
+//! let status = resp.status().as_u16();
+//! let headers: Vec<(String, String)> = resp
+//!     .headers()
+//!     .iter()
+//!     .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+//!     .collect();
+//! let body = resp.bytes().await?;
+//! let headers = WechatpayHeaders::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+//! ResponseValidator::new(merchant.certificate_verifier())
+//!     .validate(status, &headers, &body, chrono::Utc::now().timestamp())?;
+//! assert_eq!(status, 404);
+//! assert_eq!(serde_json::from_slice::<serde_json::Value>(&body)?["code"], "ORDER_NOT_EXIST");
+//! # Ok(()) }
+//! ```
+//!
 //! ## Control API (JSON)
 //!
 //! * `POST /sim/login {"openid": "...", "unionid"?: "..."}` → `{"code"}`
@@ -74,6 +150,8 @@
 //!   `409` with `err_code` / `err_code_des` when WeChat's refund rules
 //!   refuse it (as [`SimError::RefundRefused`]).
 //! * `POST /sim/faults` [`Faults`], `GET /sim/faults`
+//! * `POST /sim/rotate-certificate` → [`CertificateRotation`]: a new
+//!   platform certificate signs from now on.
 //! * `GET /sim/orders/{out_trade_no}` → [`SimOrder`], refunds included
 //! * `GET /sim/notifies` → a JSON array of [`NotifyAttempt`]
 //! * `GET /sim/cashier/{prepay_id}`: an HTML pay sheet with Pay and Cancel
@@ -89,7 +167,9 @@
 #![deny(missing_docs)]
 
 mod api;
+mod api_v3;
 mod control;
+mod keys;
 mod model;
 mod notify;
 mod state;
@@ -99,9 +179,10 @@ use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use wxpay_core::TradeState;
 
+pub use keys::KeyError;
 pub use model::{
-    Faults, NotifyAttempt, NotifyKind, OutsideRefund, PayResult, RefundResult, RefundSource,
-    SimConfig, SimOrder, SimRefund,
+    Faults, NotifyAttempt, NotifyKind, OutsideRefund, PayResult, Protocol, RefundResult,
+    RefundSource, Secret, SimConfig, SimOrder, SimRefund, V3Config, VerifyMode,
 };
 pub use notify::RETRY_SCHEDULE;
 
@@ -114,6 +195,9 @@ pub enum SimError {
     /// The listener could not be bound.
     #[error("cannot listen")]
     Bind(#[source] io::Error),
+    /// The v3 key material could not be loaded, generated or written.
+    #[error("v3 keys")]
+    Keys(#[source] KeyError),
     /// `time_scale` is not a positive finite number.
     #[error("time_scale must be positive and finite, got {0}")]
     TimeScale(f64),
@@ -149,6 +233,85 @@ pub enum SimError {
     },
 }
 
+/// The v3 merchant material of a running simulator
+/// ([`SimHandle::v3_merchant`]): what a merchant server configured against
+/// it needs, and the keys to check what it signs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct V3Merchant {
+    /// The AppID.
+    pub appid: String,
+    /// The merchant number.
+    pub mchid: String,
+    /// The simulator's base URL (the v3 API base).
+    pub api_base: String,
+    /// The merchant API private key (PEM), when the simulator knows it
+    /// (generated or given; not when only the public part was given).
+    pub mch_private_key_pem: Option<Secret>,
+    /// The merchant API certificate serial.
+    pub mch_serial: String,
+    /// The merchant API certificate (PEM), when there is one.
+    pub mch_cert_pem: Option<String>,
+    /// The APIv3 key.
+    pub apiv3_key: Secret,
+    /// Which key signs answers and notifies.
+    pub verify_mode: VerifyMode,
+    /// The WeChat Pay public key id (`PUB_KEY_ID_…`).
+    pub public_key_id: String,
+    /// The WeChat Pay public key (SPKI PEM, `pub_key.pem`).
+    pub public_key_pem: String,
+    /// The listed platform certificates (PEM), oldest first.
+    pub platform_certificates_pem: Vec<String>,
+    /// The serial of the platform certificate that signs now.
+    pub platform_serial: String,
+}
+
+impl V3Merchant {
+    /// A request signer for the merchant, when its private key is known.
+    pub fn credential(&self) -> Option<wxpay_core::v3::Credential> {
+        let pem = self.mch_private_key_pem.as_ref()?;
+        keys::credential(&self.mchid, &self.mch_serial, pem.expose())
+    }
+
+    /// The APIv3 key, ready to decrypt.
+    pub fn api_v3_key(&self) -> wxpay_core::v3::ApiV3Key {
+        wxpay_core::v3::ApiV3Key::new(self.apiv3_key.expose()).expect("checked at start")
+    }
+
+    /// A verifier holding the public key (public-key mode).
+    pub fn public_key_verifier(&self) -> wxpay_core::v3::PublicKeyVerifier {
+        wxpay_core::v3::PublicKeyVerifier::new(
+            &self.public_key_id,
+            wxpay_core::v3::PublicKey::from_pem(&self.public_key_pem).expect("generated SPKI"),
+        )
+    }
+
+    /// A verifier holding the listed platform certificates.
+    pub fn certificate_verifier(&self) -> wxpay_core::v3::CertificateVerifier {
+        keys::certificate_verifier(&self.platform_certificates_pem)
+    }
+
+    /// Both (the migration window).
+    pub fn combined_verifier(&self) -> wxpay_core::v3::CombinedVerifier {
+        keys::combined(
+            &self.public_key_id,
+            &self.public_key_pem,
+            &self.platform_certificates_pem,
+        )
+    }
+}
+
+/// What [`SimHandle::rotate_certificate`] did (the JSON answer of
+/// `POST /sim/rotate-certificate`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CertificateRotation {
+    /// The certificate that signed until now; still listed for
+    /// [`V3Config::rotation_grace`].
+    pub previous_serial_no: String,
+    /// The new certificate, which signs from now on.
+    pub serial_no: String,
+}
+
 /// Starts simulators.
 #[derive(Debug)]
 pub struct Simulator;
@@ -171,9 +334,14 @@ impl Simulator {
         if !(config.time_scale.is_finite() && config.time_scale > 0.0) {
             return Err(SimError::TimeScale(config.time_scale));
         }
+        let sim = Arc::new(Sim::new(config)?);
         let listener = TcpListener::bind(addr).await.map_err(SimError::Bind)?;
         let addr = listener.local_addr().map_err(SimError::Bind)?;
-        let sim = Arc::new(Sim::new(config));
+        if let Some(dir) = &sim.config.v3.keys_dir {
+            sim.v3
+                .write_dir(dir, &sim.config, &format!("http://{addr}"))
+                .map_err(SimError::Keys)?;
+        }
         let app = control::router(Arc::clone(&sim));
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -270,6 +438,24 @@ impl SimHandle {
             .with_app_secret(c.app_secret.clone())
             .with_api_base(self.base_url())
             .with_open_api_base(self.base_url())
+    }
+
+    /// The v3 merchant material: mchid, appid, merchant private key and
+    /// serial, APIv3 key, public key id and PEM, the listed platform
+    /// certificates.
+    pub fn v3_merchant(&self) -> V3Merchant {
+        self.sim.v3.material(&self.sim.config, self.base_url())
+    }
+
+    /// Issues a new platform certificate (new RSA-2048 key, new serial),
+    /// which signs answers and notifies from now on; the previous one stays
+    /// listed in `GET /v3/certificates`, its `expire_time` shortened to
+    /// [`V3Config::rotation_grace`] from now (`POST /sim/rotate-certificate`).
+    ///
+    /// # Errors
+    /// [`SimError::Keys`] if key or certificate generation fails.
+    pub async fn rotate_certificate(&self) -> Result<CertificateRotation, SimError> {
+        self.sim.rotate_certificate().await
     }
 
     /// Mints a single-use `wx.login` code for `openid`

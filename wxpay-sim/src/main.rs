@@ -1,24 +1,33 @@
-//! `wxpay-sim`: run the WeChat Pay v2 simulator as a server.
+//! `wxpay-sim`: run the WeChat Pay simulator (API v2 and v3) as a server.
 //!
 //! ```text
 //! wxpay-sim --listen 127.0.0.1:9000 --time-scale 0.001
 //! wxpay-sim --refund-delay-ms 0 --refund-notify-url http://127.0.0.1:8080/pay/refund-notify
+//! wxpay-sim --verify-mode migration --keys-dir ./sim-keys   # then: source ./sim-keys/wxpay.env
 //! ```
 //!
-//! Credentials come from flags or `WXPAY_APPID`, `WXPAY_MCH_ID`,
+//! v2 credentials come from flags or `WXPAY_APPID`, `WXPAY_MCH_ID`,
 //! `WXPAY_API_KEY`, `WXPAY_APP_SECRET`; missing ones take the test values
-//! of `SimConfig::test()`. Secrets are never printed.
+//! of `SimConfig::test()`. v3 keys not given are generated at start
+//! (`--test-keys`: the fixed keys of the spec's vectors). Secrets are never
+//! printed (only written to `--keys-dir`).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use wxpay_core::{ApiKey, AppSecret};
-use wxpay_sim::{SimConfig, Simulator};
+use wxpay_sim::{Secret, SimConfig, Simulator, V3Config, VerifyMode};
 
-/// A local WeChat Pay v2 simulator.
+/// A local WeChat Pay simulator: API v2 (XML, `/pay/...`) and API v3 (JSON,
+/// RSA-signed, `/v3/...`) on one base URL, plus `jscode2session` and a
+/// control API (`/sim/...`).
+///
+/// v3 keys that are not given are generated at start (RSA-2048,
+/// self-signed certificates with 40-hex-digit serials); `--keys-dir` writes
+/// them, with a `wxpay.env` for the merchant server.
 #[derive(Parser)]
-#[command(name = "wxpay-sim", version, about)]
+#[command(name = "wxpay-sim", version, about, long_about)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9000")]
@@ -48,6 +57,100 @@ struct Args {
     /// once.
     #[arg(long, default_value_t = 60_000)]
     refund_delay_ms: u64,
+    /// v3: which key signs answers and notifies: `cert` (the platform
+    /// certificate), `pubkey` (the WeChat Pay public key; /v3/certificates
+    /// answers 404) or `migration` (answers follow the request's
+    /// Wechatpay-Serial, notifies use either at random).
+    #[arg(long, default_value = "cert", value_parser = parse_mode)]
+    verify_mode: VerifyMode,
+    /// v3: the APIv3 key (32 characters); random when not given.
+    #[arg(long, env = "WXPAY_APIV3_KEY", hide_env_values = true)]
+    apiv3_key: Option<String>,
+    /// v3: use the fixed test keys of the spec's vectors (APIv3 key
+    /// included unless --apiv3-key) instead of generating keys. Other key
+    /// flags are then ignored.
+    #[arg(long)]
+    test_keys: bool,
+    /// v3: the merchant's API public key (SPKI PEM) that verifies its
+    /// requests; needs --mch-serial.
+    #[arg(long, value_name = "FILE", conflicts_with = "mch_cert")]
+    mch_public_key: Option<PathBuf>,
+    /// v3: the merchant's API certificate (PEM) that verifies its requests;
+    /// its serial is the default of --mch-serial.
+    #[arg(long, value_name = "FILE")]
+    mch_cert: Option<PathBuf>,
+    /// v3: the merchant's API private key (PEM), so that the simulator can
+    /// hand it out (keys dir); with neither this nor a public key or
+    /// certificate, a merchant key pair is generated.
+    #[arg(long, value_name = "FILE")]
+    mch_private_key: Option<PathBuf>,
+    /// v3: the merchant API certificate serial expected in Authorization.
+    #[arg(long, value_name = "HEX")]
+    mch_serial: Option<String>,
+    /// v3: the platform certificate's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    platform_key: Option<PathBuf>,
+    /// v3: the platform certificate (PEM) of --platform-key; generated for
+    /// it when not given.
+    #[arg(long, value_name = "FILE", requires = "platform_key")]
+    platform_cert: Option<PathBuf>,
+    /// v3: the serial of a generated platform certificate (hex, up to 40
+    /// digits).
+    #[arg(long, value_name = "HEX")]
+    platform_serial: Option<String>,
+    /// v3: the WeChat Pay public key's private part (PEM), so that the
+    /// simulator can sign with it; needs --public-key-id.
+    #[arg(long, value_name = "FILE", requires = "public_key_id")]
+    public_key: Option<PathBuf>,
+    /// v3: the public key id, `PUB_KEY_ID_…`.
+    #[arg(long, value_name = "ID")]
+    public_key_id: Option<String>,
+    /// v3: write the key material here at start: wxpay.env (the WXPAY_*
+    /// lines of a v3 merchant for this simulator, v2 lines included),
+    /// apiclient_key.pem, apiclient_cert.pem, pub_key.pem and the
+    /// simulator's platform_key.pem, platform_cert.pem, pub_key_private.pem.
+    #[arg(long, value_name = "DIR")]
+    keys_dir: Option<PathBuf>,
+    /// v3: seed for the migration-mode choice of notify key.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+fn parse_mode(s: &str) -> Result<VerifyMode, String> {
+    s.parse()
+}
+
+fn read(path: &Option<PathBuf>) -> Result<Option<String>, Box<dyn std::error::Error>> {
+    match path {
+        None => Ok(None),
+        Some(p) => std::fs::read_to_string(p)
+            .map(Some)
+            .map_err(|e| format!("cannot read {}: {e}", p.display()).into()),
+    }
+}
+
+fn v3_config(args: &Args) -> Result<V3Config, Box<dyn std::error::Error>> {
+    let mut v3 = if args.test_keys {
+        V3Config::test()
+    } else {
+        let mut v3 = V3Config::generated();
+        v3.mch_public_key_pem = read(&args.mch_public_key)?.or(read(&args.mch_cert)?);
+        v3.mch_private_key_pem = read(&args.mch_private_key)?.map(Secret::new);
+        v3.mch_serial = args.mch_serial.clone();
+        v3.platform_key_pem = read(&args.platform_key)?.map(Secret::new);
+        v3.platform_cert_pem = read(&args.platform_cert)?;
+        v3.platform_serial = args.platform_serial.clone();
+        v3.public_key_private_pem = read(&args.public_key)?.map(Secret::new);
+        v3.public_key_id = args.public_key_id.clone();
+        v3
+    };
+    if let Some(k) = &args.apiv3_key {
+        v3.apiv3_key = Secret::new(k.clone());
+    }
+    v3.verify_mode = args.verify_mode;
+    v3.keys_dir = args.keys_dir.clone();
+    v3.seed = args.seed;
+    Ok(v3)
 }
 
 #[tokio::main]
@@ -59,6 +162,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let args = Args::parse();
     let mut config = SimConfig::test();
+    config.v3 = v3_config(&args)?;
     let defaults = args.api_key.is_none() || args.app_secret.is_none();
     if let Some(v) = args.appid {
         config.appid = v;
@@ -85,6 +189,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "wxpay-sim listening on {} (appid {appid}, mch_id {mch_id}, time scale {scale})",
         sim.base_url()
     );
+    let v3 = sim.v3_merchant();
+    println!(
+        "v3: verify mode {:?}, merchant serial {}, platform certificate {}, public key {}",
+        v3.verify_mode, v3.mch_serial, v3.platform_serial, v3.public_key_id
+    );
+    if let Some(dir) = &sim.config().v3.keys_dir {
+        println!("v3 keys written to {} (wxpay.env inside)", dir.display());
+    }
     if defaults {
         println!("note: API key or AppSecret not given; using the built-in test values");
     }

@@ -1,7 +1,7 @@
 //! Public value types: configuration, fault settings, order snapshots and
 //! the notify delivery log.
 
-use std::time::Duration;
+use std::{fmt, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use wxpay_core::{ApiKey, AppSecret, Fen, RefundStatus, SignType, TradeState};
@@ -34,6 +34,8 @@ pub struct SimConfig {
     /// refunds final as soon as they are accepted, before the refund
     /// answer is sent.
     pub refund_delay: Duration,
+    /// API v3: keys, APIv3 key and which key signs answers and notifies.
+    pub v3: V3Config,
 }
 
 impl SimConfig {
@@ -48,7 +50,37 @@ impl SimConfig {
             time_scale: 1.0,
             refund_notify_url: None,
             refund_delay: Duration::from_secs(60),
+            v3: V3Config::test(),
         }
+    }
+
+    /// Sets [`V3Config::verify_mode`].
+    pub fn with_verify_mode(mut self, mode: VerifyMode) -> Self {
+        self.v3.verify_mode = mode;
+        self
+    }
+
+    /// Generates every v3 key at start instead of using the fixed test keys
+    /// ([`V3Config::generated`], keeping the APIv3 key and mode).
+    pub fn with_generated_v3_keys(mut self) -> Self {
+        self.v3 = V3Config {
+            apiv3_key: self.v3.apiv3_key.clone(),
+            verify_mode: self.v3.verify_mode,
+            ..V3Config::generated()
+        };
+        self
+    }
+
+    /// Sets [`V3Config::keys_dir`].
+    pub fn with_keys_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.v3.keys_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets [`V3Config::seed`].
+    pub fn with_v3_seed(mut self, seed: u64) -> Self {
+        self.v3.seed = Some(seed);
+        self
     }
 
     /// Sets [`SimConfig::time_scale`].
@@ -71,7 +103,7 @@ impl SimConfig {
     /// Sets [`SimConfig::refund_delay`].
     ///
     /// ```
-    /// use std::time::Duration;
+    /// use std::{fmt, path::PathBuf, time::Duration};
     /// let c = wxpay_sim::SimConfig::test()
     ///     .with_time_scale(0.001)
     ///     .with_refund_delay(Duration::from_secs(10));
@@ -86,6 +118,169 @@ impl SimConfig {
     pub fn scaled(&self, real: Duration) -> Duration {
         real.mul_f64(self.time_scale)
     }
+}
+
+/// A secret string (private key PEM, APIv3 key): `Debug` prints `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Which WeChat Pay key signs v3 answers and notifies (spec 3.4, 4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// Platform-certificate mode: the current platform certificate signs;
+    /// `GET /v3/certificates` lists the certificates.
+    #[default]
+    Cert,
+    /// Public-key mode: the WeChat Pay public key (`PUB_KEY_ID_…`) signs;
+    /// `GET /v3/certificates` answers 404 `NOT_FOUND`.
+    PubKey,
+    /// The migration window: an answer is signed with the public key when
+    /// the request's `Wechatpay-Serial` header is a `PUB_KEY_ID_…`, with the
+    /// certificate otherwise; each notify attempt with one or the other at
+    /// random (even odds, seedable with [`V3Config::seed`]).
+    Migration,
+}
+
+impl std::str::FromStr for VerifyMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cert" => Ok(VerifyMode::Cert),
+            "pubkey" => Ok(VerifyMode::PubKey),
+            "migration" => Ok(VerifyMode::Migration),
+            other => Err(format!(
+                "unknown verify mode {other:?} (cert, pubkey, migration)"
+            )),
+        }
+    }
+}
+
+/// The API v3 side of the simulated merchant and of WeChat. Every key left
+/// `None` is generated at start (RSA-2048; certificates self-signed, serials
+/// of 40 hex digits).
+#[derive(Debug, Clone)]
+pub struct V3Config {
+    /// The APIv3 key (32 characters): encrypts notify resources and the
+    /// certificates of `GET /v3/certificates`.
+    pub apiv3_key: Secret,
+    /// Which key signs answers and notifies.
+    pub verify_mode: VerifyMode,
+    /// The merchant API private key (PEM, PKCS#8 or PKCS#1), when the
+    /// simulator should know it (it then hands it out in
+    /// [`crate::SimHandle::v3_merchant`] and the keys directory). Without
+    /// it and without [`V3Config::mch_public_key_pem`], a merchant key pair
+    /// is generated.
+    pub mch_private_key_pem: Option<Secret>,
+    /// What verifies the merchant's requests: its public key (SPKI PEM) or
+    /// its API certificate (PEM, whose serial is then the default of
+    /// [`V3Config::mch_serial`]).
+    pub mch_public_key_pem: Option<String>,
+    /// The merchant API certificate serial expected in `Authorization`.
+    pub mch_serial: Option<String>,
+    /// The platform certificate's private key (PEM).
+    pub platform_key_pem: Option<Secret>,
+    /// The platform certificate (PEM) for [`V3Config::platform_key_pem`];
+    /// generated for it when absent.
+    pub platform_cert_pem: Option<String>,
+    /// The serial of a generated platform certificate (hex).
+    pub platform_serial: Option<String>,
+    /// The private part of the WeChat Pay public key (PEM), so that the
+    /// simulator can sign with it.
+    pub public_key_private_pem: Option<Secret>,
+    /// Its id, `PUB_KEY_ID_…`.
+    pub public_key_id: Option<String>,
+    /// Where to write the key material at start: `wxpay.env` (the
+    /// `WXPAY_*` lines of a v3 merchant for this simulator, plus the v2
+    /// ones), `apiclient_key.pem`, `apiclient_cert.pem`, `pub_key.pem`, and
+    /// the simulator's own `platform_key.pem`, `platform_cert.pem`,
+    /// `pub_key_private.pem`.
+    pub keys_dir: Option<PathBuf>,
+    /// Seeds the migration-mode choice of notify signer (random otherwise).
+    pub seed: Option<u64>,
+    /// How long a replaced platform certificate stays listed after
+    /// [`crate::SimHandle::rotate_certificate`] (its `expire_time` is
+    /// shortened to then). A WeChat-side duration, scaled by
+    /// [`SimConfig::time_scale`]; default 24 hours.
+    pub rotation_grace: Duration,
+}
+
+impl V3Config {
+    /// The fixed keys of the spec's test vectors (`data/v3_*.pem` in this
+    /// crate): merchant serial `3D2C1B0A99887766554433221100FFEEDDCCBBAA`,
+    /// platform serial `5A1B2C3D4E5F60718293A4B5C6D7E8F901234567`, public key
+    /// `PUB_KEY_ID_0114232134912410000000000000000001`, APIv3 key
+    /// `wxpayV3VectorKey0123456789ABCDEF`; certificate mode. Starts instantly.
+    pub fn test() -> Self {
+        Self {
+            apiv3_key: Secret::new("wxpayV3VectorKey0123456789ABCDEF"),
+            verify_mode: VerifyMode::Cert,
+            mch_private_key_pem: Some(Secret::new(include_str!("../data/v3_merchant_key.pem"))),
+            mch_public_key_pem: Some(include_str!("../data/v3_merchant_cert.pem").to_owned()),
+            mch_serial: Some("3D2C1B0A99887766554433221100FFEEDDCCBBAA".to_owned()),
+            platform_key_pem: Some(Secret::new(include_str!("../data/v3_platform_key.pem"))),
+            platform_cert_pem: Some(include_str!("../data/v3_platform_cert.pem").to_owned()),
+            platform_serial: None,
+            public_key_private_pem: Some(Secret::new(include_str!(
+                "../data/v3_pub_key_private.pem"
+            ))),
+            public_key_id: Some("PUB_KEY_ID_0114232134912410000000000000000001".to_owned()),
+            keys_dir: None,
+            seed: None,
+            rotation_grace: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// Nothing given: every key generated at start, a random APIv3 key,
+    /// certificate mode.
+    pub fn generated() -> Self {
+        Self {
+            apiv3_key: Secret::new(crate::state::random_alnum(32)),
+            verify_mode: VerifyMode::Cert,
+            mch_private_key_pem: None,
+            mch_public_key_pem: None,
+            mch_serial: None,
+            platform_key_pem: None,
+            platform_cert_pem: None,
+            platform_serial: None,
+            public_key_private_pem: None,
+            public_key_id: None,
+            keys_dir: None,
+            seed: None,
+            rotation_grace: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Which API created an order (or asked for a refund); its notifies follow
+/// it: XML for v2, signed encrypted JSON for v3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// API v2 (XML).
+    #[default]
+    V2,
+    /// API v3 (JSON).
+    V3,
 }
 
 impl Default for SimConfig {
@@ -110,19 +305,29 @@ pub struct Faults {
     pub duplicate_notifies: u32,
     /// Probability (0.0–1.0) that a pay-API call answers
     /// `result_code=FAIL`, `err_code=SYSTEMERROR` without changing state
-    /// (`jscode2session` answers `errcode -1`).
+    /// (`jscode2session` answers `errcode -1`, v3 calls 500 `SYSTEM_ERROR`).
     pub system_error_rate: f64,
     /// Delay before answering every pay-API and `jscode2session` call.
     pub delay_ms: u64,
     /// Probability (0.0–1.0) that a signed pay-API answer (every `/pay/*`
-    /// and `/secapi/pay/refund` answer with `return_code=SUCCESS`) is signed
-    /// with a wrong key, as if it were corrupted in transit. The call itself
+    /// and `/secapi/pay/refund` answer with `return_code=SUCCESS`, and every
+    /// signed `/v3/...` answer) is signed with a wrong key, as if it were
+    /// corrupted in transit. The call itself
     /// still takes effect: an order is created, a refund accepted.
     pub bad_answer_signature_rate: f64,
     /// How the refunds accepted from now on end, once
     /// [`SimConfig::refund_delay`] has passed. Refunds already accepted keep
     /// the outcome they were accepted with.
     pub refund_result: RefundResult,
+    /// Probability (0.0–1.0) that a v3 call answers 429
+    /// `FREQUENCY_LIMITED` without changing state.
+    pub frequency_limited_rate: f64,
+    /// Probability (0.0–1.0) that a v3 notify attempt carries a wrong
+    /// signature (a valid signature of another message).
+    pub bad_notify_signature_rate: f64,
+    /// Probability (0.0–1.0) that a v3 answer or notify attempt carries a
+    /// `WECHATPAY/SIGNTEST/` probe signature (spec 3.5).
+    pub signature_probe_rate: f64,
 }
 
 /// The final status of a refund (`Faults::refund_result`, JSON
@@ -158,9 +363,9 @@ impl RefundResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NotifyKind {
-    /// The payment-result notify (signed XML).
+    /// The payment-result notify (v2: signed XML; v3: `TRANSACTION.SUCCESS`).
     Payment,
-    /// The refund-result notify (encrypted `req_info`).
+    /// The refund-result notify (v2: encrypted `req_info`; v3: `REFUND.*`).
     Refund,
 }
 
@@ -179,15 +384,21 @@ pub struct NotifyAttempt {
     pub duplicate: bool,
     /// Where it was sent.
     pub url: String,
-    /// The XML body that was (or would have been) sent.
+    /// The body that was (or would have been) sent: v2 XML or the v3 JSON
+    /// envelope.
     pub body: String,
+    /// The notify's format.
+    pub protocol: Protocol,
+    /// v3: the `Wechatpay-Serial` this attempt was signed with.
+    pub serial: Option<String>,
     /// The HTTP status of the reply, if one came.
     pub status: Option<u16>,
     /// The reply body, if one came.
     pub reply: Option<String>,
     /// Why no usable reply came (connection error, timeout, dropped).
     pub error: Option<String>,
-    /// Whether the reply was the SUCCESS XML, which ends the retries.
+    /// Whether the reply ended the retries: the SUCCESS XML (v2), HTTP 200
+    /// or 204 (v3).
     pub delivered: bool,
 }
 
@@ -210,6 +421,9 @@ pub struct SimRefund {
     /// Who asked for it: the merchant's API call or the merchant platform
     /// ([`crate::SimHandle::refund_outside`]).
     pub refund_request_source: RefundSource,
+    /// The notify format: the API that asked for it (a platform refund
+    /// follows its order's API).
+    pub protocol: Protocol,
 }
 
 /// Where a refund was asked for (`refund_request_source` in the refund
@@ -309,8 +523,11 @@ pub struct SimOrder {
     pub attach: Option<String>,
     /// Payment notify URL.
     pub notify_url: String,
-    /// The algorithm of the unifiedorder call, used for the notify.
+    /// The algorithm of the unifiedorder call, used for the notify (v2
+    /// orders; `MD5` for v3 ones, which sign with RSA).
     pub sign_type: SignType,
+    /// The API that created the order.
+    pub protocol: Protocol,
     /// WeChat's order number once paid.
     pub transaction_id: Option<String>,
     /// `yyyyMMddHHmmss` (Beijing) once paid.

@@ -12,8 +12,9 @@ use wxpay_core::{
 };
 
 use crate::{
-    model::{NotifyAttempt, NotifyKind, SimConfig},
-    state::{Order, Refund, Sim},
+    keys::Tamper,
+    model::{NotifyAttempt, NotifyKind, Protocol, SimConfig},
+    state::{Order, Refund, Sim, roll},
 };
 
 /// The delays before notify retries 1–15 (real time; the simulator scales them): 15s/15s/30s/3m/10m/20m/30m/30m/30m/60m/3h/3h/3h/6h/6h.
@@ -41,6 +42,9 @@ pub(crate) struct NotifyJob {
     pub(crate) out_refund_no: Option<String>,
     pub(crate) url: String,
     pub(crate) body: String,
+    /// v3 jobs are signed afresh on every attempt (a fresh timestamp, and in
+    /// migration mode a fresh choice of key).
+    pub(crate) protocol: Protocol,
 }
 
 /// The signed payment notify of a freshly paid order. HMAC orders get no
@@ -76,6 +80,7 @@ pub(crate) fn payment_job(config: &SimConfig, order: &Order) -> NotifyJob {
         out_refund_no: None,
         url: order.field("notify_url").unwrap_or_default().to_owned(),
         body: to_xml(&p),
+        protocol: Protocol::V2,
     }
 }
 
@@ -116,6 +121,7 @@ pub(crate) fn refund_job(
         out_refund_no: Some(refund.out_refund_no.clone()),
         url,
         body: to_xml(&outer),
+        protocol: Protocol::V2,
     }
 }
 
@@ -170,21 +176,39 @@ struct Outcome {
     reply: Option<String>,
     error: Option<String>,
     delivered: bool,
+    serial: Option<String>,
 }
 
 async fn send(sim: &Sim, job: &NotifyJob) -> Outcome {
-    let res = sim
-        .http
-        .post(&job.url)
-        .header("content-type", "text/xml; charset=utf-8")
-        .body(job.body.clone())
-        .send()
-        .await;
+    let mut req = sim.http.post(&job.url).body(job.body.clone());
+    let mut serial = None;
+    match job.protocol {
+        Protocol::V2 => req = req.header("content-type", "text/xml; charset=utf-8"),
+        Protocol::V3 => {
+            let faults = sim.faults();
+            let tamper = if roll(faults.signature_probe_rate) {
+                Tamper::Probe
+            } else if roll(faults.bad_notify_signature_rate) {
+                Tamper::Corrupt
+            } else {
+                Tamper::None
+            };
+            let signer = sim.v3.notify_signer();
+            let signature = sim.v3.sign(signer, job.body.as_bytes(), tamper);
+            req = req.header("content-type", "application/json");
+            for (name, value) in signature.headers() {
+                req = req.header(name, value);
+            }
+            serial = Some(signature.serial);
+        }
+    }
+    let res = req.send().await;
     let resp = match res {
         Ok(r) => r,
         Err(e) => {
             return Outcome {
                 error: Some(error_chain(&e)),
+                serial,
                 ..Outcome::default()
             };
         }
@@ -192,21 +216,29 @@ async fn send(sim: &Sim, job: &NotifyJob) -> Outcome {
     let status = resp.status().as_u16();
     match resp.text().await {
         Ok(text) => {
-            // Only the SUCCESS XML counts; "success", JSON or HTML are failures.
-            let delivered = status == 200
-                && parse(text.as_bytes())
-                    .map(|p| p.get("return_code") == Some("SUCCESS"))
-                    .unwrap_or(false);
+            let delivered = match job.protocol {
+                // Only the SUCCESS XML counts; "success", JSON or HTML are failures.
+                Protocol::V2 => {
+                    status == 200
+                        && parse(text.as_bytes())
+                            .map(|p| p.get("return_code") == Some("SUCCESS"))
+                            .unwrap_or(false)
+                }
+                // v3 decides by the status alone (spec 13.5).
+                Protocol::V3 => status == 200 || status == 204,
+            };
             Outcome {
                 status: Some(status),
                 reply: Some(text),
                 error: None,
                 delivered,
+                serial,
             }
         }
         Err(e) => Outcome {
             status: Some(status),
             error: Some(error_chain(&e)),
+            serial,
             ..Outcome::default()
         },
     }
@@ -243,6 +275,8 @@ fn record(sim: &Sim, job: &NotifyJob, attempt: u32, duplicate: bool, outcome: Ou
         duplicate,
         url: job.url.clone(),
         body: job.body.clone(),
+        protocol: job.protocol,
+        serial: outcome.serial,
         status: outcome.status,
         reply: outcome.reply,
         error: outcome.error,

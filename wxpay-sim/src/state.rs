@@ -12,10 +12,11 @@ use tokio::{task::AbortHandle, time::Instant};
 use wxpay_core::{Fen, Params, RefundStatus, SignType, TradeState, types::format_beijing};
 
 use crate::{
-    SimError, api,
+    SimError, api, api_v3,
+    keys::V3Keys,
     model::{
-        Faults, NotifyAttempt, OutsideRefund, PayResult, RefundResult, RefundSource, SimConfig,
-        SimOrder, SimRefund,
+        Faults, NotifyAttempt, OutsideRefund, PayResult, Protocol, RefundResult, RefundSource,
+        SimConfig, SimOrder, SimRefund,
     },
     notify::{self, NotifyJob},
 };
@@ -31,6 +32,7 @@ pub(crate) const CODE_TTL_FLOOR: Duration = Duration::from_secs(10);
 
 pub(crate) struct Sim {
     pub(crate) config: SimConfig,
+    pub(crate) v3: V3Keys,
     pub(crate) state: Mutex<State>,
     pub(crate) http: reqwest::Client,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -99,6 +101,12 @@ pub(crate) struct Order {
     pub(crate) time_end: Option<String>,
     pub(crate) payer_openid: Option<String>,
     pub(crate) refunds: Vec<Refund>,
+    /// The API that created it.
+    pub(crate) protocol: Protocol,
+    /// v3 orders: the prepay body, which re-entry must repeat.
+    pub(crate) v3_request: Option<serde_json::Value>,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) paid_at: Option<DateTime<Utc>>,
 }
 
 impl Order {
@@ -118,6 +126,32 @@ impl Order {
 
     pub(crate) fn openid(&self) -> Option<&str> {
         self.payer_openid.as_deref().or(self.field("openid"))
+    }
+
+    /// Whether the order is past its `time_expire` (v2 `yyyyMMddHHmmss`, v3
+    /// RFC 3339, raised to creation + 1 minute like WeChat does).
+    pub(crate) fn expired(&self) -> bool {
+        let now = Utc::now();
+        if let Some(t) = self
+            .field("time_expire")
+            .and_then(|exp| wxpay_core::types::parse_beijing("time_expire", exp).ok())
+        {
+            return now > t;
+        }
+        let v3 = self
+            .v3_request
+            .as_ref()
+            .and_then(|v| v.get("time_expire"))
+            .and_then(|v| v.as_str())
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+        match v3 {
+            Some(t) => {
+                now > t
+                    .with_timezone(&Utc)
+                    .max(self.created_at + chrono::Duration::minutes(1))
+            }
+            None => false,
+        }
     }
 
     /// What its refunds have used up: all but the closed ones.
@@ -141,6 +175,7 @@ impl Order {
             attach: self.field("attach").map(str::to_owned),
             notify_url: self.field("notify_url").unwrap_or_default().to_owned(),
             sign_type: self.sign_type,
+            protocol: self.protocol,
             transaction_id: self.transaction_id.clone(),
             time_end: self.time_end.clone(),
             refunds: self.refunds.iter().map(Refund::snapshot).collect(),
@@ -160,6 +195,10 @@ pub(crate) struct Refund {
     /// The final status it reaches after the refund delay.
     pub(crate) outcome: RefundResult,
     pub(crate) source: RefundSource,
+    /// Its notify format.
+    pub(crate) protocol: Protocol,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) success_at: Option<DateTime<Utc>>,
 }
 
 impl Refund {
@@ -172,6 +211,7 @@ impl Refund {
             notify_url: self.notify_url.clone(),
             success_time: self.success_time.clone(),
             refund_request_source: self.source,
+            protocol: self.protocol,
         }
     }
 }
@@ -184,18 +224,20 @@ pub(crate) enum OrderRef {
 }
 
 impl Sim {
-    pub(crate) fn new(config: SimConfig) -> Self {
+    pub(crate) fn new(config: SimConfig) -> Result<Self, SimError> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
-        Self {
+        let v3 = V3Keys::load(&config).map_err(SimError::Keys)?;
+        Ok(Self {
             config,
+            v3,
             state: Mutex::new(State::default()),
             http,
             tasks: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -298,11 +340,7 @@ impl Sim {
             if order.prepay_issued.elapsed() > prepay_ttl {
                 return Err(SimError::PrepayExpired(order.prepay_id.clone()));
             }
-            let expired = order
-                .field("time_expire")
-                .and_then(|exp| wxpay_core::types::parse_beijing("time_expire", exp).ok())
-                .is_some_and(|t| Utc::now() > t);
-            if expired {
+            if order.expired() {
                 return Err(SimError::OrderExpired(out_trade_no));
             }
             if order.payer_openid.is_none() && order.field("openid").is_none() {
@@ -318,8 +356,13 @@ impl Sim {
                     order.state = OrderState::Success;
                     let tid = transaction_id();
                     order.transaction_id = Some(tid.clone());
-                    order.time_end = Some(format_beijing(Utc::now()));
-                    let job = notify::payment_job(&self.config, order);
+                    let now = Utc::now();
+                    order.time_end = Some(format_beijing(now));
+                    order.paid_at = Some(now);
+                    let job = match order.protocol {
+                        Protocol::V2 => notify::payment_job(&self.config, order),
+                        Protocol::V3 => api_v3::payment_notify_job(self, order),
+                    };
                     st.transaction_index.insert(tid, out_trade_no.clone());
                     Some(job)
                 }
@@ -337,6 +380,22 @@ impl Sim {
             self.spawn(notify::deliver(sim, job));
         }
         Ok(snapshot)
+    }
+
+    /// Issues a new platform certificate (new key, new serial), which signs
+    /// from now on; the previous ones stay listed for the rotation grace.
+    pub(crate) async fn rotate_certificate(&self) -> Result<crate::CertificateRotation, SimError> {
+        let new = tokio::task::spawn_blocking(|| crate::keys::PlatformCert::generate(None))
+            .await
+            .map_err(|_| SimError::Keys(crate::keys::KeyError::Generate))?
+            .map_err(SimError::Keys)?;
+        let grace = self.scaled(self.config.v3.rotation_grace);
+        let (previous_serial_no, serial_no) = self.v3.rotate(new, grace);
+        tracing::info!(%previous_serial_no, %serial_no, "platform certificate rotated");
+        Ok(crate::CertificateRotation {
+            previous_serial_no,
+            serial_no,
+        })
     }
 
     /// A refund on the merchant platform; a new one is scheduled like an
@@ -403,13 +462,26 @@ impl Sim {
             .find(|r| r.out_refund_no == out_refund_no)?;
         refund.status = refund.outcome.status();
         if refund.outcome == RefundResult::Success {
-            refund.success_time = Some(format_refund_time(Utc::now()));
+            let now = Utc::now();
+            refund.success_time = Some(format_refund_time(now));
+            refund.success_at = Some(now);
         }
         tracing::info!(%out_trade_no, %out_refund_no, refund_status = %refund.status, "refund final");
         let url = refund
             .notify_url
             .clone()
             .or_else(|| self.config.refund_notify_url.clone())?;
+        if refund.protocol == Protocol::V3 {
+            let (order, refund) = {
+                let order = &st.orders[out_trade_no];
+                let refund = order
+                    .refunds
+                    .iter()
+                    .find(|r| r.out_refund_no == out_refund_no)?;
+                (order, refund)
+            };
+            return Some(api_v3::refund_notify_job(self, order, refund, url));
+        }
         Some(notify::refund_job(
             &self.config,
             out_trade_no,
@@ -423,7 +495,7 @@ impl Sim {
 
 /// True with probability `rate` (at most 1.0; anything not above 0.0,
 /// NaN included, never).
-fn roll(rate: f64) -> bool {
+pub(crate) fn roll(rate: f64) -> bool {
     rate > 0.0 && rand::thread_rng().gen_bool(rate.min(1.0))
 }
 

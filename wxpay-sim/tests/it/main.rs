@@ -9,3 +9,4 @@ mod orders;
 mod outside_refunds;
 mod protocol;
 mod refunds;
+mod v3;
