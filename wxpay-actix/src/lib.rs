@@ -66,7 +66,7 @@ use actix_web::{
 pub use wxpay_core::flow::http::MAX_BODY_BYTES;
 use wxpay_core::flow::{
     Payments,
-    http::{HttpIn, HttpOut, handle},
+    http::{HttpIn, HttpOut, handle, is_signature_header},
 };
 
 /// The payment routes under `prefix` (e.g. `/pay`). Every path under the
@@ -123,10 +123,14 @@ async fn serve(
     // Inside the scope, the unprocessed part of the path is relative to it.
     let path = path.unwrap_or_else(|| req.match_info().unprocessed());
     let mut input = HttpIn::new(req.method().as_str(), path, Vec::new());
-    if input.needs_headers() {
-        for (name, value) in req.headers() {
+    let all = input.needs_headers();
+    // The notify routes take only the v3 signature headers.
+    for (name, value) in req.headers() {
+        if all || is_signature_header(name.as_str()) {
             input.add_header(name.as_str(), value.as_bytes());
         }
+    }
+    if all {
         input.client_ip = req.peer_addr().map(|addr| addr.ip().to_string());
     }
     match body.to_bytes_limited(MAX_BODY_BYTES).await {

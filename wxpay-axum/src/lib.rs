@@ -78,7 +78,7 @@ use axum::{
 pub use wxpay_core::flow::http::MAX_BODY_BYTES;
 use wxpay_core::flow::{
     Payments,
-    http::{HttpIn, HttpOut, handle},
+    http::{HttpIn, HttpOut, handle, is_signature_header},
 };
 
 /// The payment routes as a router to nest under a prefix (see the crate
@@ -205,10 +205,14 @@ async fn serve(payments: &Payments, req: Request, path: Path) -> Response {
     };
     let path = if path.is_empty() { "/" } else { path };
     let mut input = HttpIn::new(parts.method.as_str(), path, Vec::new());
-    if input.needs_headers() {
-        for (name, value) in &parts.headers {
+    let all = input.needs_headers();
+    // The notify routes take only the v3 signature headers.
+    for (name, value) in &parts.headers {
+        if all || is_signature_header(name.as_str()) {
             input.add_header(name.as_str(), value.as_bytes());
         }
+    }
+    if all {
         input.client_ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

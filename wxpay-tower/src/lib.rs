@@ -96,7 +96,7 @@ use http_body_util::{BodyExt, Full, Limited};
 pub use wxpay_core::flow::http::MAX_BODY_BYTES;
 use wxpay_core::flow::{
     Payments,
-    http::{HttpIn, HttpOut, handle},
+    http::{HttpIn, HttpOut, handle, is_signature_header},
 };
 
 /// Which requests the service answers.
@@ -195,10 +195,14 @@ impl WxpayService {
         // A path outside the prefix becomes one the core does not know (404).
         let path = self.relative_path(parts.uri.path()).unwrap_or_default();
         let mut input = HttpIn::new(parts.method.as_str(), path, Vec::new());
-        if input.needs_headers() {
-            for (name, value) in &parts.headers {
+        let all = input.needs_headers();
+        // The notify routes take only the v3 signature headers.
+        for (name, value) in &parts.headers {
+            if all || is_signature_header(name.as_str()) {
                 input.add_header(name.as_str(), value.as_bytes());
             }
+        }
+        if all {
             input.client_ip = parts
                 .extensions
                 .get::<SocketAddr>()

@@ -150,13 +150,31 @@ impl HttpIn {
 
     /// Whether [`handle`] reads this request's headers and client IP. Only
     /// the order routes do (the app's [`Checkout`](super::Checkout)
-    /// identifies the caller); the notify routes read the body alone, so an
-    /// adapter may skip copying headers when this is `false`.
+    /// identifies the caller); the notify routes read the body and the
+    /// `Wechatpay-*` headers alone ([`is_signature_header`]), so an adapter
+    /// copies only those when this is `false`.
     pub fn needs_headers(&self) -> bool {
         !matches!(
             Route::parse(&self.path),
             Some(Route::Notify | Route::RefundNotify)
         )
+    }
+
+    /// Whether an adapter copies header `name` into this request: every
+    /// header for the routes that [need them](HttpIn::needs_headers); on
+    /// the notify routes only the `Wechatpay-*` signature headers, which an
+    /// API v3 notify is verified with (a v2 notify carries none, so copying
+    /// them costs the v2 path nothing).
+    ///
+    /// ```
+    /// use wxpay_core::flow::http::HttpIn;
+    /// let notify = HttpIn::new("POST", "/notify", Vec::new());
+    /// assert!(notify.wants_header("Wechatpay-Signature"));
+    /// assert!(!notify.wants_header("cookie"));
+    /// assert!(HttpIn::new("GET", "/orders/A", Vec::new()).wants_header("cookie"));
+    /// ```
+    pub fn wants_header(&self, name: &str) -> bool {
+        self.needs_headers() || is_signature_header(name)
     }
 
     /// Sets [`client_ip`](HttpIn::client_ip).
@@ -171,6 +189,13 @@ impl HttpIn {
         self.body.clear();
         self
     }
+}
+
+/// Whether `name` is one of the `Wechatpay-*` headers that sign an API v3
+/// notify (any case): what adapters copy on the notify routes, where
+/// [`HttpIn::needs_headers`] is `false`.
+pub fn is_signature_header(name: &str) -> bool {
+    name.len() > 10 && name.as_bytes()[..10].eq_ignore_ascii_case(b"wechatpay-")
 }
 
 /// The response an adapter sends: exactly these parts, nothing added.
