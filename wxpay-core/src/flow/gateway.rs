@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Order,
+    NotifyRejection, Order,
     decide::{PaymentReport, RefundReport, Source},
 };
 use crate::{
@@ -242,6 +242,71 @@ pub trait Gateway: Send + Sync + 'static {
     /// # Errors
     /// As [`Error`].
     async fn refunds(&self, order: &Order) -> Result<Vec<RefundReport>, Error>;
+
+    /// Verifies and reads a notify of this API that carries its signature
+    /// in headers (API v3: the `Wechatpay-*` headers over the raw body, then
+    /// the AES-256-GCM resource). Only facts from the verified, decrypted
+    /// resource come back. v2 notifies are read by the flow itself (their
+    /// signature is in the body); the default refuses.
+    ///
+    /// # Errors
+    /// [`InboundError`]: what to answer, and why.
+    async fn read_notify(
+        &self,
+        headers: crate::v3::WechatpayHeaders<'_>,
+        body: &[u8],
+    ) -> Result<Inbound, InboundError> {
+        let _ = (headers, body);
+        Err(InboundError {
+            rejection: NotifyRejection::Malformed,
+            status: 400,
+            message: "not a notify of this API".into(),
+        })
+    }
+}
+
+/// A verified notify, read by [`Gateway::read_notify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Inbound {
+    /// A payment (`TRANSACTION.*`).
+    Payment {
+        /// The merchant order number.
+        out_trade_no: String,
+        /// The AppID it names.
+        appid: Option<String>,
+        /// The merchant it names.
+        mchid: Option<String>,
+        /// Its state (`SUCCESS` for a payment notify).
+        trade_state: TradeState,
+        /// The payment facts (`source` [`Source::Notify`]).
+        report: PaymentReport,
+    },
+    /// A refund's result (`REFUND.SUCCESS` / `CLOSED` / `ABNORMAL`).
+    Refund {
+        /// The order refunded.
+        out_trade_no: Option<String>,
+        /// The merchant it names.
+        mchid: Option<String>,
+        /// The refund (`source` [`Source::Notify`]).
+        report: RefundReport,
+    },
+    /// An authentic event this version does not handle: acknowledged.
+    Other {
+        /// Its `event_type`.
+        event_type: String,
+    },
+}
+
+/// Why a notify was refused by [`Gateway::read_notify`], and the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundError {
+    /// Why (as the flow reports it).
+    pub rejection: NotifyRejection,
+    /// The HTTP status to answer (4xx or 5xx: WeChat delivers again).
+    pub status: u16,
+    /// The reply's `message` (safe to send: no secret, no detail).
+    pub message: String,
 }
 
 /// API v2 over a [`Client`]: unifiedorder, orderquery, closeorder, refund,

@@ -11,7 +11,7 @@
 //! | `POST` | `/orders` | the app's [`Checkout`](super::Checkout) decides; `201 {"out_trade_no", "total_fee", "trade_type", "pay_params"}` (JSAPI) or `"code_url"` (NATIVE) |
 //! | `GET` | `/orders/{out_trade_no}` | `200 {"out_trade_no", "state", "total_fee", "transaction_id"?}` ([`Payments::status`]: a stale `PREPAID` order is synced by orderquery) |
 //! | `POST` | `/orders/{out_trade_no}/close` | `200`, same body ([`Payments::close`]) |
-//! | `POST` | `/notify` | the payment notify: always `200` with WeChat's XML (`SUCCESS`/`FAIL`) |
+//! | `POST` | `/notify` | the payment notify. API v2 (XML): always `200` with WeChat's XML (`SUCCESS`/`FAIL`). API v3 (JSON with `Wechatpay-*` headers; payment and refund events alike): `204`, or `4xx`/`5xx` with `{"code":"FAIL","message"}` ([`Payments::handle_notify_v3`]) |
 //! | `POST` | `/refund-notify` | the refund notify: the same |
 //! | `POST` | `/sign-in` | with [sessions](super::PaymentsBuilder::sessions) only: `{"code"}` from `wx.login` → `200 {"token", "openid", "expires_at"}` ([`Payments::sign_in`]; `expires_at` in Unix seconds) |
 //! | `POST` | `/sign-out` | with sessions only: ends the session of the `Authorization: Bearer` token → `200 {"signed_out": true \| false}` |
@@ -230,6 +230,16 @@ impl HttpOut {
         HttpOut::json(status, &json!({ "error": code, "message": message }))
     }
 
+    fn notify(status: u16, content_type: &'static str, body: String) -> HttpOut {
+        HttpOut {
+            status,
+            content_type,
+            body: body.into_bytes(),
+            allow: None,
+            close: false,
+        }
+    }
+
     fn xml(body: String) -> HttpOut {
         HttpOut {
             status: 200,
@@ -254,6 +264,16 @@ impl HttpOut {
     fn too_large() -> HttpOut {
         HttpOut::error(413, "payload_too_large", "request body too large")
     }
+}
+
+/// Whether a request to a notify route is an API v3 notify: it carries
+/// the `Wechatpay-Signature` header, or its body is JSON (a v2 notify is
+/// XML and has neither). Both protocols share the notify routes, so a
+/// merchant moving from v2 to v3 keeps one `notify_url` for the orders of
+/// both.
+fn is_v3_notify(req: &HttpIn) -> bool {
+    req.headers.contains_key("wechatpay-signature")
+        || req.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 /// The routes, parsed from a path.
@@ -341,7 +361,20 @@ async fn answer(payments: &Payments, req: HttpIn) -> HttpOut {
     match route {
         Route::Notify | Route::RefundNotify if req.body_too_large => {
             tracing::warn!(path = %req.path, "notify body over the size limit refused");
-            HttpOut::xml(notify::reply_fail("报文过大"))
+            if is_v3_notify(&req) {
+                HttpOut::notify(413, CONTENT_TYPE_JSON, crate::v3::reply_fail("报文过大"))
+            } else {
+                HttpOut::xml(notify::reply_fail("报文过大"))
+            }
+        }
+        Route::Notify | Route::RefundNotify if is_v3_notify(&req) => {
+            let headers = crate::v3::WechatpayHeaders::from_fn(|name| {
+                req.headers
+                    .get(&name.to_ascii_lowercase())
+                    .map(String::as_str)
+            });
+            let reply = payments.handle_notify_v3(headers, &req.body).await;
+            HttpOut::notify(reply.status, reply.content_type, reply.body)
         }
         Route::Notify => HttpOut::xml(payments.handle_notify(&req.body).await.body),
         Route::RefundNotify => HttpOut::xml(payments.handle_refund_notify(&req.body).await.body),

@@ -14,12 +14,20 @@ use crate::{
 
 /// What to send back to WeChat, and what happened (for logs and tests).
 ///
-/// Adapters answer HTTP 200 with [`body`](NotifyReply::body) as
-/// `application/xml` whatever the outcome: a `FAIL` body asks WeChat to
-/// deliver again.
+/// API v2: HTTP 200 with [`body`](NotifyReply::body) as `application/xml`
+/// whatever the outcome; a `FAIL` body asks WeChat to deliver again.
+/// API v3 (spec 13.5): `204` with no body when handled; `4xx`/`5xx` with
+/// `{"code":"FAIL","message":…}` when WeChat must deliver again (`401` a
+/// failed verification, `400` a malformed or foreign notify or a mismatch,
+/// `404` an unknown order, `500` a store failure or a resource that did
+/// not decrypt).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyReply {
-    /// The XML reply.
+    /// The HTTP status.
+    pub status: u16,
+    /// The `Content-Type` of [`body`](NotifyReply::body).
+    pub content_type: &'static str,
+    /// The reply (XML for v2, JSON or empty for v3).
     pub body: String,
     /// What the notify did.
     pub outcome: NotifyOutcome,
@@ -36,7 +44,40 @@ impl NotifyReply {
 
     pub(crate) fn success(outcome: NotifyOutcome) -> NotifyReply {
         NotifyReply {
+            status: 200,
+            content_type: super::http::CONTENT_TYPE_XML,
             body: notify::reply_success().to_owned(),
+            outcome,
+        }
+    }
+
+    /// A handled v3 notify: `204`, no body.
+    pub(crate) fn v3_success(outcome: NotifyOutcome) -> NotifyReply {
+        NotifyReply {
+            status: 204,
+            content_type: super::http::CONTENT_TYPE_JSON,
+            body: String::new(),
+            outcome,
+        }
+    }
+
+    /// A refused v3 notify: the status its outcome calls for (spec 13.5),
+    /// `{"code":"FAIL","message"}`.
+    pub(crate) fn v3_refused(message: &str, outcome: NotifyOutcome) -> NotifyReply {
+        let status = match &outcome {
+            NotifyOutcome::Rejected(NotifyRejection::BadSignature) => 401,
+            NotifyOutcome::Rejected(NotifyRejection::UnknownOrder) => 404,
+            NotifyOutcome::Rejected(_) => 400,
+            _ => 500,
+        };
+        NotifyReply::v3_fail(status, message, outcome)
+    }
+
+    pub(crate) fn v3_fail(status: u16, message: &str, outcome: NotifyOutcome) -> NotifyReply {
+        NotifyReply {
+            status,
+            content_type: super::http::CONTENT_TYPE_JSON,
+            body: crate::v3::reply_fail(message),
             outcome,
         }
     }
@@ -57,6 +98,8 @@ impl NotifyReply {
 
     pub(crate) fn fail(msg: &str, outcome: NotifyOutcome) -> NotifyReply {
         NotifyReply {
+            status: 200,
+            content_type: super::http::CONTENT_TYPE_XML,
             body: notify::reply_fail(msg),
             outcome,
         }
@@ -107,6 +150,12 @@ pub enum NotifyOutcome {
         out_trade_no: OutTradeNo,
         /// The refund.
         out_refund_no: String,
+    },
+    /// An authentic v3 notify of an event type this library does not
+    /// handle; nothing recorded. Reply `204`.
+    Ignored {
+        /// Its `event_type`.
+        event_type: String,
     },
     /// Refused; nothing changed. Reply `FAIL`.
     Rejected(NotifyRejection),
@@ -280,23 +329,43 @@ impl Payments {
             cash_fee: verified.cash_fee,
             source: Source::Notify,
         };
-        let recorded = match self.record_payment(order, &report, &[]).await {
+        match self.record_notified_payment(order, &report).await {
+            (outcome, None) => NotifyReply::success(outcome),
+            (outcome, Some(message)) => NotifyReply::fail(message, outcome),
+        }
+    }
+
+    /// Records a verified payment notify (v2 or v3) through the same
+    /// compare-and-set path as every payment, runs the fulfilment, and says
+    /// what it did: the outcome, and the reply's message when WeChat must
+    /// be told `FAIL` (`None`: handled).
+    pub(crate) async fn record_notified_payment(
+        &self,
+        order: std::sync::Arc<Order>,
+        report: &PaymentReport,
+    ) -> (NotifyOutcome, Option<&'static str>) {
+        let recorded = match self.record_payment(order, report, &[]).await {
             Ok(r) => r,
-            Err(e) => return NotifyReply::unavailable(&e),
+            Err(e) => {
+                tracing::error!(error = %e, "order store failed; WeChat will deliver again");
+                return (NotifyOutcome::Unavailable, Some("系统繁忙"));
+            }
         };
         self.after_paid(&recorded).await;
         match recorded {
             Recorded::Paid { order, late, .. } => {
                 tracing::info!(late, "payment recorded");
-                NotifyReply::success(NotifyOutcome::Paid {
+                let outcome = NotifyOutcome::Paid {
                     out_trade_no: order.out_trade_no.clone(),
                     late,
-                })
+                };
+                (outcome, None)
             }
             Recorded::Already(order) | Recorded::Flagged(order) => {
-                NotifyReply::success(NotifyOutcome::Duplicate {
+                let outcome = NotifyOutcome::Duplicate {
                     out_trade_no: order.out_trade_no.clone(),
-                })
+                };
+                (outcome, None)
             }
             Recorded::Refused { mismatch, .. } => {
                 tracing::error!(
@@ -304,20 +373,23 @@ impl Payments {
                     "verified notify that does not match the order: flagged, order otherwise unchanged"
                 );
                 match mismatch {
-                    Mismatch::Amount { expected, received } => NotifyReply::fail(
-                        "金额不符",
+                    Mismatch::Amount { expected, received } => (
                         NotifyOutcome::Rejected(NotifyRejection::AmountMismatch {
                             expected,
                             received,
                         }),
+                        Some("金额不符"),
                     ),
-                    Mismatch::Currency { received } => NotifyReply::fail(
-                        "币种不符",
+                    Mismatch::Currency { received } => (
                         NotifyOutcome::Rejected(NotifyRejection::CurrencyMismatch { received }),
+                        Some("币种不符"),
                     ),
                 }
             }
-            Recorded::NotFound => NotifyReply::unknown_order(),
+            Recorded::NotFound => (
+                NotifyOutcome::Rejected(NotifyRejection::UnknownOrder),
+                Some("订单不存在"),
+            ),
         }
     }
 

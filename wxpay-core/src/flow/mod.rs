@@ -19,8 +19,10 @@ pub mod decide;
 mod events;
 mod fulfil;
 pub mod gateway;
+mod gateway_v3;
 pub mod http;
 mod inbound;
+mod inbound_v3;
 mod limit;
 mod memory;
 mod order;
@@ -39,6 +41,7 @@ pub use checkout::{
 pub use decide::AttentionPolicy;
 pub use events::{NoEvents, PaymentEvents};
 pub use gateway::{Api, Gateway, RequestPayment, V2Gateway};
+pub use gateway_v3::V3Gateway;
 pub use inbound::{NotifyOutcome, NotifyRejection, NotifyReply};
 pub use limit::RateLimit;
 pub use memory::MemoryStore;

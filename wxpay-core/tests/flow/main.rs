@@ -5,6 +5,7 @@ mod fake_wechat;
 mod gateway;
 mod model;
 mod money;
+mod notify_v3;
 mod payments;
 mod sessions;
 mod store;
