@@ -267,13 +267,14 @@ impl HttpOut {
 }
 
 /// Whether a request to a notify route is an API v3 notify: it carries
-/// the `Wechatpay-Signature` header, or its body is JSON (a v2 notify is
-/// XML and has neither). Both protocols share the notify routes, so a
-/// merchant moving from v2 to v3 keeps one `notify_url` for the orders of
-/// both.
-fn is_v3_notify(req: &HttpIn) -> bool {
+/// the `Wechatpay-Signature` header, or API v3 is configured and its body
+/// is JSON (a v2 notify is XML and has neither). Both protocols share the
+/// notify routes, so a merchant moving from v2 to v3 keeps one
+/// `notify_url` for the orders of both.
+fn is_v3_notify(payments: &Payments, req: &HttpIn) -> bool {
     req.headers.contains_key("wechatpay-signature")
-        || req.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        || (payments.inner.gateways.get(super::Api::V3).is_some()
+            && req.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'))
 }
 
 /// The routes, parsed from a path.
@@ -361,13 +362,13 @@ async fn answer(payments: &Payments, req: HttpIn) -> HttpOut {
     match route {
         Route::Notify | Route::RefundNotify if req.body_too_large => {
             tracing::warn!(path = %req.path, "notify body over the size limit refused");
-            if is_v3_notify(&req) {
+            if is_v3_notify(payments, &req) {
                 HttpOut::notify(413, CONTENT_TYPE_JSON, crate::v3::reply_fail("报文过大"))
             } else {
                 HttpOut::xml(notify::reply_fail("报文过大"))
             }
         }
-        Route::Notify | Route::RefundNotify if is_v3_notify(&req) => {
+        Route::Notify | Route::RefundNotify if is_v3_notify(payments, &req) => {
             let headers = crate::v3::WechatpayHeaders::from_fn(|name| {
                 req.headers
                     .get(&name.to_ascii_lowercase())
