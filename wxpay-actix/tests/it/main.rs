@@ -83,11 +83,13 @@ async fn mount(payments: Payments, via: Via) -> Client {
 #[actix_web::test]
 async fn passes_the_adapter_kit() {
     testkit::check_adapter(async |p| mount(p, Via::Scope).await).await;
+    testkit::check_adapter_v3(async |p| mount(p, Via::Scope).await).await;
 }
 
 #[actix_web::test]
 async fn passes_the_adapter_kit_through_configure() {
     testkit::check_adapter(async |p| mount(p, Via::Configure).await).await;
+    testkit::check_adapter_v3(async |p| mount(p, Via::Configure).await).await;
 }
 
 #[actix_web::test]

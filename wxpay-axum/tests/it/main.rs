@@ -92,6 +92,8 @@ impl AdapterClient for App {
 #[tokio::test]
 async fn passes_the_adapter_kit() {
     testkit::check_adapter(async |p| app(p)).await;
+    testkit::check_adapter_v3(async |p| app(p)).await;
+    testkit::check_adapter_v3(async |p| app_at(p)).await;
 }
 
 #[tokio::test]

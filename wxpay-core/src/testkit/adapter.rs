@@ -710,3 +710,125 @@ where
     );
     no
 }
+
+/// API v3 notifies through the adapter: the `Wechatpay-*` headers (in any
+/// case) and the raw body must reach the core untouched. Mounts a
+/// [`Payments`] with a [`V3Gateway`](crate::flow::V3Gateway) over the
+/// [`v3` kit](super::v3)'s merchant, then checks: a notify with a forged
+/// signature or without its headers is `401` with `{"code":"FAIL"}` and
+/// changes nothing; the genuine one is `204` and pays the order once
+/// (again `204`, nothing twice); a v3 refund notify on `/refund-notify` is
+/// `204`.
+///
+/// # Panics
+/// On the first difference.
+pub async fn check_adapter_v3<C, F>(mount: F)
+where
+    C: AdapterClient,
+    F: AsyncFnOnce(Payments) -> C,
+{
+    use super::v3::{self as kit, Wechat};
+    use crate::flow::{Api, V3Gateway};
+
+    let store = Arc::new(MemoryStore::new());
+    let client = crate::v3::Client::new(kit::client_config(kit::APPID))
+        .expect("the kit's v3 client")
+        .boxed();
+    let payments = Payments::builder(config())
+        .store(Arc::clone(&store) as Arc<dyn OrderStore>)
+        .checkout(KitCheckout)
+        .v3(V3Gateway::new(client))
+        .build()
+        .expect("payments");
+    let no = OutTradeNo::new("KITV3ORDER1").expect("valid");
+    let mut order = Order::new(
+        no.clone(),
+        Fen(990),
+        "Shop-VIP",
+        TradeType::Jsapi,
+        SignType::Md5,
+        Utc::now(),
+    );
+    order.api = Api::V3;
+    order.state = OrderState::Prepaid;
+    store.insert(&order).await.expect("insert");
+    let adapter = mount(payments).await;
+
+    let wechat = Wechat::new();
+    let now = Utc::now().timestamp();
+    let good = wechat.payment(no.as_str(), 990, now);
+    let as_request = |n: &super::v3::NotifyRequest, path: &str, lower: bool| TestRequest {
+        method: "POST".into(),
+        path: path.into(),
+        headers: n
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let k = if lower {
+                    k.to_ascii_lowercase()
+                } else {
+                    k.clone()
+                };
+                (k, v.clone())
+            })
+            .chain([("Content-Type".to_owned(), "application/json".to_owned())])
+            .collect(),
+        body: n.body.clone(),
+    };
+    let before = serde_json::to_vec(&store.snapshot()).expect("JSON");
+    let assert_refused = |what: &str, r: &TestResponse, status: u16| {
+        assert_eq!(r.status, status, "{what}: got {}", r.text());
+        assert_eq!(r.json()["code"], "FAIL", "{what}");
+        let after = serde_json::to_vec(&store.snapshot()).expect("JSON");
+        assert_eq!(after, before, "{what} changed the store");
+    };
+
+    let mut forged = good.clone();
+    let other = wechat.payment(no.as_str(), 1, now);
+    forged.set_header(
+        "Wechatpay-Signature",
+        other.header("Wechatpay-Signature").expect("signed"),
+    );
+    let r = adapter.send(as_request(&forged, "/notify", false)).await;
+    assert_refused("v3 notify with a forged signature", &r, 401);
+    let mut bare = good.clone();
+    bare.headers.clear();
+    let mut r = as_request(&bare, "/notify", false);
+    r.headers.push(("Wechatpay-Signature".into(), "x".into()));
+    let r = adapter.send(r).await;
+    assert_refused("v3 notify without its other headers", &r, 401);
+
+    let r = adapter.send(as_request(&good, "/notify", true)).await;
+    assert_eq!(
+        r.status,
+        204,
+        "v3 payment notify (headers in lower case): {}",
+        r.text()
+    );
+    let paid = store.get(&no).await.expect("get").expect("order");
+    assert_eq!(
+        paid.state,
+        OrderState::Paid,
+        "v3 payment notify pays the order"
+    );
+    let r = adapter.send(as_request(&good, "/notify", false)).await;
+    assert_eq!(r.status, 204, "v3 duplicate: {}", r.text());
+    assert_eq!(
+        store.get(&no).await.expect("get").expect("order").version,
+        paid.version,
+        "a duplicate changes nothing"
+    );
+
+    let refund = wechat.notify(
+        "REFUND.CLOSED",
+        &wechat.refund(no.as_str(), "KITV3ORDER1-R9", 990, 990, "CLOSED"),
+        wechat.api_v3_key(),
+        "refund",
+        now,
+        true,
+    );
+    let r = adapter
+        .send(as_request(&refund, "/refund-notify", false))
+        .await;
+    assert_eq!(r.status, 204, "v3 refund notify: {}", r.text());
+}

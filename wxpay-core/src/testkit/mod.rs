@@ -16,6 +16,7 @@
 //! ```
 
 pub mod adapter;
+pub mod v3;
 
 use std::{sync::Arc, time::Duration};
 

@@ -17,179 +17,22 @@ use wxpay_core::{
         PaymentEvents, Payments, Refund, RefundSource, RefundState, V3Gateway,
         http::{self, HttpIn},
     },
-    v3::{
-        self, ApiV3Key, Credential, MerchantKey, PlatformCertificate, PublicKey, PublicKeyVerifier,
-        WechatpayHeaders,
-    },
+    testkit::v3::{self as kit, NotifyRequest, Wechat},
+    v3::{self, ApiV3Key},
 };
 
 const NOW: i64 = 1_767_240_000;
-const APPID: &str = "wx1a2b3c4d5e6f7a8b";
+const APPID: &str = kit::APPID;
 
-fn vectors() -> Value {
-    serde_json::from_str(include_str!("../data/vectors-v3.json")).unwrap()
+type Wire = NotifyRequest;
+
+trait Payment {
+    fn payment_now(&self, no: &str, total: u64) -> Wire;
 }
 
-fn key_text(v: &Value, path: &[&str]) -> String {
-    let mut x = v;
-    for p in path {
-        x = &x[*p];
-    }
-    x.as_str().unwrap().to_owned()
-}
-
-/// WeChat's side: signs and encrypts notifies as WeChat does.
-struct Wechat {
-    mchid: String,
-    apiv3: ApiV3Key,
-    pub_key_id: String,
-    pub_key: MerchantKey,
-    cert_serial: String,
-    cert_key: MerchantKey,
-}
-
-/// A notify as it comes off the wire.
-#[derive(Clone)]
-struct Wire {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Wire {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn headers(&self) -> WechatpayHeaders<'_> {
-        WechatpayHeaders::from_fn(|n| self.header(n))
-    }
-
-    fn set(&mut self, name: &str, value: &str) {
-        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-        self.headers.push((name.to_owned(), value.to_owned()));
-    }
-}
-
-impl Wechat {
-    fn new() -> Wechat {
-        let v = vectors();
-        Wechat {
-            mchid: key_text(&v, &["keys", "merchant", "mchid"]),
-            apiv3: ApiV3Key::new(&key_text(&v, &["keys", "apiv3_key"])).unwrap(),
-            pub_key_id: key_text(&v, &["keys", "wechatpay_public_key", "key_id"]),
-            pub_key: MerchantKey::from_pem(&key_text(
-                &v,
-                &["keys", "wechatpay_public_key", "private_key_pem"],
-            ))
-            .unwrap(),
-            cert_serial: key_text(&v, &["keys", "platform", "serial_no"]),
-            cert_key: MerchantKey::from_pem(&key_text(
-                &v,
-                &["keys", "platform", "private_key_pem"],
-            ))
-            .unwrap(),
-        }
-    }
-
-    fn transaction(&self, no: &str, total: u64) -> Value {
-        json!({
-            "appid": APPID, "mchid": self.mchid, "out_trade_no": no,
-            "transaction_id": format!("42000{no}"), "trade_type": "JSAPI", "trade_state": "SUCCESS",
-            "trade_state_desc": "支付成功", "bank_type": "OTHERS", "attach": "",
-            "success_time": "2026-01-01T12:30:00+08:00", "payer": {"openid": "o-alice"},
-            "amount": {"total": total, "payer_total": total, "currency": "CNY", "payer_currency": "CNY"}
-        })
-    }
-
-    fn refund(
-        &self,
-        no: &str,
-        out_refund_no: &str,
-        refund: u64,
-        total: u64,
-        status: &str,
-    ) -> Value {
-        json!({
-            "mchid": self.mchid, "out_trade_no": no, "transaction_id": format!("42000{no}"),
-            "out_refund_no": out_refund_no, "refund_id": format!("5030{out_refund_no}"),
-            "refund_status": status, "success_time": "2026-01-02T10:00:00+08:00",
-            "user_received_account": "支付用户零钱",
-            "amount": {"total": total, "refund": refund, "payer_total": total, "payer_refund": refund}
-        })
-    }
-
-    /// The notify envelope of `resource`, encrypted with `key`, signed at
-    /// `ts` by the public key (`by_cert` false) or the platform certificate.
-    fn notify(
-        &self,
-        event_type: &str,
-        resource: &Value,
-        key: &ApiV3Key,
-        aad: &str,
-        ts: i64,
-        by_cert: bool,
-    ) -> Wire {
-        let nonce = "c3Rt9PqL2mN8";
-        let ciphertext = key
-            .encrypt(
-                aad.as_bytes(),
-                nonce.as_bytes(),
-                resource.to_string().as_bytes(),
-            )
-            .unwrap();
-        let original_type = if event_type.starts_with("REFUND") {
-            "refund"
-        } else {
-            "transaction"
-        };
-        let body = json!({
-            "id": "EV-2026010112300001", "create_time": "2026-01-01T12:30:01+08:00",
-            "resource_type": "encrypt-resource", "event_type": event_type, "summary": "支付成功",
-            "resource": {"original_type": original_type, "algorithm": "AEAD_AES_256_GCM",
-                         "ciphertext": ciphertext, "associated_data": aad, "nonce": nonce}
-        })
-        .to_string()
-        .into_bytes();
-        self.signed(body, ts, by_cert)
-    }
-
-    fn signed(&self, body: Vec<u8>, ts: i64, by_cert: bool) -> Wire {
-        let ts = ts.to_string();
-        let nonce = "5K8264ILTKCH16CQ2502SI8ZNMTM67VS";
-        let message = v3::response_message(&ts, nonce, &body);
-        let (serial, key) = if by_cert {
-            (&self.cert_serial, &self.cert_key)
-        } else {
-            (&self.pub_key_id, &self.pub_key)
-        };
-        let signature = key.sign(&message).unwrap();
-        Wire {
-            headers: vec![
-                ("Wechatpay-Timestamp".into(), ts),
-                ("Wechatpay-Nonce".into(), nonce.into()),
-                ("Wechatpay-Serial".into(), serial.clone()),
-                ("Wechatpay-Signature".into(), signature),
-                (
-                    "Wechatpay-Signature-Type".into(),
-                    "WECHATPAY2-SHA256-RSA2048".into(),
-                ),
-            ],
-            body,
-        }
-    }
-
-    fn payment(&self, no: &str, total: u64) -> Wire {
-        self.notify(
-            "TRANSACTION.SUCCESS",
-            &self.transaction(no, total),
-            &self.apiv3,
-            "transaction",
-            NOW,
-            false,
-        )
+impl Payment for Wechat {
+    fn payment_now(&self, no: &str, total: u64) -> Wire {
+        self.payment(no, total, NOW)
     }
 }
 
@@ -218,28 +61,8 @@ struct World {
     payments: Payments,
 }
 
-fn v3_client(wechat: &Wechat) -> v3::Client<wxpay_core::BoxTransport> {
-    let v = vectors();
-    let merchant =
-        MerchantKey::from_pem(&key_text(&v, &["keys", "merchant", "private_key_pem"])).unwrap();
-    let credential = Credential::new(
-        &wechat.mchid,
-        key_text(&v, &["keys", "merchant", "serial_no"]),
-        merchant,
-    );
-    let public = PublicKey::from_pem(&key_text(
-        &v,
-        &["keys", "wechatpay_public_key", "public_key_pem"],
-    ))
-    .unwrap();
-    let cert =
-        PlatformCertificate::from_pem(&key_text(&v, &["keys", "platform", "certificate_pem"]))
-            .unwrap();
-    let config = v3::ClientConfig::new(APPID, credential, wechat.apiv3.clone())
-        .with_notify_url("https://shop.example.com/pay/notify")
-        .with_public_key(PublicKeyVerifier::new(&wechat.pub_key_id, public))
-        .with_platform_certificate(cert);
-    v3::Client::new(config)
+fn v3_client() -> v3::Client<wxpay_core::BoxTransport> {
+    v3::Client::new(kit::client_config(APPID))
         .unwrap()
         .with_clock(Arc::new(|| NOW))
         .boxed()
@@ -252,14 +75,14 @@ impl World {
         let events = Counting::default();
         let config = Config::new(
             APPID,
-            &wechat.mchid,
+            kit::mchid(),
             ApiKey::new("192006250b4c09247ec02edce69f6a2d"),
         );
         let mut b = Payments::builder(config)
             .store(store.clone())
             .events(events.clone());
         if with_v3 {
-            b = b.v3(V3Gateway::new(v3_client(&wechat)));
+            b = b.v3(V3Gateway::new(v3_client()));
         }
         World {
             wechat,
@@ -305,7 +128,7 @@ impl World {
 async fn a_verified_payment_notify_pays_the_order_once_and_answers_204() {
     let w = World::new(true);
     let no = w.order("V3NOTIFY01", 990).await;
-    let wire = w.wechat.payment("V3NOTIFY01", 990);
+    let wire = w.wechat.payment_now("V3NOTIFY01", 990);
 
     let reply = w.deliver(&wire).await;
     assert_eq!(reply.status, 204, "{reply:?}");
@@ -339,11 +162,11 @@ async fn concurrent_deliveries_of_one_payment_record_it_once() {
     let w = World::new(true);
     w.order("V3NOTIFY02", 990).await;
     // Signed by either key, as during the public-key migration.
-    let a = w.wechat.payment("V3NOTIFY02", 990);
+    let a = w.wechat.payment_now("V3NOTIFY02", 990);
     let b = w.wechat.notify(
         "TRANSACTION.SUCCESS",
         &w.wechat.transaction("V3NOTIFY02", 990),
-        &w.wechat.apiv3,
+        w.wechat.api_v3_key(),
         "transaction",
         NOW - 5,
         true,
@@ -363,14 +186,14 @@ async fn every_bad_notify_is_refused_with_its_status_and_changes_nothing() {
     let w = World::new(true);
     w.order("V3NOTIFY03", 990).await;
     let wechat = &w.wechat;
-    let good = wechat.payment("V3NOTIFY03", 990);
+    let good = wechat.payment_now("V3NOTIFY03", 990);
     let tx = wechat.transaction("V3NOTIFY03", 990);
     let other_key = ApiV3Key::new("anotherApiV3Key0123456789ABCDEFG").unwrap();
 
     let mut cases: Vec<(&str, Wire, u16)> = Vec::new();
     let mut forged = good.clone();
-    let other = wechat.payment("V3NOTIFY03", 1);
-    forged.set(
+    let other = wechat.payment_now("V3NOTIFY03", 1);
+    forged.set_header(
         "Wechatpay-Signature",
         other.header("Wechatpay-Signature").unwrap(),
     );
@@ -379,20 +202,20 @@ async fn every_bad_notify_is_refused_with_its_status_and_changes_nothing() {
     missing.headers.retain(|(n, _)| n != "Wechatpay-Signature");
     cases.push(("missing signature", missing, 401));
     let mut serial = good.clone();
-    serial.set(
+    serial.set_header(
         "Wechatpay-Serial",
         "7A1B2C3D4E5F60718293A4B5C6D7E8F901234567",
     );
     cases.push(("unknown serial", serial, 401));
     let mut probe = good.clone();
-    probe.set("Wechatpay-Signature", "WECHATPAY/SIGNTEST/abcdef");
+    probe.set_header("Wechatpay-Signature", "WECHATPAY/SIGNTEST/abcdef");
     cases.push(("signature probe", probe, 401));
     cases.push((
         "300 s old",
         wechat.notify(
             "TRANSACTION.SUCCESS",
             &tx,
-            &wechat.apiv3,
+            wechat.api_v3_key(),
             "transaction",
             NOW - 300,
             false,
@@ -404,7 +227,7 @@ async fn every_bad_notify_is_refused_with_its_status_and_changes_nothing() {
         wechat.notify(
             "TRANSACTION.SUCCESS",
             &tx,
-            &wechat.apiv3,
+            wechat.api_v3_key(),
             "transaction",
             NOW + 300,
             false,
@@ -434,16 +257,17 @@ async fn every_bad_notify_is_refused_with_its_status_and_changes_nothing() {
     ));
     cases.push((
         "wrong associated data",
-        wechat
-            .notify(
+        with_aad(
+            wechat.notify(
                 "TRANSACTION.SUCCESS",
                 &tx,
-                &wechat.apiv3,
+                wechat.api_v3_key(),
                 "refund",
                 NOW,
                 false,
-            )
-            .with_aad("transaction"),
+            ),
+            "transaction",
+        ),
         500,
     ));
     cases.push((
@@ -470,7 +294,7 @@ async fn every_bad_notify_is_refused_with_its_status_and_changes_nothing() {
         wechat.notify(
             "TRANSACTION.SUCCESS",
             &foreign_mch,
-            &wechat.apiv3,
+            wechat.api_v3_key(),
             "transaction",
             NOW,
             false,
@@ -484,14 +308,18 @@ async fn every_bad_notify_is_refused_with_its_status_and_changes_nothing() {
         wechat.notify(
             "TRANSACTION.SUCCESS",
             &foreign_app,
-            &wechat.apiv3,
+            wechat.api_v3_key(),
             "transaction",
             NOW,
             false,
         ),
         400,
     ));
-    cases.push(("unknown order", wechat.payment("V3NOSUCHORDER", 990), 404));
+    cases.push((
+        "unknown order",
+        wechat.payment_now("V3NOSUCHORDER", 990),
+        404,
+    ));
 
     let before = w.snapshot();
     for (what, wire, status) in cases {
@@ -510,22 +338,19 @@ async fn every_bad_notify_is_refused_with_its_status_and_changes_nothing() {
     assert_eq!(w.paid(), 1);
 }
 
-impl Wire {
-    /// Rewrites the envelope's `associated_data` (the resource was
-    /// encrypted with another one), signed afresh.
-    fn with_aad(self, aad: &str) -> Wire {
-        let wechat = Wechat::new();
-        let mut envelope: Value = serde_json::from_slice(&self.body).unwrap();
-        envelope["resource"]["associated_data"] = json!(aad);
-        wechat.signed(envelope.to_string().into_bytes(), NOW, false)
-    }
+/// Rewrites the envelope's `associated_data` (the resource was encrypted
+/// with another one), signed afresh.
+fn with_aad(wire: Wire, aad: &str) -> Wire {
+    let mut envelope: Value = serde_json::from_slice(&wire.body).unwrap();
+    envelope["resource"]["associated_data"] = json!(aad);
+    Wechat::new().signed(envelope.to_string().into_bytes(), NOW, false)
 }
 
 #[tokio::test]
 async fn an_amount_or_currency_mismatch_is_flagged_and_not_paid() {
     let w = World::new(true);
     let no = w.order("V3NOTIFY04", 990).await;
-    let reply = w.deliver(&w.wechat.payment("V3NOTIFY04", 1)).await;
+    let reply = w.deliver(&w.wechat.payment_now("V3NOTIFY04", 1)).await;
     assert_eq!(reply.status, 400);
     assert!(matches!(
         reply.outcome,
@@ -540,7 +365,7 @@ async fn an_amount_or_currency_mismatch_is_flagged_and_not_paid() {
         .deliver(&w.wechat.notify(
             "TRANSACTION.SUCCESS",
             &tx,
-            &w.wechat.apiv3,
+            w.wechat.api_v3_key(),
             "transaction",
             NOW,
             false,
@@ -568,10 +393,12 @@ async fn each_resource_pays_only_the_order_it_names() {
     let a = w.order("V3NOTIFY05", 990).await;
     let b = w.order("V3NOTIFY06", 500).await;
     assert_eq!(
-        w.deliver(&w.wechat.payment("V3NOTIFY05", 990)).await.status,
+        w.deliver(&w.wechat.payment_now("V3NOTIFY05", 990))
+            .await
+            .status,
         204
     );
-    let second = w.deliver(&w.wechat.payment("V3NOTIFY06", 500)).await;
+    let second = w.deliver(&w.wechat.payment_now("V3NOTIFY06", 500)).await;
     assert!(
         matches!(second.outcome, NotifyOutcome::Paid { ref out_trade_no, .. } if *out_trade_no == b),
         "{second:?}"
@@ -604,7 +431,9 @@ async fn a_refund_notify_settles_the_ledger_once() {
     let w = World::new(true);
     let no = w.order("V3NOTIFY07", 990).await;
     assert_eq!(
-        w.deliver(&w.wechat.payment("V3NOTIFY07", 990)).await.status,
+        w.deliver(&w.wechat.payment_now("V3NOTIFY07", 990))
+            .await
+            .status,
         204
     );
     // The app's refund, accepted (as `refund` records it).
@@ -638,7 +467,7 @@ async fn a_refund_notify_settles_the_ledger_once() {
     let wire = w.wechat.notify(
         "REFUND.SUCCESS",
         &resource,
-        &w.wechat.apiv3,
+        w.wechat.api_v3_key(),
         "refund",
         NOW,
         true,
@@ -677,7 +506,7 @@ async fn a_refund_notify_settles_the_ledger_once() {
         .deliver(&w.wechat.notify(
             "REFUND.SUCCESS",
             &foreign,
-            &w.wechat.apiv3,
+            w.wechat.api_v3_key(),
             "refund",
             NOW,
             true,
@@ -693,7 +522,7 @@ async fn an_event_this_library_does_not_handle_is_acknowledged() {
     let wire = w.wechat.notify(
         "PAYSCORE.USER_OPEN_SERVICE",
         &json!({"x": 1}),
-        &w.wechat.apiv3,
+        w.wechat.api_v3_key(),
         "payscore",
         NOW,
         false,
@@ -711,7 +540,7 @@ async fn an_event_this_library_does_not_handle_is_acknowledged() {
 async fn the_notify_route_serves_v3_and_v2_alike() {
     let w = World::new(true);
     w.order("V3NOTIFY08", 990).await;
-    let wire = w.wechat.payment("V3NOTIFY08", 990);
+    let wire = w.wechat.payment_now("V3NOTIFY08", 990);
     let mut req = HttpIn::new("POST", "/notify", wire.body.clone());
     for (n, v) in &wire.headers {
         assert!(req.wants_header(n));
@@ -751,7 +580,7 @@ async fn without_api_v3_a_v3_notify_is_answered_500_and_retried() {
     let w = World::new(false);
     w.order("V3NOTIFY09", 990).await;
     let before = w.snapshot();
-    let reply = w.deliver(&w.wechat.payment("V3NOTIFY09", 990)).await;
+    let reply = w.deliver(&w.wechat.payment_now("V3NOTIFY09", 990)).await;
     assert_eq!(reply.status, 500);
     assert_eq!(w.snapshot(), before);
 }

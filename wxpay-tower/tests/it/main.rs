@@ -71,6 +71,7 @@ fn mount_with_login(payments: Payments) -> Client {
 #[tokio::test]
 async fn passes_the_adapter_kit() {
     testkit::check_adapter(async |p| mount(p)).await;
+    testkit::check_adapter_v3(async |p| mount(p)).await;
     // The sign-in services answer 404 when no sessions are kept.
     testkit::check_adapter(async |p| mount_with_login(p)).await;
 }
