@@ -14,13 +14,14 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 use wxpay_core::{
-    BoxError, Client, ClientIdentity, Config, Fen, SignType,
+    BoxError, BoxTransport, Client, ClientIdentity, Config, Fen, SignType,
     flow::{
-        AdminToken, Catalog, Order, OrderState, Payments, PaymentsBuilder, PaymentsError,
-        ReconcilerHandle,
+        AdminToken, Api, Catalog, Order, OrderState, Payments, PaymentsBuilder, PaymentsError,
+        ReconcilerHandle, V3Gateway,
     },
+    v3,
 };
-use wxpay_sim::{SimConfig, SimHandle, Simulator};
+use wxpay_sim::{SimConfig, SimHandle, Simulator, VerifyMode};
 use wxpay_sqlx::SqlxStore;
 
 /// `vip-month`: 9.98 yuan, 30 VIP days per unit.
@@ -67,6 +68,17 @@ pub struct Args {
     /// refunds made in the merchant platform, unfinished effects).
     #[arg(long, env = "WXPAY_RECONCILE_EVERY", default_value_t = 30)]
     pub reconcile_every: u64,
+    /// With `--sim`: the API the shop's merchant speaks, `v3` (JSON signed
+    /// SHA256-RSA) or `v2` (XML signed MD5 / HMAC-SHA256). Without `--sim`
+    /// the `WXPAY_*` configuration decides (`WXPAY_API_VERSION`).
+    #[arg(long, default_value = "v3")]
+    pub api: Api,
+    /// With `--sim` and `--api v3`: how the simulator signs, `cert`
+    /// (platform certificates, downloaded by the shop), `pubkey` (the
+    /// WeChat Pay public key) or `migration` (answers follow the request,
+    /// notifies signed either way).
+    #[arg(long, default_value = "cert")]
+    pub sim_verify_mode: VerifyMode,
 }
 
 /// An example's `main`: logging from `RUST_LOG`, the command line, the
@@ -142,8 +154,9 @@ impl Shop {
         addr: SocketAddr,
         tweak: impl FnOnce(PaymentsBuilder) -> PaymentsBuilder,
     ) -> Result<Shop, BoxError> {
-        let (client, sim) = if args.sim {
+        let (client, v3, sim) = if args.sim {
             let sim = SimConfig::test()
+                .with_verify_mode(args.sim_verify_mode)
                 .with_time_scale(args.sim_time_scale)
                 .with_refund_notify_url(format!("http://{addr}/pay/refund-notify"));
             let sim = Simulator::start(sim).await?;
@@ -153,13 +166,17 @@ impl Shop {
                 .with_notify_url(format!("http://{addr}/pay/notify"))
                 .with_refund_notify_url(format!("http://{addr}/pay/refund-notify"))
                 .with_sign_type(args.sim_sign_type);
-            (sim.client(config)?, Some(sim))
+            let v3 = match args.api {
+                Api::V3 => Some(sim_v3(&sim, addr)?),
+                Api::V2 => None,
+            };
+            (sim.client(config)?, v3, Some(sim))
         } else {
             // Refunds need the merchant's client certificate (WXPAY_CLIENT_*).
             let config = Config::from_env()?;
             match ClientIdentity::from_env()? {
-                Some(id) => (Client::with_identity(config, &id)?, None),
-                None => (Client::new(config)?, None),
+                Some(id) => (Client::with_identity(config, &id)?, None, None),
+                None => (Client::new(config)?, None, None),
             }
         };
         let store = Arc::new(SqlxStore::connect(&args.database_url).await?);
@@ -170,6 +187,9 @@ impl Shop {
             .checkout(catalog());
         if let Some(token) = &args.admin_token {
             builder = builder.admin(AdminToken::new(token));
+        }
+        if let Some(v3) = v3 {
+            builder = builder.v3(V3Gateway::new(v3));
         }
         let payments = tweak(builder).build()?;
         let every = Duration::from_secs(args.reconcile_every.max(1));
@@ -227,6 +247,25 @@ impl Shop {
             _ => 0,
         }
     }
+}
+
+/// The v3 client of the simulator's merchant, verifying the way the
+/// simulator signs: platform certificates downloaded from it (`cert`), the
+/// WeChat Pay public key (`pubkey`), or both (`migration`).
+fn sim_v3(sim: &SimHandle, addr: SocketAddr) -> Result<v3::Client<BoxTransport>, BoxError> {
+    let m = sim.v3_merchant();
+    let credential = m.credential().ok_or("the simulator generated no merchant key")?;
+    let mut config = v3::ClientConfig::new(&m.appid, credential, m.api_v3_key())
+        .with_api_base(&m.api_base)
+        .with_notify_url(format!("http://{addr}/pay/notify"))
+        .with_refund_notify_url(format!("http://{addr}/pay/refund-notify"));
+    if m.verify_mode != VerifyMode::Cert {
+        config = config.with_public_key(m.public_key_verifier());
+    }
+    if m.verify_mode != VerifyMode::PubKey {
+        config = config.with_certificate_download(true);
+    }
+    Ok(v3::Client::new(config)?.boxed())
 }
 
 fn internal(e: &PaymentsError) -> Reply {

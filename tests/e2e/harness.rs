@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use wxpay_core::{
     BoxError, OutTradeNo, SignType,
-    flow::{Order, PaymentEvents},
+    flow::{Api, Order, PaymentEvents},
 };
-use wxpay_sim::SimHandle;
+use wxpay_sim::{SimHandle, VerifyMode};
 
 use crate::shop::{Args, Shop};
 
@@ -24,6 +24,43 @@ pub enum Framework {
     Axum,
     Tower,
     Actix,
+}
+
+/// The shop's merchant: API v2 with a sign type, or API v3 with the way
+/// the simulator signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merchant {
+    V2(SignType),
+    V3(VerifyMode),
+}
+
+impl Merchant {
+    pub fn api(self) -> Api {
+        match self {
+            Merchant::V2(_) => Api::V2,
+            Merchant::V3(_) => Api::V3,
+        }
+    }
+
+    fn sign_type(self) -> SignType {
+        match self {
+            Merchant::V2(t) => t,
+            Merchant::V3(_) => SignType::Md5,
+        }
+    }
+
+    pub fn verify_mode(self) -> VerifyMode {
+        match self {
+            Merchant::V2(_) => VerifyMode::Cert,
+            Merchant::V3(m) => m,
+        }
+    }
+}
+
+impl From<SignType> for Merchant {
+    fn from(t: SignType) -> Merchant {
+        Merchant::V2(t)
+    }
 }
 
 /// Counts wxpay's `on_paid` runs per order. The shop itself has no
@@ -91,20 +128,24 @@ pub fn sqlite_url(path: &std::path::Path) -> String {
 }
 
 impl Running {
-    pub async fn start(framework: Framework, sign_type: SignType, db_path: PathBuf) -> Running {
-        Self::start_with(framework, sign_type, sqlite_url(&db_path), 3).await
+    pub async fn start(
+        framework: Framework,
+        merchant: impl Into<Merchant>,
+        db_path: PathBuf,
+    ) -> Running {
+        Self::start_with(framework, merchant, sqlite_url(&db_path), 3).await
     }
 
     pub async fn start_with(
         framework: Framework,
-        sign_type: SignType,
+        merchant: impl Into<Merchant>,
         database_url: String,
         unifiedorder_attempts: u32,
     ) -> Running {
         let fulfilments = Fulfilments::default();
         Self::start_counting(
             framework,
-            sign_type,
+            merchant,
             database_url,
             unifiedorder_attempts,
             fulfilments,
@@ -118,14 +159,14 @@ impl Running {
     /// test does changes an order.
     pub async fn start_counting(
         framework: Framework,
-        sign_type: SignType,
+        merchant: impl Into<Merchant>,
         database_url: String,
         unifiedorder_attempts: u32,
         fulfilments: Fulfilments,
     ) -> Running {
         Self::start_full(
             framework,
-            sign_type,
+            merchant.into(),
             database_url,
             unifiedorder_attempts,
             fulfilments,
@@ -139,12 +180,12 @@ impl Running {
     /// for it.
     pub async fn start_reconciling(
         framework: Framework,
-        sign_type: SignType,
+        merchant: impl Into<Merchant>,
         database_url: String,
     ) -> Running {
         Self::start_full(
             framework,
-            sign_type,
+            merchant.into(),
             database_url,
             3,
             Fulfilments::default(),
@@ -155,7 +196,7 @@ impl Running {
 
     async fn start_full(
         framework: Framework,
-        sign_type: SignType,
+        merchant: Merchant,
         database_url: String,
         unifiedorder_attempts: u32,
         fulfilments: Fulfilments,
@@ -174,10 +215,12 @@ impl Running {
             listen: addr,
             sim: true,
             database_url,
-            sim_sign_type: sign_type,
+            sim_sign_type: merchant.sign_type(),
             sim_time_scale: 0.01,
             admin_token: Some(ADMIN_TOKEN.into()),
             reconcile_every,
+            api: merchant.api(),
+            sim_verify_mode: merchant.verify_mode(),
         };
         let shop = Shop::start(&args, addr, |b| {
             b.sync_interval(Duration::from_millis(50))

@@ -58,6 +58,19 @@ impl Api {
     }
 }
 
+impl std::str::FromStr for Api {
+    type Err = String;
+
+    /// `v2` / `v3` (any case).
+    fn from_str(s: &str) -> Result<Api, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "v2" => Ok(Api::V2),
+            "v3" => Ok(Api::V3),
+            _ => Err(format!("{s:?} is not an API version (v2 or v3)")),
+        }
+    }
+}
+
 impl std::fmt::Display for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
