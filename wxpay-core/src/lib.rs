@@ -85,6 +85,7 @@ pub mod notify;
 mod params;
 pub mod paysign;
 mod secret;
+mod settings;
 pub mod sign;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -100,7 +101,7 @@ pub use client::{
     BoxTransport, Client, ClientIdentity, HttpMethod, HttpRequest, HttpResponse, ReqwestTransport,
     RetryPolicy, Transport,
 };
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, SecretSource, Settings, SettingsFile};
 pub use errcode::{ErrCode, RetryAdvice};
 pub use error::{BoxError, Error};
 pub use notify::{NotifyError, PaymentNotification, RefundNotification};
