@@ -57,7 +57,11 @@
 //!   [`xml`] (flat codec, no DTDs), [`messages`] (typed requests and
 //!   answers), [`notify`] (payment and refund notifies as pure functions),
 //!   [`crypto`] (refund `req_info`), [`paysign`] (`wx.requestPayment`),
-//!   [`client`] (signed calls, every answer verified), [`config`], [`error`].
+//!   [`client`] (signed calls, every answer verified), [`error`].
+//! - Configuration: [`config`] — the v2 [`Config`], and [`Settings`], both
+//!   APIs' configuration loaded at start-up from the environment or a
+//!   deserialized file (secrets by value or by file), with the API new
+//!   orders use.
 //! - Flow: [`flow`] — the order state machine, the [`flow::OrderStore`]
 //!   contract, [`flow::MemoryStore`], [`flow::Payments`], events, the
 //!   reconciler, sign-in sessions ([`flow::SessionStore`],

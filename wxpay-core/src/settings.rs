@@ -371,12 +371,20 @@ fn v2_config(raw: &SettingsFile, n: &Names, api_key: ApiKey) -> Result<Config, C
     Ok(c)
 }
 
-/// The APIv2 key, if given.
+/// The APIv2 key, if given. An empty key is refused: anyone could sign
+/// with it.
 fn api_key(raw: &SettingsFile, n: &Names) -> Result<Option<ApiKey>, ConfigError> {
-    raw.api_key
-        .as_ref()
-        .map(|source| Ok(ApiKey::new(load_key(source, n.api_key)?.0)))
-        .transpose()
+    let Some(source) = &raw.api_key else {
+        return Ok(None);
+    };
+    let (key, name) = load_key(source, n.api_key)?;
+    if key.is_empty() {
+        return Err(ConfigError::Invalid {
+            name,
+            problem: "the APIv2 key is empty".into(),
+        });
+    }
+    Ok(Some(ApiKey::new(key)))
 }
 
 /// The PEM blocks of `text`, each from its BEGIN line to its END line (a
@@ -545,6 +553,11 @@ fn v3_config(raw: &SettingsFile, n: &Names) -> Result<ClientConfig, ConfigError>
 ///   only a configured v2.
 ///
 /// `Debug` redacts every secret and key.
+///
+/// Wiring: `Payments::builder(settings.config().clone())` with
+/// `.default_api(settings.api())`, and, when [`v3`](Settings::v3) is
+/// there, a v3 gateway over a [`v3::Client`](crate::v3::Client) built from
+/// it (`PaymentsBuilder::v3`).
 ///
 /// ```
 /// use std::collections::HashMap;

@@ -827,6 +827,14 @@ fn file_errors_name_the_field_and_no_secret() {
             "platform_certificate_download",
         ),
         (with("api", "v2".into()), "api_key"),
+        (with("api_key", serde_json::json!({"value": ""})), "api_key"),
+        (
+            with(
+                "api_key",
+                serde_json::json!({"file": t.file("empty_api_key", "\n")}),
+            ),
+            "api_key",
+        ),
     ];
     for (json, name) in cases {
         let raw: SettingsFile = serde_json::from_value(json.clone()).unwrap();
