@@ -57,7 +57,11 @@
 //!   [`xml`] (flat codec, no DTDs), [`messages`] (typed requests and
 //!   answers), [`notify`] (payment and refund notifies as pure functions),
 //!   [`crypto`] (refund `req_info`), [`paysign`] (`wx.requestPayment`),
-//!   [`client`] (signed calls, every answer verified), [`config`], [`error`].
+//!   [`client`] (signed calls, every answer verified), [`error`].
+//! - Configuration: [`config`] — the v2 [`Config`], and [`Settings`], both
+//!   APIs' configuration loaded at start-up from the environment or a
+//!   deserialized file (secrets by value or by file), with the API new
+//!   orders use.
 //! - Flow: [`flow`] — the order state machine, the [`flow::OrderStore`]
 //!   contract, [`flow::MemoryStore`], [`flow::Payments`], events, the
 //!   reconciler, sign-in sessions ([`flow::SessionStore`],
@@ -85,6 +89,7 @@ pub mod notify;
 mod params;
 pub mod paysign;
 mod secret;
+mod settings;
 pub mod sign;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -100,7 +105,7 @@ pub use client::{
     BoxTransport, Client, ClientIdentity, HttpMethod, HttpRequest, HttpResponse, ReqwestTransport,
     RetryPolicy, Transport,
 };
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, SecretSource, Settings, SettingsFile};
 pub use errcode::{ErrCode, RetryAdvice};
 pub use error::{BoxError, Error};
 pub use notify::{NotifyError, PaymentNotification, RefundNotification};

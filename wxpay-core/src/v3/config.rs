@@ -35,7 +35,12 @@ pub const DEFAULT_REFRESH_GAP: Duration = Duration::from_secs(60);
 /// config.validate()?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+///
+/// At start-up it is usually loaded: [`ClientConfig::from_env`], or
+/// deserialized (serde) from the shape of
+/// [`SettingsFile`](crate::config::SettingsFile) (keys by value or by file).
+#[derive(Clone, serde::Deserialize)]
+#[serde(try_from = "crate::config::SettingsFile")]
 #[non_exhaustive]
 pub struct ClientConfig {
     /// The mini-program AppID bound to the merchant.
@@ -81,6 +86,47 @@ impl ClientConfig {
             public_key: None,
             certificates: Vec::new(),
         }
+    }
+
+    /// Loads the v3 configuration from the environment (the variable table
+    /// of [`crate::config`]): `WXPAY_APPID`, `WXPAY_MCH_ID`,
+    /// `WXPAY_APIV3_KEY` (32 bytes), `WXPAY_MCH_PRIVATE_KEY_FILE` or
+    /// `WXPAY_MCH_PRIVATE_KEY` (PEM, PKCS#8 or PKCS#1), `WXPAY_MCH_SERIAL`
+    /// (40 hex digits, upper-cased) required; `WXPAY_PUBLIC_KEY_FILE` with
+    /// `WXPAY_PUBLIC_KEY_ID` (`PUB_KEY_ID_…`), `WXPAY_PLATFORM_CERT_FILE`
+    /// (one or several PEM certificates, pinned),
+    /// `WXPAY_PLATFORM_CERT_DOWNLOAD` (`true`/`false`; default on unless a
+    /// public key is given without a certificate file), `WXPAY_NOTIFY_URL`,
+    /// `WXPAY_REFUND_NOTIFY_URL`, `WXPAY_API_BASE` optional. The v2
+    /// variables are ignored.
+    ///
+    /// # Errors
+    /// [`crate::ConfigError`] naming the variable, never quoting a secret:
+    /// missing; APIv3 key not 32 bytes; key file unreadable
+    /// ([`Unreadable`](crate::ConfigError::Unreadable)) or not an RSA PEM
+    /// ([`Key`](crate::ConfigError::Key)); malformed serial or public key
+    /// id; public key without id or id without key
+    /// ([`Required`](crate::ConfigError::Required)); an unusable
+    /// certificate ([`Certificate`](crate::ConfigError::Certificate)); no
+    /// way to verify answers ([`Unverifiable`](crate::ConfigError::Unverifiable)).
+    pub fn from_env() -> Result<ClientConfig, crate::ConfigError> {
+        ClientConfig::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// [`ClientConfig::from_env`] over any lookup function (testable
+    /// without touching the process environment).
+    ///
+    /// # Errors
+    /// As [`ClientConfig::from_env`].
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<ClientConfig, crate::ConfigError> {
+        crate::settings::v3_from_lookup(get)
+    }
+
+    /// The pinned platform certificates.
+    pub fn platform_certificates(&self) -> &[PlatformCertificate] {
+        &self.certificates
     }
 
     /// The merchant id (the credential's).

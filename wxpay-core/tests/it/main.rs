@@ -2,6 +2,7 @@
 //! against a recording transport and a real HTTP stub, and notify handling.
 
 mod client;
+mod config_v3;
 mod identity;
 mod notify;
 mod support;
