@@ -392,6 +392,8 @@ async fn server(kind: Kind, dir: &Path) -> Result<Target, BoxError> {
         sim_time_scale: 1.0,
         admin_token: None,
         reconcile_every: 30,
+        api: wxpay_core::flow::Api::V2,
+        sim_verify_mode: wxpay_sim::VerifyMode::Cert,
     };
     let memory_store: Arc<dyn OrderStore> = Arc::new(MemoryStore::new());
     let payments = if kind == Kind::Wxpay {

@@ -14,7 +14,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 use wxpay_core::{
-    BoxError, BoxTransport, Client, ClientIdentity, Config, Fen, SignType,
+    BoxError, BoxTransport, Client, ClientIdentity, Fen, Settings, SignType,
     flow::{
         AdminToken, Api, Catalog, Order, OrderState, Payments, PaymentsBuilder, PaymentsError,
         ReconcilerHandle, V3Gateway,
@@ -154,7 +154,7 @@ impl Shop {
         addr: SocketAddr,
         tweak: impl FnOnce(PaymentsBuilder) -> PaymentsBuilder,
     ) -> Result<Shop, BoxError> {
-        let (client, v3, sim) = if args.sim {
+        let (client, v3, sim, from_env) = if args.sim {
             let sim = SimConfig::test()
                 .with_verify_mode(args.sim_verify_mode)
                 .with_time_scale(args.sim_time_scale)
@@ -170,14 +170,20 @@ impl Shop {
                 Api::V3 => Some(sim_v3(&sim, addr)?),
                 Api::V2 => None,
             };
-            (sim.client(config)?, v3, Some(sim))
+            (sim.client(config)?, v3, Some(sim), None)
         } else {
             // Refunds need the merchant's client certificate (WXPAY_CLIENT_*).
-            let config = Config::from_env()?;
-            match ClientIdentity::from_env()? {
-                Some(id) => (Client::with_identity(config, &id)?, None, None),
-                None => (Client::new(config)?, None, None),
-            }
+            // WXPAY_API_VERSION, the APIv2 and / or APIv3 settings.
+            let settings = Settings::from_env()?;
+            let has_v2 = settings.has_v2();
+            let (api, config, v3) = settings.into_parts();
+            // v2 refunds need the merchant's client certificate (WXPAY_CLIENT_*).
+            let client = match ClientIdentity::from_env()? {
+                Some(id) if has_v2 => Client::with_identity(config, &id)?,
+                _ => Client::new(config)?,
+            };
+            let v3 = v3.map(v3::Client::new).transpose()?.map(v3::Client::boxed);
+            (client, v3, None, Some((api, has_v2)))
         };
         let store = Arc::new(SqlxStore::connect(&args.database_url).await?);
         let mut builder = Payments::builder(client.config().clone())
@@ -190,6 +196,12 @@ impl Shop {
         }
         if let Some(v3) = v3 {
             builder = builder.v3(V3Gateway::new(v3));
+        }
+        if let Some((api, has_v2)) = from_env {
+            builder = builder.default_api(api);
+            if !has_v2 {
+                builder = builder.without_v2();
+            }
         }
         let payments = tweak(builder).build()?;
         let every = Duration::from_secs(args.reconcile_every.max(1));
@@ -254,7 +266,9 @@ impl Shop {
 /// WeChat Pay public key (`pubkey`), or both (`migration`).
 fn sim_v3(sim: &SimHandle, addr: SocketAddr) -> Result<v3::Client<BoxTransport>, BoxError> {
     let m = sim.v3_merchant();
-    let credential = m.credential().ok_or("the simulator generated no merchant key")?;
+    let credential = m
+        .credential()
+        .ok_or("the simulator generated no merchant key")?;
     let mut config = v3::ClientConfig::new(&m.appid, credential, m.api_v3_key())
         .with_api_base(&m.api_base)
         .with_notify_url(format!("http://{addr}/pay/notify"))

@@ -16,13 +16,23 @@ mod harness;
 mod refunds;
 mod scenarios;
 mod shared_db;
+mod v3;
 
 /// Runs every scenario against one framework.
 macro_rules! e2e_suite {
     ($module:ident, $framework:expr) => {
         mod $module {
-            use crate::{harness::Framework, scenarios};
+            use crate::{
+                harness::{Framework, Merchant},
+                scenarios,
+            };
             use wxpay_core::SignType;
+            use wxpay_sim::VerifyMode;
+
+            const V2_MD5: Merchant = Merchant::V2(SignType::Md5);
+            const V3_CERT: Merchant = Merchant::V3(VerifyMode::Cert);
+            const V3_PUBKEY: Merchant = Merchant::V3(VerifyMode::PubKey);
+            const V3_MIGRATION: Merchant = Merchant::V3(VerifyMode::Migration);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn pays_and_fulfils_once_md5() {
@@ -32,6 +42,31 @@ macro_rules! e2e_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn pays_and_fulfils_once_hmac_sha256() {
                 scenarios::pays_and_fulfils_once($framework, SignType::HmacSha256).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn pays_and_fulfils_once_v3_cert() {
+                crate::v3::pays_and_fulfils_once($framework, VerifyMode::Cert).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn pays_and_fulfils_once_v3_pubkey() {
+                crate::v3::pays_and_fulfils_once($framework, VerifyMode::PubKey).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn pays_and_fulfils_once_v3_migration() {
+                crate::v3::pays_and_fulfils_once($framework, VerifyMode::Migration).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn bad_v3_notifies_change_nothing() {
+                crate::v3::bad_notifies_change_nothing($framework).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn v3_survives_a_certificate_rotation() {
+                crate::v3::survives_a_certificate_rotation($framework).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,22 +81,42 @@ macro_rules! e2e_suite {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn dropped_notifies_are_recovered_by_polling() {
-                scenarios::dropped_notifies_are_recovered_by_polling($framework).await;
+                scenarios::dropped_notifies_are_recovered_by_polling($framework, V2_MD5).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn dropped_notifies_are_recovered_by_polling_v3() {
+                scenarios::dropped_notifies_are_recovered_by_polling($framework, V3_PUBKEY).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn half_system_errors_still_create_orders() {
-                scenarios::half_system_errors_still_create_orders($framework).await;
+                scenarios::half_system_errors_still_create_orders($framework, V2_MD5).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn half_system_errors_still_create_orders_v3() {
+                scenarios::half_system_errors_still_create_orders($framework, V3_CERT).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn orders_close() {
-                scenarios::orders_close($framework).await;
+                scenarios::orders_close($framework, V2_MD5).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn orders_close_v3() {
+                scenarios::orders_close($framework, V3_MIGRATION).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn restart_on_the_same_sqlite_file_loses_nothing() {
-                scenarios::restart_loses_nothing($framework).await;
+                scenarios::restart_loses_nothing($framework, V2_MD5).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn restart_on_the_same_sqlite_file_loses_nothing_v3() {
+                scenarios::restart_loses_nothing($framework, V3_CERT).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,13 +130,29 @@ macro_rules! e2e_suite {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn admin_refunds_settle_once() {
-                crate::refunds::admin_refunds_settle_once($framework, sqlite()).await;
+                crate::refunds::admin_refunds_settle_once($framework, V2_MD5, sqlite()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn admin_refunds_settle_once_v3() {
+                crate::refunds::admin_refunds_settle_once($framework, V3_MIGRATION, sqlite()).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn corrupted_refund_answer_is_settled_by_refundquery() {
                 crate::refunds::corrupted_refund_answer_is_settled_by_refundquery(
                     $framework,
+                    V2_MD5,
+                    sqlite(),
+                )
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn corrupted_refund_answer_is_settled_by_refundquery_v3() {
+                crate::refunds::corrupted_refund_answer_is_settled_by_refundquery(
+                    $framework,
+                    V3_PUBKEY,
                     sqlite(),
                 )
                 .await;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use wxpay_core::{Fen, SignType, flow::OrderState, testkit};
 use wxpay_sim::{Faults, OutsideRefund};
 
-use crate::harness::{ADMIN_TOKEN, Framework, Running};
+use crate::harness::{ADMIN_TOKEN, Framework, Merchant, Running};
 
 fn refund_path(no: &str) -> String {
     format!("/pay/admin/orders/{no}/refund")
@@ -32,8 +32,8 @@ fn states(view: &Value) -> Vec<String> {
 
 /// An admin refunds in two parts; the refund notifies settle them; the
 /// VIP days go with the first.
-pub async fn admin_refunds_settle_once(fw: Framework, database_url: String) {
-    let app = Running::start_reconciling(fw, SignType::Md5, database_url).await;
+pub async fn admin_refunds_settle_once(fw: Framework, merchant: Merchant, database_url: String) {
+    let app = Running::start_reconciling(fw, merchant, database_url).await;
     let alice = app.login("o-alice").await;
     let no = app.paid_order(&alice, 2).await;
     assert_eq!(app.vip_days(&alice).await, 60);
@@ -128,9 +128,10 @@ pub async fn admin_refunds_settle_once(fw: Framework, database_url: String) {
 /// guessed, and refundquery settles it; WeChat refunded once.
 pub async fn corrupted_refund_answer_is_settled_by_refundquery(
     fw: Framework,
+    merchant: Merchant,
     database_url: String,
 ) {
-    let app = Running::start_reconciling(fw, SignType::Md5, database_url).await;
+    let app = Running::start_reconciling(fw, merchant, database_url).await;
     let alice = app.login("o-alice").await;
     let no = app.paid_order(&alice, 1).await;
     app.sim()

@@ -13,7 +13,7 @@ use wxpay_core::{
 };
 use wxpay_sim::Faults;
 
-use crate::harness::{Framework, Running, sqlite_url, temp_db};
+use crate::harness::{Framework, Merchant, Running, sqlite_url, temp_db};
 
 const SUCCESS: &str = "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>";
 
@@ -277,8 +277,8 @@ where
     out
 }
 
-pub async fn dropped_notifies_are_recovered_by_polling(fw: Framework) {
-    let app = Running::start(fw, SignType::Md5, temp_db("drop")).await;
+pub async fn dropped_notifies_are_recovered_by_polling(fw: Framework, merchant: Merchant) {
+    let app = Running::start(fw, merchant, temp_db("drop")).await;
     let alice = app.login("o-alice").await;
     let no = app.order(&alice, 1).await["out_trade_no"]
         .as_str()
@@ -297,12 +297,14 @@ pub async fn dropped_notifies_are_recovered_by_polling(fw: Framework) {
     assert_eq!(app.vip_days(&alice).await, 30);
 }
 
-pub async fn half_system_errors_still_create_orders(fw: Framework) {
-    let app = Running::start_with(fw, SignType::Md5, sqlite_url(&temp_db("syserr")), 12).await;
+pub async fn half_system_errors_still_create_orders(fw: Framework, merchant: Merchant) {
+    let app = Running::start_with(fw, merchant, sqlite_url(&temp_db("syserr")), 12).await;
     let alice = app.login("o-alice").await;
     app.sim()
         .set_faults(Faults {
             system_error_rate: 0.5,
+            // The same faults on every run (the requests here are sequential).
+            seed: Some(20261201),
             ..Faults::default()
         })
         .await;
@@ -314,8 +316,8 @@ pub async fn half_system_errors_still_create_orders(fw: Framework) {
     }
 }
 
-pub async fn orders_close(fw: Framework) {
-    let app = Running::start(fw, SignType::Md5, temp_db("close")).await;
+pub async fn orders_close(fw: Framework, merchant: Merchant) {
+    let app = Running::start(fw, merchant, temp_db("close")).await;
     let alice = app.login("o-alice").await;
     let bob = app.login("o-bob").await;
     let no = app.order(&alice, 1).await["out_trade_no"]
@@ -364,10 +366,10 @@ pub async fn orders_close(fw: Framework) {
     );
 }
 
-pub async fn restart_loses_nothing(fw: Framework) {
+pub async fn restart_loses_nothing(fw: Framework, merchant: Merchant) {
     let db = temp_db("restart");
     let (token, no) = {
-        let app = Running::start(fw, SignType::Md5, db.clone()).await;
+        let app = Running::start(fw, merchant, db.clone()).await;
         let alice = app.login("o-alice").await;
         let no = app.order(&alice, 3).await["out_trade_no"]
             .as_str()
@@ -379,7 +381,7 @@ pub async fn restart_loses_nothing(fw: Framework) {
         (alice, no)
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let app = Running::start(fw, SignType::Md5, db).await;
+    let app = Running::start(fw, merchant, db).await;
     let (status, body) = app
         .get_json(&format!("/pay/orders/{no}"), Some(&token))
         .await;

@@ -5,7 +5,8 @@ use serde_json::json;
 use sqlx::{Connection, Executor};
 use wxpay_core::{SignType, flow::OrderState, testkit};
 
-use crate::harness::{Framework, Fulfilments, Running};
+use crate::harness::{Framework, Fulfilments, Merchant, Running};
+use wxpay_sim::VerifyMode;
 
 const POSTGRES_ENV: &str = "WXPAY_TEST_POSTGRES_URL";
 const MYSQL_ENV: &str = "WXPAY_TEST_MYSQL_URL";
@@ -137,15 +138,23 @@ async fn mysql_two_shops_share_one_database() {
 /// fresh schema or database).
 async fn refunds_on(env: &str) {
     for fw in [Framework::Axum, Framework::Actix, Framework::Tower] {
-        for scenario in 0..3 {
+        for scenario in 0..5 {
             let Some(place) = Place::new(env).await else {
                 return;
             };
             let url = place.url.clone();
+            let v2 = Merchant::V2(SignType::Md5);
+            let v3 = Merchant::V3(VerifyMode::Cert);
             match scenario {
-                0 => crate::refunds::admin_refunds_settle_once(fw, url).await,
-                1 => {
-                    crate::refunds::corrupted_refund_answer_is_settled_by_refundquery(fw, url).await
+                0 => crate::refunds::admin_refunds_settle_once(fw, v2, url).await,
+                1 => crate::refunds::admin_refunds_settle_once(fw, v3, url).await,
+                2 => {
+                    crate::refunds::corrupted_refund_answer_is_settled_by_refundquery(fw, v2, url)
+                        .await
+                }
+                3 => {
+                    crate::refunds::corrupted_refund_answer_is_settled_by_refundquery(fw, v3, url)
+                        .await
                 }
                 _ => crate::refunds::outside_refund_is_found_by_the_reconciler(fw, url).await,
             }

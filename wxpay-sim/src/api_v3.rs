@@ -25,7 +25,6 @@ use crate::{
     notify::NotifyJob,
     state::{
         Order, OrderState, PREPAY_TTL, Refund, Sim, State as SimState, prepay_id, random_alnum,
-        roll,
     },
 };
 
@@ -123,13 +122,13 @@ pub(crate) async fn v3_api(
         return respond(answer, None);
     }
     let faults = sim.faults();
-    let answer = if roll(faults.system_error_rate) {
+    let answer = if sim.roll(faults.system_error_rate) {
         Answer::error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "SYSTEM_ERROR",
             "系统错误",
         )
-    } else if roll(faults.frequency_limited_rate) {
+    } else if sim.roll(faults.frequency_limited_rate) {
         Answer::error(
             StatusCode::TOO_MANY_REQUESTS,
             "FREQUENCY_LIMITED",
@@ -141,9 +140,9 @@ pub(crate) async fn v3_api(
     let request_serial = headers
         .get("wechatpay-serial")
         .and_then(|v| v.to_str().ok());
-    let tamper = if roll(faults.signature_probe_rate) {
+    let tamper = if sim.roll(faults.signature_probe_rate) {
         Tamper::Probe
-    } else if roll(faults.bad_answer_signature_rate) {
+    } else if sim.roll(faults.bad_answer_signature_rate) {
         Tamper::Corrupt
     } else {
         Tamper::None

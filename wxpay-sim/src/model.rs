@@ -328,6 +328,11 @@ pub struct Faults {
     /// Probability (0.0–1.0) that a v3 answer or notify attempt carries a
     /// `WECHATPAY/SIGNTEST/` probe signature (spec 3.5).
     pub signature_probe_rate: f64,
+    /// Reseeds the generator behind every `*_rate` when these faults are
+    /// set: the same requests in the same order then meet the same faults
+    /// on every run (a test that sets a rate stays deterministic). `None`:
+    /// the generator keeps going (seeded from entropy at start).
+    pub seed: Option<u64>,
 }
 
 /// The final status of a refund (`Faults::refund_result`, JSON

@@ -14,7 +14,7 @@ use wxpay_core::{
 use crate::{
     keys::Tamper,
     model::{NotifyAttempt, NotifyKind, Protocol, SimConfig},
-    state::{Order, Refund, Sim, roll},
+    state::{Order, Refund, Sim},
 };
 
 /// The delays before notify retries 1–15 (real time; the simulator scales them): 15s/15s/30s/3m/10m/20m/30m/30m/30m/60m/3h/3h/3h/6h/6h.
@@ -186,9 +186,9 @@ async fn send(sim: &Sim, job: &NotifyJob) -> Outcome {
         Protocol::V2 => req = req.header("content-type", "text/xml; charset=utf-8"),
         Protocol::V3 => {
             let faults = sim.faults();
-            let tamper = if roll(faults.signature_probe_rate) {
+            let tamper = if sim.roll(faults.signature_probe_rate) {
                 Tamper::Probe
-            } else if roll(faults.bad_notify_signature_rate) {
+            } else if sim.roll(faults.bad_notify_signature_rate) {
                 Tamper::Corrupt
             } else {
                 Tamper::None

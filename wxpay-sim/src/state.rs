@@ -52,6 +52,8 @@ pub(crate) struct State {
     pub(crate) codes: HashMap<String, LoginCode>,
     pub(crate) faults: Faults,
     pub(crate) notifies: Vec<NotifyAttempt>,
+    /// Behind every fault rate ([`Faults::seed`] reseeds it).
+    pub(crate) fault_rng: Option<rand::rngs::StdRng>,
 }
 
 pub(crate) struct LoginCode {
@@ -269,17 +271,40 @@ impl Sim {
     }
 
     pub(crate) fn set_faults(&self, faults: Faults) {
-        self.lock().faults = faults;
+        let mut state = self.lock();
+        if let Some(seed) = faults.seed {
+            state.fault_rng = Some(rand::SeedableRng::seed_from_u64(seed));
+        }
+        state.faults = faults;
+    }
+
+    /// True with probability `rate` (at most 1.0; anything not above 0.0,
+    /// NaN included, never), from the fault generator: a rate of 0 or 1
+    /// draws nothing, so it never shifts the sequence of the others.
+    pub(crate) fn roll(&self, rate: f64) -> bool {
+        if rate.is_nan() || rate <= 0.0 {
+            return false;
+        }
+        if rate >= 1.0 {
+            return true;
+        }
+        let mut state = self.lock();
+        let rng = state
+            .fault_rng
+            .get_or_insert_with(rand::SeedableRng::from_entropy);
+        rng.gen_bool(rate)
     }
 
     /// Whether this call should fail with a simulated system error.
     pub(crate) fn roll_system_error(&self) -> bool {
-        roll(self.lock().faults.system_error_rate)
+        let rate = self.lock().faults.system_error_rate;
+        self.roll(rate)
     }
 
     /// Whether this answer should be signed with a wrong key.
     pub(crate) fn roll_bad_signature(&self) -> bool {
-        roll(self.lock().faults.bad_answer_signature_rate)
+        let rate = self.lock().faults.bad_answer_signature_rate;
+        self.roll(rate)
     }
 
     pub(crate) fn login(&self, openid: &str, unionid: Option<String>) -> String {
@@ -491,12 +516,6 @@ impl Sim {
             url,
         ))
     }
-}
-
-/// True with probability `rate` (at most 1.0; anything not above 0.0,
-/// NaN included, never).
-pub(crate) fn roll(rate: f64) -> bool {
-    rate > 0.0 && rand::thread_rng().gen_bool(rate.min(1.0))
 }
 
 pub(crate) fn random_alnum(n: usize) -> String {

@@ -257,6 +257,10 @@ impl Payments {
     }
 
     async fn handle_notify_inner(&self, body: &[u8]) -> NotifyReply {
+        if self.inner.gateways.get(super::Api::V2).is_none() {
+            tracing::error!("a v2 notify arrived, but API v2 is turned off: refused unread");
+            return NotifyReply::fail("API v2 not configured", NotifyOutcome::Unavailable);
+        }
         let unverified = match notify::parse_notify(body) {
             Ok(u) => u,
             Err(e) => return reject(&e),

@@ -265,6 +265,7 @@ pub struct PaymentsBuilder {
     sign_in_limit: Option<super::RateLimit>,
     v3: Option<Arc<dyn Gateway>>,
     default_api: Option<Api>,
+    v2: bool,
     settings: Settings,
 }
 
@@ -292,6 +293,16 @@ impl PaymentsBuilder {
     /// through the v2 client, so a merchant migrating from v2 keeps both.
     pub fn v3(mut self, gateway: impl Gateway) -> Self {
         self.v3 = Some(Arc::new(gateway));
+        self
+    }
+
+    /// Turns API v2 off: a merchant with no APIv2 key
+    /// ([`Settings::has_v2`](crate::Settings::has_v2) `false`). v2 orders
+    /// are then [`Unconfigured`](PaymentsError::Unconfigured) and v2
+    /// notifies are refused (`FAIL`) without being looked at; the
+    /// [`Config`] still serves sign-in (`jscode2session`).
+    pub fn without_v2(mut self) -> Self {
+        self.v2 = false;
         self
     }
 
@@ -453,6 +464,13 @@ impl PaymentsBuilder {
         let default = self
             .default_api
             .unwrap_or(if self.v3.is_some() { Api::V3 } else { Api::V2 });
+        if default == Api::V2 && !self.v2 {
+            return Err(crate::config::ConfigError::Invalid {
+                name: "WXPAY_API_VERSION",
+                problem: "v2 asked for, but API v2 is turned off (no APIv2 key)".into(),
+            }
+            .into());
+        }
         if default == Api::V3 && self.v3.is_none() {
             return Err(crate::config::ConfigError::Invalid {
                 name: "WXPAY_API_VERSION",
@@ -462,7 +480,9 @@ impl PaymentsBuilder {
         }
         let gateways = super::gateway::Gateways {
             default,
-            v2: Some(Arc::new(V2Gateway::new(client.clone()))),
+            v2: self
+                .v2
+                .then(|| Arc::new(V2Gateway::new(client.clone())) as Arc<dyn Gateway>),
             v3: self.v3,
         };
         Ok(Payments {
@@ -497,6 +517,7 @@ impl Payments {
             sign_in_limit: None,
             v3: None,
             default_api: None,
+            v2: true,
             settings: Settings {
                 unifiedorder_attempts: 3,
                 retry_backoff: Duration::from_millis(200),

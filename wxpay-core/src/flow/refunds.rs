@@ -354,6 +354,10 @@ impl Payments {
     }
 
     async fn handle_refund_notify_inner(&self, body: &[u8]) -> NotifyReply {
+        if self.inner.gateways.get(super::Api::V2).is_none() {
+            tracing::error!("a v2 refund notify arrived, but API v2 is turned off: refused unread");
+            return NotifyReply::fail("API v2 not configured", NotifyOutcome::Unavailable);
+        }
         let n = match notify::decrypt_refund_notify(body, self.config()) {
             Ok(n) => n,
             Err(e) => return reject(&e),

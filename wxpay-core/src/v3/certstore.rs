@@ -148,7 +148,9 @@ impl CertificateStore {
     pub(crate) fn refresh_due(&self, now: i64, interval: i64, gap: i64) -> bool {
         let s = self.read();
         let stale = s.refreshed_at.is_none_or(|t| now - t >= interval);
-        let quiet = s.attempted_at.is_none_or(|t| now - t >= gap);
+        // Holding no certificate at all, every call fails without one: a
+        // failed download is tried again at once, not after the gap.
+        let quiet = s.by_serial.is_empty() || s.attempted_at.is_none_or(|t| now - t >= gap);
         stale && quiet
     }
 
@@ -172,5 +174,32 @@ impl Verifier for CertificateStore {
         } else {
             Err(VerifyError::InvalidSignature)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_first_download_is_tried_again_at_once_but_not_with_keys_held() {
+        let store = CertificateStore::new();
+        store.mark_attempt(1000, false);
+        assert!(
+            store.refresh_due(1001, 3600, 60),
+            "no certificate held: the next call tries again"
+        );
+        let keys: serde_json::Value =
+            serde_json::from_str(include_str!("../testkit/v3_keys.json")).unwrap();
+        let pem = keys["platform"]["certificate_pem"].as_str().unwrap();
+        let cert = super::super::PlatformCertificate::from_pem(pem).unwrap();
+        let now = cert.not_before().timestamp() + 10;
+        store.merge(vec![cert], now);
+        store.mark_attempt(now, false);
+        assert!(
+            !store.refresh_due(now + 1, 0, 60),
+            "with a certificate held, a failed refresh waits for the gap"
+        );
+        assert!(store.refresh_due(now + 60, 0, 60));
     }
 }
