@@ -172,3 +172,5 @@ async fn checkout_and_sign_in_against_the_simulator() {
     }
     sim.shutdown().await;
 }
+
+mod deadlines;
