@@ -403,6 +403,8 @@ pub async fn stops_gracefully(fw: Framework) {
         sim_time_scale: 0.01,
         admin_token: None,
         reconcile_every: 30,
+        header_timeout: 10.0,
+        body_timeout: 10.0,
     };
     let shop = std::sync::Arc::new(crate::shop::Shop::start(&args, addr, |b| b).await.unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
