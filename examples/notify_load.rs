@@ -392,6 +392,8 @@ async fn server(kind: Kind, dir: &Path) -> Result<Target, BoxError> {
         sim_time_scale: 1.0,
         admin_token: None,
         reconcile_every: 30,
+        header_timeout: 10.0,
+        body_timeout: 10.0,
     };
     let memory_store: Arc<dyn OrderStore> = Arc::new(MemoryStore::new());
     let payments = if kind == Kind::Wxpay {
