@@ -394,6 +394,8 @@ async fn server(kind: Kind, dir: &Path) -> Result<Target, BoxError> {
         reconcile_every: 30,
         api: wxpay_core::flow::Api::V2,
         sim_verify_mode: wxpay_sim::VerifyMode::Cert,
+        header_timeout: 10.0,
+        body_timeout: 10.0,
     };
     let memory_store: Arc<dyn OrderStore> = Arc::new(MemoryStore::new());
     let payments = if kind == Kind::Wxpay {

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, http::StatusCode, web};
 
+use wxpay_actix::Wxpay;
+
 use crate::shop::{Reply, Shop, Shutdown};
 
 /// Serves the shop on `listener` until `shutdown`, then finishes the
@@ -13,13 +15,21 @@ pub async fn serve(
     listener: std::net::TcpListener,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
+    let settings = shop.server;
     let server = HttpServer::new(move || {
+        // wxpay's routes, their bodies read within the deadline.
+        let wxpay = Wxpay::new(shop.payments.clone()).body_timeout(settings.body_timeout);
         App::new()
             .app_data(web::Data::from(shop.clone()))
-            .route("/login", wxpay_actix::sign_in(shop.payments.clone()))
+            .route("/login", wxpay.clone().sign_in())
             .route("/me", web::get().to(me))
-            .service(wxpay_actix::scope("/pay", shop.payments.clone()))
+            .service(wxpay.scope("/pay"))
     })
+    // Slow clients: the first request's head must be in within this
+    // (answered 408), and a kept-alive connection is closed when the next
+    // request has not started within it.
+    .client_request_timeout(settings.header_timeout)
+    .keep_alive(settings.header_timeout)
     .workers(2)
     .disable_signals()
     .listen(listener)?

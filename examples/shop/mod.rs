@@ -79,6 +79,23 @@ pub struct Args {
     /// notifies signed either way).
     #[arg(long, default_value = "cert")]
     pub sim_verify_mode: VerifyMode,
+    /// Seconds a connection may take to send a request's head, and (kept
+    /// alive) to start the next one: slow or idle clients are cut off.
+    #[arg(long, default_value_t = 10.0)]
+    pub header_timeout: f64,
+    /// Seconds a request's body may take (wxpay's body deadline).
+    #[arg(long, default_value_t = 10.0)]
+    pub body_timeout: f64,
+}
+
+/// The server's bounds on slow clients, from the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerSettings {
+    /// How long a connection may take to send a request's head, and, kept
+    /// alive, to start the next one.
+    pub header_timeout: Duration,
+    /// How long wxpay waits for a request's body.
+    pub body_timeout: Duration,
 }
 
 /// An example's `main`: logging from `RUST_LOG`, the command line, the
@@ -129,6 +146,8 @@ pub struct Shop {
     pub payments: Payments,
     /// The embedded simulator (with `--sim`).
     pub sim: Option<SimHandle>,
+    /// Timeouts for the HTTP server.
+    pub server: ServerSettings,
     catalog: Catalog,
     reconciler: std::sync::Mutex<Option<ReconcilerHandle>>,
 }
@@ -204,6 +223,13 @@ impl Shop {
             }
         }
         let payments = tweak(builder).build()?;
+        let seconds = |what: &str, s: f64| {
+            Duration::try_from_secs_f64(s).map_err(|e| format!("--{what} {s}: {e}"))
+        };
+        let server = ServerSettings {
+            header_timeout: seconds("header-timeout", args.header_timeout)?,
+            body_timeout: seconds("body-timeout", args.body_timeout)?,
+        };
         let every = Duration::from_secs(args.reconcile_every.max(1));
         // A small shop: every pass also asks about the paid orders' refunds
         // (a refund made in the merchant platform whose notify was lost).
@@ -213,6 +239,7 @@ impl Shop {
         Ok(Shop {
             payments,
             sim,
+            server,
             catalog: catalog(),
             reconciler: std::sync::Mutex::new(Some(reconciler)),
         })

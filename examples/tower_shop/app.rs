@@ -6,7 +6,10 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+};
 use tower_service::Service;
 use wxpay_tower::WxpayService;
 
@@ -21,8 +24,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let wxpay = WxpayService::new(shop.payments.clone()).with_prefix("/pay");
-    let login = WxpayService::sign_in(shop.payments.clone());
+    let settings = shop.server;
+    // wxpay's routes, their bodies read within the deadline.
+    let wxpay = (WxpayService::new(shop.payments.clone()).with_prefix("/pay"))
+        .with_body_timeout(settings.body_timeout);
+    let login =
+        WxpayService::sign_in(shop.payments.clone()).with_body_timeout(settings.body_timeout);
     let connections = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -41,7 +48,13 @@ pub async fn serve(
                 }
             }
         });
-        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), app);
+        // Slow clients: hyper closes a connection whose request head is not
+        // in within this, and (the timer starts whenever hyper waits for a
+        // head) one kept alive that does not start its next request.
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(settings.header_timeout);
+        let connection = http.serve_connection(TokioIo::new(stream), app);
         tokio::spawn(connections.watch(connection));
     }
     connections.shutdown().await;

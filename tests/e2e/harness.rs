@@ -93,6 +93,9 @@ impl PaymentEvents for Fulfilments {
     }
 }
 
+/// The shops' header and body timeouts in seconds (their defaults).
+const DEFAULT_TIMEOUTS: (f64, f64) = (10.0, 10.0);
+
 /// The shops' admin token in the tests (`WXPAY_SHOP_ADMIN_TOKEN`).
 pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
 
@@ -171,6 +174,7 @@ impl Running {
             unifiedorder_attempts,
             fulfilments,
             30,
+            DEFAULT_TIMEOUTS,
         )
         .await
     }
@@ -190,6 +194,26 @@ impl Running {
             3,
             Fulfilments::default(),
             1,
+            DEFAULT_TIMEOUTS,
+        )
+        .await
+    }
+
+    /// A shop whose server cuts off slow clients after `header_timeout`
+    /// and waits `body_timeout` for a body (both in seconds).
+    pub async fn start_timing_out(
+        framework: Framework,
+        header_timeout: f64,
+        body_timeout: f64,
+    ) -> Running {
+        Self::start_full(
+            framework,
+            Merchant::V2(SignType::Md5),
+            sqlite_url(&temp_db("timeouts")),
+            3,
+            Fulfilments::default(),
+            30,
+            (header_timeout, body_timeout),
         )
         .await
     }
@@ -201,6 +225,7 @@ impl Running {
         unifiedorder_attempts: u32,
         fulfilments: Fulfilments,
         reconcile_every: u64,
+        (header_timeout, body_timeout): (f64, f64),
     ) -> Running {
         // wxpay's warnings and errors, shown with a failing test's output.
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -221,6 +246,8 @@ impl Running {
             reconcile_every,
             api: merchant.api(),
             sim_verify_mode: merchant.verify_mode(),
+            header_timeout,
+            body_timeout,
         };
         let shop = Shop::start(&args, addr, |b| {
             b.sync_interval(Duration::from_millis(50))

@@ -15,6 +15,7 @@ mod tower_app;
 mod harness;
 mod refunds;
 mod scenarios;
+mod server_settings;
 mod shared_db;
 mod v3;
 
@@ -167,6 +168,19 @@ macro_rules! e2e_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn hmac_shop_refuses_an_md5_notify() {
                 crate::refunds::hmac_shop_refuses_an_md5_notify($framework, sqlite()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn slow_and_idle_clients_are_cut_off() {
+                crate::server_settings::slow_and_idle_clients_are_cut_off($framework).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_body_that_never_comes_is_answered_at_the_deadline() {
+                crate::server_settings::a_body_that_never_comes_is_answered_at_the_deadline(
+                    $framework,
+                )
+                .await;
             }
 
             #[allow(dead_code)]

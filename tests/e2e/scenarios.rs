@@ -407,6 +407,8 @@ pub async fn stops_gracefully(fw: Framework) {
         reconcile_every: 30,
         api: wxpay_core::flow::Api::V3,
         sim_verify_mode: wxpay_sim::VerifyMode::Cert,
+        header_timeout: 10.0,
+        body_timeout: 10.0,
     };
     let shop = std::sync::Arc::new(crate::shop::Shop::start(&args, addr, |b| b).await.unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

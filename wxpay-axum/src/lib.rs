@@ -61,11 +61,24 @@
 //! `Connection: close` (the rest of the body stays unread). The client IP comes
 //! from [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo) when the app
 //! is served with it.
+//!
+//! Reading a body has a deadline, [`DEFAULT_BODY_TIMEOUT`] (10 s) from when
+//! wxpay starts reading it; [`Wxpay`] mounts the same routes with another
+//! ([`Wxpay::body_timeout`]). A body not complete by then is refused unread
+//! (`408` JSON on the order routes, the `FAIL` reply on the notify routes,
+//! with `Connection: close`) and never reaches the flow.
+//!
+//! Slow or idle connections before a request's body are the server's to
+//! bound, and `axum::serve` has no setting for them: serve the router
+//! through hyper's `http1::Builder` with a timer and a
+//! `header_read_timeout` instead (hyper starts it whenever it waits for a
+//! request head, so it also closes a kept-alive connection left idle), as
+//! `examples/axum_shop` does.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use axum::{
     Router,
@@ -75,7 +88,7 @@ use axum::{
     response::Response,
     routing::{MethodRouter, any},
 };
-pub use wxpay_core::flow::http::MAX_BODY_BYTES;
+pub use wxpay_core::flow::http::{DEFAULT_BODY_TIMEOUT, MAX_BODY_BYTES};
 use wxpay_core::flow::{
     Payments,
     http::{HttpIn, HttpOut, handle, is_signature_header},
@@ -88,7 +101,7 @@ pub fn router<S>(payments: Payments) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    Router::new().fallback(serve_nested).with_state(payments)
+    Wxpay::new(payments).router()
 }
 
 /// The payment routes at `prefix` (`"/pay"`: `/pay/notify`, `/pay/orders`
@@ -113,26 +126,7 @@ pub fn router_at<S>(prefix: &str, payments: Payments) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    assert!(
-        prefix.len() > 1
-            && prefix.starts_with('/')
-            && !prefix.ends_with('/')
-            && !prefix.contains(['{', '}']),
-        "wxpay_axum::router_at: the prefix must start with `/`, not end with one, and hold no `{{` or `}}`: {prefix:?}"
-    );
-    let mounted = Mounted {
-        payments,
-        prefix_len: prefix.len(),
-    };
-    // Every path under the prefix, like a nested fallback; the fixed ones
-    // first, so that the notifies take matchit's static path (no captured
-    // parameters to store).
-    ["", "/notify", "/refund-notify", "/orders", "/{*rest}"]
-        .into_iter()
-        .fold(Router::new(), |r, path| {
-            r.route(&format!("{prefix}{path}"), any(serve_at))
-        })
-        .with_state(mounted)
+    Wxpay::new(payments).router_at(prefix)
 }
 
 /// The sign-in route alone, for [`Router::route`] at a path of your own
@@ -144,7 +138,7 @@ pub fn sign_in<S>(payments: Payments) -> MethodRouter<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    fixed(payments, "/sign-in")
+    Wxpay::new(payments).sign_in()
 }
 
 /// The sign-out route alone (`POST`, `Authorization: Bearer …` →
@@ -153,39 +147,133 @@ pub fn sign_out<S>(payments: Payments) -> MethodRouter<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    fixed(payments, "/sign-out")
+    Wxpay::new(payments).sign_out()
 }
 
-fn fixed<S>(payments: Payments, path: &'static str) -> MethodRouter<S>
-where
-    S: Clone + Send + Sync + 'static,
-{
-    any(serve_fixed).with_state(Fixed { payments, path })
+/// The routes of [`router`], [`router_at`], [`sign_in`] and [`sign_out`]
+/// with settings of your own; those functions are `Wxpay::new(payments)`
+/// with the defaults.
+///
+/// ```
+/// # let payments = wxpay_core::testkit::adapter::payments(wxpay_core::testkit::adapter::config()).0;
+/// use std::time::Duration;
+/// use wxpay_axum::Wxpay;
+///
+/// let wxpay = Wxpay::new(payments).body_timeout(Duration::from_secs(4));
+/// let app: axum::Router = axum::Router::new()
+///     .route("/login", wxpay.clone().sign_in())
+///     .merge(wxpay.router_at("/pay"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Wxpay {
+    payments: Payments,
+    body_timeout: Duration,
+}
+
+impl Wxpay {
+    /// The routes over `payments`, with the defaults.
+    pub fn new(payments: Payments) -> Wxpay {
+        Wxpay {
+            payments,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+        }
+    }
+
+    /// How long wxpay waits for a request's body, from when it starts
+    /// reading it ([`DEFAULT_BODY_TIMEOUT`], 10 s, unless set). A body not
+    /// complete by then is refused unread: `408` on the order routes, the
+    /// `FAIL` reply on the notify routes, with `Connection: close`.
+    pub fn body_timeout(mut self, timeout: Duration) -> Wxpay {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// The routes as a router to nest, like [`router`].
+    pub fn router<S>(self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        Router::new().fallback(serve_nested).with_state(self)
+    }
+
+    /// The routes at `prefix`, to merge, like [`router_at`].
+    ///
+    /// # Panics
+    /// If `prefix` does not start with `/`, ends with `/`, or holds `{` or
+    /// `}`.
+    pub fn router_at<S>(self, prefix: &str) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        assert!(
+            prefix.len() > 1
+                && prefix.starts_with('/')
+                && !prefix.ends_with('/')
+                && !prefix.contains(['{', '}']),
+            "wxpay_axum::router_at: the prefix must start with `/`, not end with one, and hold no `{{` or `}}`: {prefix:?}"
+        );
+        let mounted = Mounted {
+            wxpay: self,
+            prefix_len: prefix.len(),
+        };
+        // Every path under the prefix, like a nested fallback; the fixed ones
+        // first, so that the notifies take matchit's static path (no captured
+        // parameters to store).
+        ["", "/notify", "/refund-notify", "/orders", "/{*rest}"]
+            .into_iter()
+            .fold(Router::new(), |r, path| {
+                r.route(&format!("{prefix}{path}"), any(serve_at))
+            })
+            .with_state(mounted)
+    }
+
+    /// The sign-in route alone, like [`sign_in`].
+    pub fn sign_in<S>(self) -> MethodRouter<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        self.fixed("/sign-in")
+    }
+
+    /// The sign-out route alone, like [`sign_out`].
+    pub fn sign_out<S>(self) -> MethodRouter<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        self.fixed("/sign-out")
+    }
+
+    fn fixed<S>(self, path: &'static str) -> MethodRouter<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        any(serve_fixed).with_state(Fixed { wxpay: self, path })
+    }
 }
 
 #[derive(Clone)]
 struct Fixed {
-    payments: Payments,
+    wxpay: Wxpay,
     path: &'static str,
 }
 
 #[derive(Clone)]
 struct Mounted {
-    payments: Payments,
+    wxpay: Wxpay,
     prefix_len: usize,
 }
 
-async fn serve_nested(State(payments): State<Payments>, req: Request) -> Response {
+async fn serve_nested(State(wxpay): State<Wxpay>, req: Request) -> Response {
     // Inside `nest`, the URI path is relative to the prefix.
-    serve(&payments, req, Path::Skip(0)).await
+    serve(&wxpay, req, Path::Skip(0)).await
 }
 
 async fn serve_at(State(mounted): State<Mounted>, req: Request) -> Response {
-    serve(&mounted.payments, req, Path::Skip(mounted.prefix_len)).await
+    serve(&mounted.wxpay, req, Path::Skip(mounted.prefix_len)).await
 }
 
 async fn serve_fixed(State(fixed): State<Fixed>, req: Request) -> Response {
-    serve(&fixed.payments, req, Path::Fixed(fixed.path)).await
+    serve(&fixed.wxpay, req, Path::Fixed(fixed.path)).await
 }
 
 /// Which wxpay path a request is for.
@@ -197,7 +285,7 @@ enum Path {
 }
 
 /// Answers `req` as the wxpay route `path` says.
-async fn serve(payments: &Payments, req: Request, path: Path) -> Response {
+async fn serve(wxpay: &Wxpay, req: Request, path: Path) -> Response {
     let (parts, body) = req.into_parts();
     let path = match path {
         Path::Skip(skip) => parts.uri.path().get(skip..).unwrap_or_default(),
@@ -218,11 +306,10 @@ async fn serve(payments: &Payments, req: Request, path: Path) -> Response {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip().to_string());
     }
-    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => input.body = bytes.into(),
-        Err(_) => input = input.with_body_too_large(),
-    }
-    response(handle(payments, input).await)
+    let read =
+        async { Ok::<_, axum::Error>(axum::body::to_bytes(body, MAX_BODY_BYTES).await?.into()) };
+    let input = input.read_body(wxpay.body_timeout, read).await;
+    response(handle(&wxpay.payments, input).await)
 }
 
 /// The one mapping from the core's answer to an axum response.

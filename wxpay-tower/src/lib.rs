@@ -11,11 +11,11 @@
 //! Mounted under `/pay` of a hyper server, next to the app's own routes:
 //!
 //! ```no_run
-//! use std::{convert::Infallible, sync::Arc};
+//! use std::{convert::Infallible, sync::Arc, time::Duration};
 //! use async_trait::async_trait;
 //! use http_body_util::Full;
 //! use hyper::{body::Bytes, server::conn::http1, service::service_fn};
-//! use hyper_util::rt::TokioIo;
+//! use hyper_util::rt::{TokioIo, TokioTimer};
 //! use tower_service::Service;
 //! use wxpay_core::{Config, Fen, flow::*};
 //! use wxpay_tower::WxpayService;
@@ -57,7 +57,10 @@
 //!                 wxpay.call(req).await
 //!             }
 //!         });
-//!         let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), app).await;
+//!         // Slow or idle clients: the head must be in within 10 s.
+//!         let mut http = http1::Builder::new();
+//!         http.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+//!         let _ = http.serve_connection(TokioIo::new(stream), app).await;
 //!     });
 //! }
 //! # }
@@ -75,6 +78,18 @@
 //! taken from a [`SocketAddr`] in the request's extensions (insert the
 //! peer address in your accept loop, as above; axum's `ConnectInfo` is not
 //! read).
+//!
+//! Reading a body has a deadline, [`DEFAULT_BODY_TIMEOUT`] (10 s) from when
+//! the service starts reading it; [`WxpayService::with_body_timeout`] sets
+//! another. A body not complete by then is refused unread (`408` JSON on
+//! the order routes, the `FAIL` reply on the notify routes, with
+//! `Connection: close`) and never reaches the flow. The deadline uses
+//! tokio's timer, so serve the service on a tokio runtime.
+//!
+//! Slow or idle connections before a request's body are the server's to
+//! bound: with hyper, give its `http1::Builder` a timer and a
+//! `header_read_timeout`, as above (hyper starts it whenever it waits for a
+//! request head, so it also closes a kept-alive connection left idle).
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
@@ -87,13 +102,14 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, Limited};
-pub use wxpay_core::flow::http::MAX_BODY_BYTES;
+pub use wxpay_core::flow::http::{DEFAULT_BODY_TIMEOUT, MAX_BODY_BYTES};
 use wxpay_core::flow::{
     Payments,
     http::{HttpIn, HttpOut, handle, is_signature_header},
@@ -116,6 +132,7 @@ enum Mode {
 pub struct WxpayService {
     payments: Payments,
     mode: Mode,
+    body_timeout: Duration,
 }
 
 impl WxpayService {
@@ -126,6 +143,7 @@ impl WxpayService {
         WxpayService {
             payments,
             mode: Mode::Routes(Arc::from("")),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 
@@ -136,12 +154,30 @@ impl WxpayService {
         self
     }
 
+    /// How long the service waits for a request's body, from when it starts
+    /// reading it ([`DEFAULT_BODY_TIMEOUT`], 10 s, unless set). A body not
+    /// complete by then is refused unread: `408` on the order routes, the
+    /// `FAIL` reply on the notify routes, with `Connection: close`.
+    ///
+    /// ```
+    /// # let payments = wxpay_core::testkit::adapter::payments(wxpay_core::testkit::adapter::config()).0;
+    /// use std::time::Duration;
+    /// use wxpay_tower::WxpayService;
+    ///
+    /// let notify = WxpayService::payment_notify(payments).with_body_timeout(Duration::from_secs(4));
+    /// ```
+    pub fn with_body_timeout(mut self, timeout: Duration) -> WxpayService {
+        self.body_timeout = timeout;
+        self
+    }
+
     /// Only the payment notify, whatever the path: mount it at your
     /// `notify_url`. Other methods than `POST` answer `405`.
     pub fn payment_notify(payments: Payments) -> WxpayService {
         WxpayService {
             payments,
             mode: Mode::Fixed("/notify"),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 
@@ -151,6 +187,7 @@ impl WxpayService {
         WxpayService {
             payments,
             mode: Mode::Fixed("/refund-notify"),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 
@@ -163,6 +200,7 @@ impl WxpayService {
         WxpayService {
             payments,
             mode: Mode::Fixed("/sign-in"),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 
@@ -173,6 +211,7 @@ impl WxpayService {
         WxpayService {
             payments,
             mode: Mode::Fixed("/sign-out"),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 
@@ -208,10 +247,11 @@ impl WxpayService {
                 .get::<SocketAddr>()
                 .map(|addr| addr.ip().to_string());
         }
-        match Limited::new(body, MAX_BODY_BYTES).collect().await {
-            Ok(collected) => input.body = collected.to_bytes().into(),
-            Err(_) => input = input.with_body_too_large(),
-        }
+        let read = async {
+            let collected = Limited::new(body, MAX_BODY_BYTES).collect().await?;
+            Ok::<_, Box<dyn StdError + Send + Sync>>(collected.to_bytes().into())
+        };
+        let input = input.read_body(self.body_timeout, read).await;
         response(handle(&self.payments, input).await)
     }
 }

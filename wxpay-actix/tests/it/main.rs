@@ -116,3 +116,5 @@ async fn passes_the_adapter_kit_with_login_routes() {
     // /login and /logout answer 404 when no sessions are kept.
     testkit::check_adapter(async |p| mount(p, Via::Login).await).await;
 }
+
+mod deadlines;

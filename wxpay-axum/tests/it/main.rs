@@ -174,3 +174,5 @@ async fn checkout_and_sign_in_against_the_simulator() {
     }
     sim.shutdown().await;
 }
+
+mod deadlines;

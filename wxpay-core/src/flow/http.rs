@@ -55,6 +55,17 @@
 //! `Connection: close`, so that the client opens a new connection instead
 //! of reusing one the server is closing.
 //!
+//! Reading a body also has a deadline, [`DEFAULT_BODY_TIMEOUT`] (10 s) unless
+//! the adapter is configured otherwise: a client that declares a body and
+//! then sends it slowly, or not at all, would otherwise hold a connection
+//! (and a task) for as long as it likes. A body not complete in time is
+//! flagged with [`HttpIn::body_timed_out`] and refused like one over the
+//! limit, never looked at and never reaching the flow (nothing is stored or
+//! changed): `408` with `{"error": "request_timeout", …}` on order routes,
+//! the `FAIL` reply on the notify routes, with [`HttpOut::close`] set.
+//! [`HttpIn::read_body`] does the reading for the adapters, so that the
+//! rule is the same in every one.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use wxpay_core::{ApiKey, Config, flow::{MemoryStore, Payments, http::{self, HttpIn}}};
@@ -73,7 +84,7 @@
 //! # }
 //! ```
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, future::Future, task::Poll, time::Duration};
 
 use serde_json::{Value, json};
 
@@ -85,6 +96,17 @@ use crate::{OutTradeNo, notify};
 /// The most body bytes an adapter reads (1 MiB). Real notifies are a few
 /// KiB; checkout bodies are small JSON.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How long an adapter waits for a request's body by default (10 s), from
+/// when it starts reading it (the headers are in) until the last byte.
+///
+/// A notify body is a few KiB and a checkout body a few hundred bytes:
+/// either arrives in one or two packets, so a body that takes seconds is a
+/// client holding the connection. WeChat itself gives up on a notify after
+/// 5 s and sends it again later, so a deadline above that never cuts off a
+/// notify WeChat is still waiting for, and twice that leaves a slow mobile
+/// network room for the order routes' small bodies.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `Content-Type` of JSON answers.
 pub const CONTENT_TYPE_JSON: &str = "application/json";
@@ -113,6 +135,11 @@ pub struct HttpIn {
     /// full: the request is refused without looking at
     /// [`body`](HttpIn::body).
     pub body_too_large: bool,
+    /// The body was not complete within the adapter's deadline
+    /// ([`DEFAULT_BODY_TIMEOUT`] unless configured): the request is refused
+    /// without looking at [`body`](HttpIn::body) (`408` on order routes,
+    /// `FAIL` on the notify routes, the connection closed).
+    pub body_timed_out: bool,
 }
 
 impl HttpIn {
@@ -189,6 +216,58 @@ impl HttpIn {
         self.body.clear();
         self
     }
+
+    /// Marks the body as not complete within the deadline.
+    pub fn with_body_timed_out(mut self) -> HttpIn {
+        self.body_timed_out = true;
+        self.body.clear();
+        self
+    }
+
+    /// Sets [`body`](HttpIn::body) from `read`, an adapter's read of the
+    /// whole body (at most [`MAX_BODY_BYTES`]), given `timeout` to finish:
+    /// an error (over the limit, or the body could not be read) marks the
+    /// body [too large](HttpIn::with_body_too_large), the deadline passing
+    /// first marks it [timed out](HttpIn::with_body_timed_out) (and drops
+    /// `read`). A body that is complete at the first poll, as a small body
+    /// that came with the headers is, starts no timer.
+    ///
+    /// The deadline is tokio's timer: call it on a tokio runtime (axum,
+    /// actix-web and hyper with `TokioIo` all run on one).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use wxpay_core::flow::http::HttpIn;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let read = async { Ok::<_, std::io::Error>(b"<xml/>".to_vec()) };
+    /// let req = HttpIn::new("POST", "/notify", Vec::new()).read_body(Duration::from_secs(10), read).await;
+    /// assert_eq!(req.body, b"<xml/>");
+    ///
+    /// let never = std::future::pending::<Result<Vec<u8>, std::io::Error>>();
+    /// let req = HttpIn::new("POST", "/notify", Vec::new()).read_body(Duration::from_millis(1), never).await;
+    /// assert!(req.body_timed_out);
+    /// # }
+    /// ```
+    pub async fn read_body<E>(
+        self,
+        timeout: Duration,
+        read: impl Future<Output = Result<Vec<u8>, E>>,
+    ) -> HttpIn {
+        let mut read = std::pin::pin!(read);
+        // Most bodies are in by now: no timer (tokio's take a driver lock).
+        let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+        let read = match first {
+            Poll::Ready(done) => Some(done),
+            Poll::Pending => tokio::time::timeout(timeout, read).await.ok(),
+        };
+        match read {
+            Some(Ok(body)) => HttpIn { body, ..self },
+            Some(Err(_)) => self.with_body_too_large(),
+            None => self.with_body_timed_out(),
+        }
+    }
 }
 
 /// Whether `name` is one of the `Wechatpay-*` headers that sign an API v3
@@ -263,6 +342,14 @@ impl HttpOut {
 
     fn too_large() -> HttpOut {
         HttpOut::error(413, "payload_too_large", "request body too large")
+    }
+
+    fn timed_out() -> HttpOut {
+        HttpOut::error(
+            408,
+            "request_timeout",
+            "the request body did not arrive in time",
+        )
     }
 }
 
@@ -340,7 +427,7 @@ impl Route {
 /// response. Never fails: every error becomes a status (order routes) or a
 /// `FAIL` reply (notify routes), logged with `tracing`.
 pub async fn handle(payments: &Payments, req: HttpIn) -> HttpOut {
-    let unread_body = req.body_too_large;
+    let unread_body = req.body_too_large || req.body_timed_out;
     let mut out = answer(payments, req).await;
     out.close = unread_body;
     out
@@ -377,9 +464,17 @@ async fn answer(payments: &Payments, req: HttpIn) -> HttpOut {
             let reply = payments.handle_notify_v3(headers, &req.body).await;
             HttpOut::notify(reply.status, reply.content_type, reply.body)
         }
+        Route::Notify | Route::RefundNotify if req.body_timed_out => {
+            tracing::warn!(path = %req.path, "notify body not received within the deadline refused");
+            HttpOut::xml(notify::reply_fail("报文接收超时"))
+        }
         Route::Notify => HttpOut::xml(payments.handle_notify(&req.body).await.body),
         Route::RefundNotify => HttpOut::xml(payments.handle_refund_notify(&req.body).await.body),
         _ if req.body_too_large => HttpOut::too_large(),
+        _ if req.body_timed_out => {
+            tracing::info!(path = %req.path, "request body not received within the deadline refused");
+            HttpOut::timed_out()
+        }
         Route::Orders => {
             let creq = CheckoutRequest {
                 body: req.body,
@@ -725,6 +820,7 @@ fn error_out(e: &PaymentsError) -> HttpOut {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::OrderStore;
     use crate::testkit::adapter::*;
 
     /// `handle` itself, as a perfect adapter would call it.
@@ -754,6 +850,71 @@ mod tests {
     #[tokio::test]
     async fn handle_passes_the_adapter_kit() {
         check_adapter(async |p| Direct(p)).await;
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_body_is_refused_and_changes_nothing() {
+        let config = config();
+        let (payments, store) = payments(config.clone());
+        store
+            .insert(&prepaid_order("T-1", Some("alice"), crate::Fen(5)))
+            .await
+            .unwrap();
+        // Even a valid notify is not looked at once its read timed out.
+        let body = sign_body(
+            notify_params(&config, "T-1", crate::Fen(5)),
+            &config.api_key,
+        );
+        let out = handle(
+            &payments,
+            HttpIn::new("POST", "/notify", body).with_body_timed_out(),
+        )
+        .await;
+        assert_eq!((out.status, out.content_type), (200, CONTENT_TYPE_XML));
+        assert!(out.close);
+        let text = String::from_utf8(out.body).unwrap();
+        assert!(text.contains("FAIL") && text.contains("超时"), "{text}");
+        let order = store.get(&OutTradeNo::new("T-1").unwrap()).await.unwrap();
+        assert_eq!(order.unwrap().state, crate::flow::OrderState::Prepaid);
+
+        let out = handle(
+            &payments,
+            HttpIn::new("POST", "/orders", br#"{"sku":"vip"}"#.to_vec())
+                .with_header("x-user", "bob")
+                .with_body_timed_out(),
+        )
+        .await;
+        assert_eq!((out.status, out.content_type), (408, CONTENT_TYPE_JSON));
+        assert!(out.close);
+        let v: Value = serde_json::from_slice(&out.body).unwrap();
+        assert_eq!(v["error"], "request_timeout");
+        assert!(payments.orders_of("bob", 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn read_body_sets_the_body_or_a_flag() {
+        let later = async {
+            tokio::task::yield_now().await;
+            Ok::<_, std::io::Error>(b"late but in time".to_vec())
+        };
+        let r = HttpIn::new("POST", "/notify", Vec::new())
+            .read_body(Duration::from_secs(5), later)
+            .await;
+        assert_eq!(r.body, b"late but in time");
+        assert!(!r.body_timed_out && !r.body_too_large);
+
+        let r = HttpIn::new("POST", "/notify", b"stale".to_vec())
+            .read_body(Duration::from_secs(5), async {
+                Err::<Vec<u8>, _>(std::io::Error::other("over the limit"))
+            })
+            .await;
+        assert!(r.body_too_large && !r.body_timed_out && r.body.is_empty());
+
+        let never = std::future::pending::<Result<Vec<u8>, std::io::Error>>();
+        let r = HttpIn::new("POST", "/notify", Vec::new())
+            .read_body(Duration::from_millis(1), never)
+            .await;
+        assert!(r.body_timed_out && !r.body_too_large && r.body.is_empty());
     }
 
     #[test]

@@ -249,3 +249,5 @@ async fn served_by_hyper() {
     assert_eq!(order.state, OrderState::Paid);
     server.abort();
 }
+
+mod deadlines;
