@@ -396,6 +396,7 @@ async fn server(kind: Kind, dir: &Path) -> Result<Target, BoxError> {
         sim_verify_mode: wxpay_sim::VerifyMode::Cert,
         header_timeout: 10.0,
         body_timeout: 10.0,
+        env_file: None,
     };
     let memory_store: Arc<dyn OrderStore> = Arc::new(MemoryStore::new());
     let payments = if kind == Kind::Wxpay {

@@ -86,6 +86,27 @@ pub struct Args {
     /// Seconds a request's body may take (wxpay's body deadline).
     #[arg(long, default_value_t = 10.0)]
     pub body_timeout: f64,
+    /// Without `--sim`: `WXPAY_*` settings from this file (`NAME=value`
+    /// lines, `#` comments), over the environment's; e.g. the `wxpay.env`
+    /// that `wxpay-sim --keys-dir DIR` writes.
+    #[arg(long)]
+    pub env_file: Option<std::path::PathBuf>,
+}
+
+/// `NAME=value` lines of an env file (blank lines and `#` comments
+/// skipped; values as written, no quotes or expansion).
+fn read_env_file(
+    path: &std::path::Path,
+) -> Result<std::collections::HashMap<String, String>, BoxError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--env-file {}: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect())
 }
 
 /// The server's bounds on slow clients, from the command line.
@@ -193,7 +214,13 @@ impl Shop {
         } else {
             // Refunds need the merchant's client certificate (WXPAY_CLIENT_*).
             // WXPAY_API_VERSION, the APIv2 and / or APIv3 settings.
-            let settings = Settings::from_env()?;
+            let file = match &args.env_file {
+                Some(path) => read_env_file(path)?,
+                None => Default::default(),
+            };
+            let settings = Settings::from_lookup(|name| {
+                (file.get(name).cloned()).or_else(|| std::env::var(name).ok())
+            })?;
             let has_v2 = settings.has_v2();
             let (api, config, v3) = settings.into_parts();
             // v2 refunds need the merchant's client certificate (WXPAY_CLIENT_*).

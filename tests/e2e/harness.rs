@@ -32,27 +32,32 @@ pub enum Framework {
 pub enum Merchant {
     V2(SignType),
     V3(VerifyMode),
+    /// A v3 merchant configured as a user would against an external
+    /// simulator: the simulator generates every key and writes them with
+    /// its `wxpay.env` to a keys directory; the shop (without `--sim`)
+    /// reads that file (`--env-file`).
+    KeysDir(VerifyMode),
 }
 
 impl Merchant {
     pub fn api(self) -> Api {
         match self {
             Merchant::V2(_) => Api::V2,
-            Merchant::V3(_) => Api::V3,
+            Merchant::V3(_) | Merchant::KeysDir(_) => Api::V3,
         }
     }
 
     fn sign_type(self) -> SignType {
         match self {
             Merchant::V2(t) => t,
-            Merchant::V3(_) => SignType::Md5,
+            Merchant::V3(_) | Merchant::KeysDir(_) => SignType::Md5,
         }
     }
 
     pub fn verify_mode(self) -> VerifyMode {
         match self {
             Merchant::V2(_) => VerifyMode::Cert,
-            Merchant::V3(m) => m,
+            Merchant::V3(m) | Merchant::KeysDir(m) => m,
         }
     }
 }
@@ -106,6 +111,8 @@ pub struct Running {
     pub fulfilments: Fulfilments,
     pub http: reqwest::Client,
     server: tokio::task::JoinHandle<()>,
+    /// The simulator the shop was configured against from outside.
+    external_sim: Option<SimHandle>,
 }
 
 impl Drop for Running {
@@ -236,9 +243,16 @@ impl Running {
             .try_init();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
+        let (external_sim, env_file) = match merchant {
+            Merchant::KeysDir(mode) => {
+                let (sim, file) = external_simulator(mode, addr).await;
+                (Some(sim), Some(file))
+            }
+            _ => (None, None),
+        };
         let args = Args {
             listen: addr,
-            sim: true,
+            sim: external_sim.is_none(),
             database_url,
             sim_sign_type: merchant.sign_type(),
             sim_time_scale: 0.01,
@@ -248,6 +262,7 @@ impl Running {
             sim_verify_mode: merchant.verify_mode(),
             header_timeout,
             body_timeout,
+            env_file,
         };
         let shop = Shop::start(&args, addr, |b| {
             b.sync_interval(Duration::from_millis(50))
@@ -307,11 +322,14 @@ impl Running {
             fulfilments,
             http: reqwest::Client::new(),
             server,
+            external_sim,
         }
     }
 
     pub fn sim(&self) -> &SimHandle {
-        self.shop.sim.as_ref().expect("started with --sim")
+        (self.shop.sim.as_ref())
+            .or(self.external_sim.as_ref())
+            .expect("started with a simulator")
     }
 
     /// wx.login on the simulator, then `POST /login`.
@@ -452,4 +470,29 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// A simulator that generated its own v3 keys and wrote them, with its
+/// `wxpay.env`, to a fresh keys directory; and that file completed with
+/// the shop's notify URLs, as a user following the README would.
+async fn external_simulator(mode: VerifyMode, shop: std::net::SocketAddr) -> (SimHandle, PathBuf) {
+    let dir = temp_db("keys").with_file_name("sim-keys");
+    let sim = wxpay_sim::Simulator::start(
+        wxpay_sim::SimConfig::test()
+            .with_generated_v3_keys()
+            .with_verify_mode(mode)
+            .with_keys_dir(&dir)
+            .with_time_scale(0.01)
+            .with_refund_notify_url(format!("http://{shop}/pay/refund-notify")),
+    )
+    .await
+    .expect("simulator starts");
+    let mut env =
+        std::fs::read_to_string(dir.join("wxpay.env")).expect("the simulator wrote wxpay.env");
+    env.push_str(&format!(
+        "WXPAY_NOTIFY_URL=http://{shop}/pay/notify\nWXPAY_REFUND_NOTIFY_URL=http://{shop}/pay/refund-notify\n"
+    ));
+    let file = dir.join("shop.env");
+    std::fs::write(&file, env).unwrap();
+    (sim, file)
 }

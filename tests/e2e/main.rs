@@ -66,6 +66,21 @@ macro_rules! e2e_suite {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn v3_from_the_keys_dir_cert() {
+                crate::v3::configured_from_the_keys_dir($framework, VerifyMode::Cert).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn v3_from_the_keys_dir_pubkey() {
+                crate::v3::configured_from_the_keys_dir($framework, VerifyMode::PubKey).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn v3_from_the_keys_dir_migration() {
+                crate::v3::configured_from_the_keys_dir($framework, VerifyMode::Migration).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn v3_survives_a_certificate_rotation() {
                 crate::v3::survives_a_certificate_rotation($framework).await;
             }

@@ -409,6 +409,7 @@ pub async fn stops_gracefully(fw: Framework) {
         sim_verify_mode: wxpay_sim::VerifyMode::Cert,
         header_timeout: 10.0,
         body_timeout: 10.0,
+        env_file: None,
     };
     let shop = std::sync::Arc::new(crate::shop::Shop::start(&args, addr, |b| b).await.unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -234,3 +234,79 @@ pub async fn survives_a_certificate_rotation(fw: Framework) {
     );
     assert_eq!(app.vip_days(&alice).await, 60);
 }
+
+/// As a user sets it up (README "API v3"): an external simulator generates
+/// every key and writes `wxpay.env` to its keys directory; the shop,
+/// without `--sim`, is configured from that file alone. It is paid through
+/// a signed, encrypted notify, refunds, refuses a notify signed with keys
+/// that are not WeChat's, and (certificate mode) survives a rotation.
+pub async fn configured_from_the_keys_dir(fw: Framework, mode: VerifyMode) {
+    let app = Running::start_reconciling(
+        fw,
+        Merchant::KeysDir(mode),
+        crate::harness::sqlite_url(&temp_db("keys-dir")),
+    )
+    .await;
+    assert!(app.shop.sim.is_none(), "not an embedded simulator");
+    let alice = app.login("o-alice").await;
+    let no = app.paid_order(&alice, 1).await;
+    let (log, ok) = app
+        .sim()
+        .wait_for_notifies(Duration::from_secs(10), |log| {
+            log.iter().any(|a| a.out_trade_no == no && a.delivered)
+        })
+        .await;
+    assert!(ok, "{log:?}");
+    assert!(
+        log.iter()
+            .any(|a| a.out_trade_no == no && a.status == Some(204))
+    );
+    assert_eq!(app.fulfilments.of(&no), 1, "on_paid ran once");
+    assert_eq!(app.vip_days(&alice).await, 30);
+
+    // Signed with keys that are not this WeChat's: refused, nothing changes.
+    let open = app.order(&alice, 1).await["out_trade_no"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = app.stored(&open).await;
+    let foreign = Wechat::for_appid(&app.sim().v3_merchant().appid);
+    let (status, _) = app
+        .post_notify_v3(&foreign.payment(&open, 998, chrono::Utc::now().timestamp()))
+        .await;
+    assert_eq!(status, 401);
+    let after = app.stored(&open).await;
+    assert_eq!((after.state, after.version), (before.state, before.version));
+
+    if mode == VerifyMode::Cert {
+        let rotation = app.sim().rotate_certificate().await.unwrap();
+        let again = app.paid_order(&alice, 1).await;
+        let (log, _) = app
+            .sim()
+            .wait_for_notifies(Duration::from_secs(10), |log| {
+                log.iter().any(|a| a.out_trade_no == again && a.delivered)
+            })
+            .await;
+        assert!(
+            log.iter().any(|a| a.out_trade_no == again
+                && a.delivered
+                && a.serial.as_deref() == Some(rotation.serial_no.as_str())),
+            "signed by the new certificate and taken"
+        );
+        assert_eq!(app.vip_days(&alice).await, 60);
+    }
+
+    // A refund: accepted through /v3/refund/domestic/refunds, settled by its notify.
+    let (status, r) = app
+        .post_json(
+            &format!("/pay/admin/orders/{no}/refund"),
+            Some(crate::harness::ADMIN_TOKEN),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    let v = app
+        .wait_admin(&no, "REFUNDED", |v| v["state"] == "REFUNDED")
+        .await;
+    assert_eq!(v["refunded_fee"], 998, "{v}");
+}

@@ -612,6 +612,13 @@ impl V3Keys {
             env.push(format!("WXPAY_PUBLIC_KEY_FILE={pub_key}"));
             env.push(format!("WXPAY_PUBLIC_KEY_ID={}", self.public_key.id));
         }
+        if self.mode == VerifyMode::Migration {
+            // Notifies come signed by either key: the client needs the
+            // platform certificates as well as the public key.
+            env.push("WXPAY_PLATFORM_CERT_DOWNLOAD=true".to_owned());
+        }
+        env.push("# where this simulator sends notifies: your server's notify route".to_owned());
+        env.push("# WXPAY_NOTIFY_URL=http://127.0.0.1:8080/pay/notify".to_owned());
         env.push(format!("WXPAY_API_BASE={base_url}"));
         env.push(format!("WXPAY_OPEN_API_BASE={base_url}"));
         env.push("# API v2 (same merchant)".to_owned());
