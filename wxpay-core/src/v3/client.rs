@@ -552,9 +552,16 @@ impl<T: Transport> Client<T> {
         let first = self.classify(endpoint, &resp, &self.keyring(None));
         if let Err(Error::Unverified(u)) = &first
             && let ValidationError::UnknownSerial { serial } = &u.reason
-            && self.refresh_for_unknown(serial, (self.clock)()).await
         {
-            return self.classify(endpoint, &resp, &self.keyring(None));
+            let again = if self.refresh_for_unknown(serial, (self.clock)()).await {
+                self.classify(endpoint, &resp, &self.keyring(None))
+            } else {
+                first
+            };
+            if let Err(Error::Unverified(u)) = &again {
+                tracing::warn!(%endpoint, request_id = ?u.request_id, reason = %u.reason, "v3 answer refused");
+            }
+            return again;
         }
         first
     }
@@ -633,7 +640,13 @@ impl<T: Transport> Client<T> {
                 Some(Box::new(e)),
             )),
             Err(reason) => {
-                tracing::warn!(%endpoint, status, ?request_id, %reason, "v3 answer refused");
+                if matches!(reason, ValidationError::UnknownSerial { .. }) {
+                    // Usually a rotation: `call` refreshes the certificates
+                    // and asks again, and warns only if that did not help.
+                    tracing::debug!(%endpoint, status, ?request_id, %reason, "v3 answer signed by an unknown serial");
+                } else {
+                    tracing::warn!(%endpoint, status, ?request_id, %reason, "v3 answer refused");
+                }
                 Err(UnverifiedAnswer {
                     status,
                     request_id,
