@@ -196,6 +196,7 @@ impl Wxpay {
         // Inside the scope, the unprocessed part of the path is relative to it.
         let path = path.unwrap_or_else(|| req.match_info().unprocessed());
         let mut input = HttpIn::new(req.method().as_str(), path, Vec::new());
+        input.query = req.query_string().to_owned();
         let all = input.needs_headers();
         // The notify routes take only the v3 signature headers.
         for (name, value) in req.headers() {

@@ -293,6 +293,7 @@ async fn serve(wxpay: &Wxpay, req: Request, path: Path) -> Response {
     };
     let path = if path.is_empty() { "/" } else { path };
     let mut input = HttpIn::new(parts.method.as_str(), path, Vec::new());
+    input.query = parts.uri.query().unwrap_or_default().to_owned();
     let all = input.needs_headers();
     // The notify routes take only the v3 signature headers.
     for (name, value) in &parts.headers {

@@ -234,6 +234,7 @@ impl WxpayService {
         // A path outside the prefix becomes one the core does not know (404).
         let path = self.relative_path(parts.uri.path()).unwrap_or_default();
         let mut input = HttpIn::new(parts.method.as_str(), path, Vec::new());
+        input.query = parts.uri.query().unwrap_or_default().to_owned();
         let all = input.needs_headers();
         // The notify routes take only the v3 signature headers.
         for (name, value) in &parts.headers {

@@ -11,6 +11,7 @@
 //! | `POST` | `/orders` | the app's [`Checkout`](super::Checkout) decides; `201 {"out_trade_no", "total_fee", "trade_type", "pay_params"}` (JSAPI) or `"code_url"` (NATIVE) |
 //! | `GET` | `/orders/{out_trade_no}` | `200 {"out_trade_no", "state", "total_fee", "transaction_id"?}` ([`Payments::status`]: a stale `PREPAID` order is synced by orderquery) |
 //! | `POST` | `/orders/{out_trade_no}/close` | `200`, same body ([`Payments::close`]) |
+//! | `GET` | `/orders?limit=&before=` | the caller's orders ([`Checkout::identify`](super::Checkout::identify); `401` for an anonymous caller), newest first: `200 {"orders": [{…as above, "created_at"}], "next": "<out_trade_no>" \| null}` (`created_at` in Unix seconds); `limit` 1–100 (default 20), `before` the `next` of the previous page ([`Payments::orders_page`]) |
 //! | `POST` | `/notify` | the payment notify. API v2 (XML): always `200` with WeChat's XML (`SUCCESS`/`FAIL`). API v3 (JSON with `Wechatpay-*` headers; payment and refund events alike): `204`, or `4xx`/`5xx` with `{"code":"FAIL","message"}` ([`Payments::handle_notify_v3`]) |
 //! | `POST` | `/refund-notify` | the refund notify: the same |
 //! | `POST` | `/sign-in` | with [sessions](super::PaymentsBuilder::sessions) only: `{"code"}` from `wx.login` → `200 {"token", "openid", "expires_at"}` ([`Payments::sign_in`]; `expires_at` in Unix seconds) |
@@ -126,6 +127,8 @@ pub struct HttpIn {
     /// Request headers, names in lowercase; repeated headers joined with
     /// `", "`. See [`HttpIn::add_header`].
     pub headers: BTreeMap<String, String>,
+    /// The query string, without `?` (read by `GET /orders`).
+    pub query: String,
     /// The raw body (at most [`MAX_BODY_BYTES`]).
     pub body: Vec<u8>,
     /// The peer's IP address, if known (sent to WeChat as
@@ -202,6 +205,12 @@ impl HttpIn {
     /// ```
     pub fn wants_header(&self, name: &str) -> bool {
         self.needs_headers() || is_signature_header(name)
+    }
+
+    /// Sets [`query`](HttpIn::query) (without `?`).
+    pub fn with_query(mut self, query: impl Into<String>) -> HttpIn {
+        self.query = query.into();
+        self
     }
 
     /// Sets [`client_ip`](HttpIn::client_ip).
@@ -418,6 +427,7 @@ impl Route {
     fn allow(&self) -> &'static str {
         match self {
             Route::Order(_) | Route::AdminOrder(_) => "GET",
+            Route::Orders => "GET, POST",
             _ => "POST",
         }
     }
@@ -443,7 +453,7 @@ async fn answer(payments: &Payments, req: HttpIn) -> HttpOut {
     let Some(route) = route else {
         return HttpOut::not_found();
     };
-    if req.method != route.allow() {
+    if !route.allow().split(", ").any(|m| m == req.method) {
         return HttpOut::method_not_allowed(route.allow());
     }
     match route {
@@ -475,6 +485,7 @@ async fn answer(payments: &Payments, req: HttpIn) -> HttpOut {
             tracing::info!(path = %req.path, "request body not received within the deadline refused");
             HttpOut::timed_out()
         }
+        Route::Orders if req.method == "GET" => Box::pin(my_orders(payments, req)).await,
         Route::Orders => {
             let creq = CheckoutRequest {
                 body: req.body,
@@ -640,6 +651,67 @@ fn admin_order_json(o: &Order) -> Value {
 
 /// The order number, if the order exists and the caller owns it; the error
 /// response otherwise (404 for unknown and foreign orders alike).
+/// The most orders one `GET /orders` page holds.
+pub const MAX_ORDERS_PAGE: usize = 100;
+const DEFAULT_ORDERS_PAGE: usize = 20;
+
+/// `GET /orders?limit=&before=`: the caller's orders, newest first, a page
+/// at a time; `next` is the cursor of the following page (`before=` it),
+/// `null` on the last.
+async fn my_orders(payments: &Payments, req: HttpIn) -> HttpOut {
+    let mut limit = DEFAULT_ORDERS_PAGE;
+    let mut before = None;
+    for pair in req.query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_ORDERS_PAGE).contains(&n) => limit = n,
+                _ => {
+                    return HttpOut::error(
+                        400,
+                        "bad_request",
+                        "limit must be a number from 1 to 100",
+                    );
+                }
+            },
+            "before" => match OutTradeNo::new(v) {
+                Ok(no) => before = Some(no),
+                Err(_) => {
+                    return HttpOut::error(400, "bad_request", "before is not an order number");
+                }
+            },
+            _ => {}
+        }
+    }
+    let creq = CheckoutRequest {
+        body: Vec::new(),
+        headers: req.headers,
+        client_ip: req.client_ip,
+        user: None,
+    };
+    let caller = match payments.identify(creq).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return HttpOut::error(401, "unauthorized", "sign in first"),
+        Err(e) => return error_out(&e),
+    };
+    match payments.orders_page(&caller, before.as_ref(), limit).await {
+        Ok((orders, next)) => {
+            let orders: Vec<Value> = (orders.iter())
+                .map(|o| {
+                    let mut v = order_json(o);
+                    v["created_at"] = json!(o.created_at.timestamp());
+                    v
+                })
+                .collect();
+            HttpOut::json(
+                200,
+                &json!({ "orders": orders, "next": next.as_ref().map(OutTradeNo::as_str) }),
+            )
+        }
+        Err(e) => error_out(&e),
+    }
+}
+
 async fn owned_order(payments: &Payments, no: &str, req: HttpIn) -> Result<OutTradeNo, HttpOut> {
     let Ok(no) = OutTradeNo::new(no) else {
         return Err(HttpOut::not_found());
@@ -829,7 +901,11 @@ mod tests {
     impl AdapterClient for Direct {
         async fn send(&self, req: TestRequest) -> TestResponse {
             let too_large = req.body.len() > MAX_BODY_BYTES;
-            let mut r = HttpIn::new(&req.method, req.path, req.body);
+            let (path, query) = match req.path.split_once('?') {
+                Some((p, q)) => (p.to_owned(), q.to_owned()),
+                None => (req.path.clone(), String::new()),
+            };
+            let mut r = HttpIn::new(&req.method, path, req.body).with_query(query);
             for (k, v) in &req.headers {
                 r.add_header(k, v.as_bytes());
             }

@@ -536,9 +536,47 @@ impl Payments {
         .await
     }
 
+    /// One page of an owner's orders ([`OrderDraft::with_owner`]), newest
+    /// first (`created_at`, ties by `out_trade_no`): at most `limit` (at
+    /// least 1) orders
+    /// after the order `before` (the cursor, `None` for the first page), and
+    /// the cursor of the next page (`None` on the last). What the
+    /// `GET /orders` route serves.
+    ///
+    /// The owner's orders are read in full and the page cut from them: fine
+    /// for the orders of one user; a store with very many per owner would
+    /// want a cursor query of its own.
+    ///
+    /// # Errors
+    /// [`PaymentsError::NotFound`] when `before` is not one of the owner's
+    /// orders; as [`orders_of`](Payments::orders_of).
+    pub async fn orders_page(
+        &self,
+        owner: &str,
+        before: Option<&OutTradeNo>,
+        limit: usize,
+    ) -> Result<(Vec<Order>, Option<OutTradeNo>), PaymentsError> {
+        let limit = limit.max(1);
+        let all = self.orders_of(owner, usize::MAX).await?;
+        let start = match before {
+            None => 0,
+            Some(no) => match all.iter().position(|o| &o.out_trade_no == no) {
+                Some(i) => i + 1,
+                // Not one of the owner's: the same answer as no such order
+                // (no oracle for other users' order numbers).
+                None => return Err(PaymentsError::NotFound(no.clone())),
+            },
+        };
+        let page: Vec<Order> = all.into_iter().skip(start).take(limit + 1).collect();
+        let next = (page.len() > limit).then(|| page[limit - 1].out_trade_no.clone());
+        let mut page = page;
+        page.truncate(limit);
+        Ok((page, next))
+    }
+
     /// The orders of one owner ([`OrderDraft::with_owner`]), newest first,
-    /// at most `limit`: a user's "my orders" page, or entitlements derived
-    /// from what was paid.
+    /// at most `limit` (see [`orders_page`](Payments::orders_page) for a
+    /// paginated listing).
     ///
     /// # Errors
     /// [`PaymentsError::Unconfigured`] for a store without

@@ -271,6 +271,55 @@ where
     let alice = [("X-User", "alice")];
     let bob = [("x-user", "bob")];
 
+    // "My orders": newest first, a page at a time, the caller's only.
+    let base = crate::flow::now();
+    for (i, (no, owner)) in [
+        ("KITLIST1", "carol"),
+        ("KITLIST2", "carol"),
+        ("KITLIST3", "carol"),
+        ("KITLIST4", "dave"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut o = prepaid_order(no, Some(owner), Fen(100));
+        o.created_at = base - chrono::Duration::seconds(100 - i as i64);
+        store.insert(&o).await.expect("insert");
+    }
+    let carol = [("x-user", "carol")];
+    let nos = |v: &Value| -> Vec<String> {
+        (v["orders"].as_array().expect("orders").iter())
+            .map(|o| o["out_trade_no"].as_str().expect("number").to_owned())
+            .collect()
+    };
+    let r = send(request("GET", "/orders?limit=2", &carol, b"")).await;
+    assert_eq!(r.status, 200, "GET /orders: {}", r.text());
+    let page = r.json();
+    assert_eq!(nos(&page), ["KITLIST3", "KITLIST2"], "newest first: {page}");
+    assert_eq!(page["next"], "KITLIST2", "{page}");
+    assert_eq!(page["orders"][0]["state"], "PREPAID");
+    let r = send(request(
+        "GET",
+        "/orders?before=KITLIST2&limit=2",
+        &carol,
+        b"",
+    ))
+    .await;
+    let last = r.json();
+    assert_eq!(nos(&last), ["KITLIST1"], "{last}");
+    assert_eq!(last["next"], Value::Null, "the last page: {last}");
+    let r = send(request("GET", "/orders", &[("x-user", "dave")], b"")).await;
+    assert_eq!(nos(&r.json()), ["KITLIST4"], "only the caller's");
+    let r = send(request("GET", "/orders", &[], b"")).await;
+    assert_error("GET /orders anonymous", &r, 401, "unauthorized");
+    for q in ["limit=0", "limit=101", "limit=x", "before=%%%"] {
+        let r = send(request("GET", &format!("/orders?{q}"), &carol, b"")).await;
+        assert_error(&format!("GET /orders?{q}"), &r, 400, "bad_request");
+    }
+    // Another user's order as the cursor: the same 404 as an unknown one.
+    let r = send(request("GET", "/orders?before=KITLIST4", &carol, b"")).await;
+    assert_error("GET /orders?before=<not yours>", &r, 404, "not_found");
+
     // Route table.
     // The mount point itself may be answered by the framework.
     let r = send(request("GET", "/", &[], b"")).await;
@@ -289,7 +338,7 @@ where
     for (method, path, allow) in [
         ("GET", "/notify", "POST"),
         ("PUT", "/refund-notify", "POST"),
-        ("GET", "/orders", "POST"),
+        ("PUT", "/orders", "GET, POST"),
         ("POST", "/orders/A1", "GET"),
         ("DELETE", "/orders/A1", "GET"),
         ("GET", "/orders/A1/close", "POST"),
