@@ -107,6 +107,11 @@ pub struct OrderDraft {
     pub attach: Option<String>,
     /// The order number to use; wxpay generates one when `None`.
     pub out_trade_no: Option<OutTradeNo>,
+    /// The payer's IP address (v2 `spbill_create_ip`, v3
+    /// `scene_info.payer_client_ip`), when the app knows it better than
+    /// the request's peer address (e.g. from its own proxy setup). Default:
+    /// the request's [`client_ip`](CheckoutRequest::client_ip).
+    pub client_ip: Option<String>,
 }
 
 impl OrderDraft {
@@ -129,6 +134,7 @@ impl OrderDraft {
             product_id: None,
             attach: None,
             out_trade_no: None,
+            client_ip: None,
         }
     }
 
@@ -158,9 +164,14 @@ impl OrderDraft {
         self
     }
 
-    /// Uses this order number instead of a generated one. Checking out the
-    /// same draft again with the same number re-enters the order (a fresh
-    /// `prepay_id` for the same payment, never a second payment).
+    /// Sets [`client_ip`](OrderDraft::client_ip).
+    pub fn with_client_ip(mut self, ip: impl Into<String>) -> OrderDraft {
+        self.client_ip = Some(ip.into());
+        self
+    }
+
+    /// Uses this order number (re-entering the order when it exists with
+    /// the same fields).
     pub fn with_out_trade_no(mut self, out_trade_no: OutTradeNo) -> OrderDraft {
         self.out_trade_no = Some(out_trade_no);
         self

@@ -456,6 +456,14 @@ async fn answer(payments: &Payments, req: HttpIn) -> HttpOut {
     if !route.allow().split(", ").any(|m| m == req.method) {
         return HttpOut::method_not_allowed(route.allow());
     }
+    let mut req = req;
+    if let Some(proxies) = &payments.inner.trusted_proxies {
+        req.client_ip = proxies.client_ip(
+            req.client_ip.as_deref(),
+            req.headers.get("x-forwarded-for").map(String::as_str),
+            req.headers.get("x-real-ip").map(String::as_str),
+        );
+    }
     match route {
         Route::Notify | Route::RefundNotify if req.body_too_large => {
             tracing::warn!(path = %req.path, "notify body over the size limit refused");

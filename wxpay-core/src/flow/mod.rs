@@ -28,6 +28,7 @@ mod memory;
 mod order;
 mod orders;
 mod payments;
+mod proxy;
 mod reconcile;
 mod refunds;
 mod sessions;
@@ -52,6 +53,7 @@ pub use order::{
 #[cfg(any(test, feature = "testkit"))]
 pub(crate) use payments::now;
 pub use payments::{Payments, PaymentsBuilder, PaymentsError, Session};
+pub use proxy::TrustedProxies;
 pub use reconcile::{ReconcileReport, Reconciler, ReconcilerHandle};
 pub use refunds::RefundOutcome;
 pub use sessions::{MemorySessions, SessionRecord, SessionStore, SignIn, TokenHash};

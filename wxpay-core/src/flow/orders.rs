@@ -96,7 +96,7 @@ impl Payments {
             openid: draft.openid.clone(),
             product_id: draft.product_id.clone(),
             attach: draft.attach.clone(),
-            spbill_create_ip: client_ip.unwrap_or("127.0.0.1").to_owned(),
+            spbill_create_ip: self.payer_ip(draft.client_ip.as_deref().or(client_ip)),
             notify_url: None,
             time_expire: None,
             detail: None,
@@ -205,6 +205,24 @@ impl Payments {
             None => return Err(PaymentsError::NotFound(out_trade_no)),
         };
         self.outcome(&order)
+    }
+
+    /// The payer's address as sent to WeChat; `127.0.0.1` when none is
+    /// known (v2 requires one), logged once per service so that a missing
+    /// `ConnectInfo` or proxy setting does not go unnoticed.
+    fn payer_ip(&self, known: Option<&str>) -> String {
+        if let Some(ip) = known.filter(|ip| !ip.is_empty()) {
+            return ip.to_owned();
+        }
+        let warned = &self.inner.warned_no_client_ip;
+        if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                "no client IP known for a checkout: 127.0.0.1 is sent as the payer's address \
+                 (axum: serve with into_make_service_with_connect_info; behind a proxy: \
+                 PaymentsBuilder::trusted_proxies; or OrderDraft::with_client_ip). Logged once."
+            );
+        }
+        "127.0.0.1".to_owned()
     }
 
     /// What the client needs to pay `order`: `wx.requestPayment`'s

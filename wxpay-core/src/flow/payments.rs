@@ -197,6 +197,9 @@ pub(crate) struct Inner {
     pub(crate) sessions: Option<Arc<dyn SessionStore>>,
     pub(crate) admin: Option<Arc<dyn AdminAuth>>,
     pub(crate) sign_in_limit: Option<super::limit::Limiter>,
+    pub(crate) trusted_proxies: Option<super::TrustedProxies>,
+    /// Whether "no client IP" was logged already (once per service).
+    pub(crate) warned_no_client_ip: std::sync::atomic::AtomicBool,
     pub(crate) settings: Settings,
     /// Last orderquery per order in this process (for orders whose state
     /// cannot carry `synced_at`).
@@ -263,6 +266,7 @@ pub struct PaymentsBuilder {
     sessions: Option<Arc<dyn SessionStore>>,
     admin: Option<Arc<dyn AdminAuth>>,
     sign_in_limit: Option<super::RateLimit>,
+    trusted_proxies: Option<super::TrustedProxies>,
     v3: Option<Arc<dyn Gateway>>,
     default_api: Option<Api>,
     v2: bool,
@@ -284,6 +288,19 @@ impl PaymentsBuilder {
     pub fn client<T: Transport>(mut self, client: Client<T>) -> Self {
         self.config = client.config().clone();
         self.client = Some(client.boxed());
+        self
+    }
+
+    /// Believes `X-Forwarded-For` / `X-Real-IP` on requests whose peer is
+    /// one of these proxies (off by default: the peer address is the
+    /// client's). Behind a reverse proxy, without it every payer's
+    /// `spbill_create_ip` would be the proxy's address; with it, the
+    /// rightmost address in `X-Forwarded-For` that is not a proxy is the
+    /// payer's (what the sign-in rate limit counts, too). Never list
+    /// addresses that clients can reach directly: their headers would be
+    /// believed.
+    pub fn trusted_proxies(mut self, proxies: super::TrustedProxies) -> Self {
+        self.trusted_proxies = Some(proxies);
         self
     }
 
@@ -495,6 +512,8 @@ impl PaymentsBuilder {
                 sessions: self.sessions,
                 admin: self.admin,
                 sign_in_limit: self.sign_in_limit.map(super::limit::Limiter::new),
+                trusted_proxies: self.trusted_proxies,
+                warned_no_client_ip: std::sync::atomic::AtomicBool::new(false),
                 settings: self.settings,
                 recent_syncs: Mutex::new(HashMap::new()),
             }),
@@ -515,6 +534,7 @@ impl Payments {
             sessions: None,
             admin: None,
             sign_in_limit: None,
+            trusted_proxies: None,
             v3: None,
             default_api: None,
             v2: true,

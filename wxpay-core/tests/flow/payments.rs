@@ -1002,3 +1002,74 @@ async fn an_on_paid_over_its_budget_is_cancelled_and_retried() {
     let stored = payments.order(&out.out_trade_no).await.unwrap();
     assert!(matches!(stored.fulfilment, Fulfilment::Done { .. }));
 }
+
+/// Behind a reverse proxy: the payer's address is read from the proxy's
+/// `X-Forwarded-For` only when the peer is a configured proxy; otherwise
+/// the headers are the client's own claims and the peer is the payer.
+#[tokio::test]
+async fn the_payers_address_comes_from_trusted_proxies_only() {
+    use wxpay_core::flow::{
+        TrustedProxies,
+        http::{self, HttpIn},
+    };
+    let stub = Stub::start(SignType::Md5).await;
+    let build = |proxies: Option<TrustedProxies>| {
+        let mut b = Payments::builder(stub.config.clone())
+            .client(stub.client())
+            .store(Arc::new(MemoryStore::new()))
+            .checkout(Shop);
+        if let Some(p) = proxies {
+            b = b.trusted_proxies(p);
+        }
+        b.build().unwrap()
+    };
+    let checkout = |peer: &str| {
+        HttpIn::new("POST", "/orders", br#"{"sku":"vip"}"#.to_vec())
+            .with_header("X-OpenID", "o-alice")
+            .with_header("X-Forwarded-For", "1.1.1.1, 198.51.100.4, 10.0.0.2")
+            .with_client_ip(peer)
+    };
+    let last_ip = || {
+        let sent = stub.requests("/pay/unifiedorder");
+        sent.last()
+            .unwrap()
+            .get("spbill_create_ip")
+            .unwrap()
+            .to_owned()
+    };
+
+    let behind = build(Some(TrustedProxies::parse(["10.0.0.0/8"]).unwrap()));
+    assert_eq!(
+        http::handle(&behind, checkout("10.0.0.3")).await.status,
+        201
+    );
+    assert_eq!(
+        last_ip(),
+        "198.51.100.4",
+        "the rightmost address no proxy added"
+    );
+    // A client reaching the app directly cannot choose its address.
+    assert_eq!(
+        http::handle(&behind, checkout("203.0.113.9")).await.status,
+        201
+    );
+    assert_eq!(last_ip(), "203.0.113.9");
+    // Without the setting, forwarding headers are never believed.
+    let direct = build(None);
+    assert_eq!(
+        http::handle(&direct, checkout("10.0.0.3")).await.status,
+        201
+    );
+    assert_eq!(last_ip(), "10.0.0.3");
+
+    // An app that knows better sets it on the draft.
+    let draft = OrderDraft::jsapi("o-alice", "Shop-VIP", Fen(990)).with_client_ip("192.0.2.77");
+    direct.create_order(draft, Some("10.0.0.3")).await.unwrap();
+    assert_eq!(last_ip(), "192.0.2.77");
+    // None known at all: 127.0.0.1 (logged once).
+    direct
+        .create_order(OrderDraft::jsapi("o-alice", "Shop-VIP", Fen(990)), None)
+        .await
+        .unwrap();
+    assert_eq!(last_ip(), "127.0.0.1");
+}
