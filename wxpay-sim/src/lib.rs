@@ -172,7 +172,9 @@ mod control;
 mod keys;
 mod model;
 mod notify;
+mod persist;
 mod state;
+mod wire;
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -185,6 +187,7 @@ pub use model::{
     RefundSource, Secret, SimConfig, SimOrder, SimRefund, V3Config, VerifyMode,
 };
 pub use notify::RETRY_SCHEDULE;
+pub use persist::StateFileError;
 
 use state::{OrderRef, Sim};
 
@@ -198,6 +201,16 @@ pub enum SimError {
     /// The v3 key material could not be loaded, generated or written.
     #[error("v3 keys")]
     Keys(#[source] KeyError),
+    /// The state file ([`SimConfig::state_file`]) cannot be read, is
+    /// corrupt, or cannot be written.
+    #[error("state file {}", path.display())]
+    StateFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: StateFileError,
+    },
     /// `time_scale` is not a positive finite number.
     #[error("time_scale must be positive and finite, got {0}")]
     TimeScale(f64),
@@ -335,6 +348,8 @@ impl Simulator {
             return Err(SimError::TimeScale(config.time_scale));
         }
         let sim = Arc::new(Sim::new(config)?);
+        // Written at once: an unwritable path fails the start, not later.
+        sim.save()?;
         let listener = TcpListener::bind(addr).await.map_err(SimError::Bind)?;
         let addr = listener.local_addr().map_err(SimError::Bind)?;
         if let Some(dir) = &sim.config.v3.keys_dir {
@@ -342,6 +357,7 @@ impl Simulator {
                 .write_dir(dir, &sim.config, &format!("http://{addr}"))
                 .map_err(SimError::Keys)?;
         }
+        sim.resume();
         let app = control::router(Arc::clone(&sim));
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -560,8 +576,8 @@ impl SimHandle {
         }
     }
 
-    /// Stops the server and every pending notify, and waits (briefly) for
-    /// the server to finish.
+    /// Stops the server and every pending notify, waits (briefly) for the
+    /// server to finish, and saves the state file, if any.
     pub async fn shutdown(mut self) {
         self.stop();
         if let Some(server) = self.server.take() {
@@ -573,6 +589,8 @@ impl SimHandle {
                 abort.abort();
             }
         }
+        // What the last requests changed.
+        self.sim.save_logged();
     }
 
     fn stop(&mut self) {
@@ -580,6 +598,7 @@ impl SimHandle {
             let _ = tx.send(());
         }
         self.sim.abort_tasks();
+        self.sim.save_logged();
     }
 }
 
