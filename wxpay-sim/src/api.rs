@@ -131,7 +131,11 @@ pub(crate) async fn pay_api(
 /// an MD5 `sign` made with the production key give `sandbox_signkey`, in an
 /// unsigned answer. The simulator's sandbox key is its API key, so a
 /// sandbox-mode SDK signs and verifies with the key the simulator uses.
-pub(crate) async fn getsignkey(State(sim): State<Arc<Sim>>, method: Method, body: Bytes) -> Response {
+pub(crate) async fn getsignkey(
+    State(sim): State<Arc<Sim>>,
+    method: Method,
+    body: Bytes,
+) -> Response {
     let cfg = &sim.config;
     let mut out = Params::new();
     let fail = if method != Method::POST {
@@ -145,9 +149,7 @@ pub(crate) async fn getsignkey(State(sim): State<Arc<Sim>>, method: Method, body
                 None => Some("缺少参数mch_id"),
                 Some(m) if m != cfg.mch_id => Some("商户号mch_id不存在"),
                 Some(_) if req.non_empty("sign").is_none() => Some("缺少参数sign"),
-                Some(_) if verify(&req, &cfg.api_key, SignType::Md5).is_err() => {
-                    Some("签名错误")
-                }
+                Some(_) if verify(&req, &cfg.api_key, SignType::Md5).is_err() => Some("签名错误"),
                 Some(_) => None,
             },
         }

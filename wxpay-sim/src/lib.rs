@@ -46,6 +46,15 @@
 //!   `/secapi/pay/refund`, `/pay/refundquery`: XML in, XML out. Requests
 //!   are verified with their `sign_type` (MD5 by default, HMAC-SHA256) and
 //!   replies signed the same way; `return_code=FAIL` replies carry no sign.
+//! * The classic sandbox (spec 3.1): the same endpoints under
+//!   `/sandboxnew/` (`/sandboxnew/pay/unifiedorder`, …, the refund at both
+//!   `/sandboxnew/secapi/pay/refund` and gopay's `/sandboxnew/pay/refund`),
+//!   sharing the one order store, and `POST /sandboxnew/pay/getsignkey`
+//!   (`mch_id`, `nonce_str`, an MD5 `sign` with the production key →
+//!   unsigned `sandbox_signkey`). The sandbox key handed out is the API key
+//!   itself, so an SDK in sandbox mode signs with the key the simulator
+//!   checks; the sandbox's MD5-only rule and its canned `total_fee` cases are
+//!   not simulated.
 //! * `GET /sns/jscode2session`: codes minted by [`SimHandle::login`],
 //!   single use (`40163` on reuse, `40029` when unknown or expired).
 //! * API v3 (below): `POST /v3/pay/transactions/jsapi` and `/native`,
@@ -54,6 +63,16 @@
 //!   `POST /v3/pay/transactions/out-trade-no/{no}/close` (204),
 //!   `POST /v3/refund/domestic/refunds`,
 //!   `GET /v3/refund/domestic/refunds/{out_refund_no}`, `GET /v3/certificates`.
+//!
+//! The XML has WeChat's shape, not merely one a parser accepts: String
+//! fields in CDATA whatever their value (`time_end`, `transaction_id`, a
+//! digit-only `out_trade_no`, `mch_id`), Int fields (`total_fee`,
+//! `cash_fee`, `refund_fee_0`, …) bare — or in CDATA too with
+//! [`SimConfig::cdata_ints`] — and every value of a refund notify's
+//! decrypted `req_info` in CDATA, numbers included, as WeChat writes it.
+//! Payment notifies of MD5 orders carry `sign_type=MD5`; those of
+//! HMAC-SHA256 orders carry no `sign_type` unless
+//! [`SimConfig::hmac_notify_sign_type`] (WeChat sends both shapes).
 //!
 //! Protocol failures (`return_code=FAIL`, `return_msg`): GET on a POST
 //! endpoint (`请使用post方法`), empty body (`post数据为空`), non-UTF-8
@@ -156,6 +175,27 @@
 //! * `GET /sim/notifies` → a JSON array of [`NotifyAttempt`]
 //! * `GET /sim/cashier/{prepay_id}`: an HTML pay sheet with Pay and Cancel
 //!   buttons for clicking through a demo in a browser.
+//!
+//! ## Restarts
+//!
+//! With [`SimConfig::state_file`] (`--state FILE`) orders and refunds
+//! survive a restart: the file is loaded at start, rewritten atomically
+//! when they change (checked every 200 ms) and at shutdown, and an
+//! unreadable or corrupt one fails the start with [`SimError::StateFile`].
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let file = std::env::temp_dir().join(format!("wxpay-sim-doc-{}.json", std::process::id()));
+//! let config = wxpay_sim::SimConfig::test().with_state_file(&file);
+//! let sim = wxpay_sim::Simulator::start(config.clone()).await?;
+//! assert!(sim.order("20261123A0001").await.is_none());
+//! sim.shutdown().await;
+//! let again = wxpay_sim::Simulator::start(config).await?; // same orders as before
+//! # again.shutdown().await;
+//! # std::fs::remove_file(&file)?;
+//! # Ok(()) }
+//! ```
 //!
 //! Refunds are accepted (`PROCESSING`) and become final after
 //! [`SimConfig::refund_delay`] (one scaled minute unless set; zero: at once),

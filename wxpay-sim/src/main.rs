@@ -20,9 +20,10 @@ use tracing_subscriber::EnvFilter;
 use wxpay_core::{ApiKey, AppSecret};
 use wxpay_sim::{Secret, SimConfig, Simulator, V3Config, VerifyMode};
 
-/// A local WeChat Pay simulator: API v2 (XML, `/pay/...`) and API v3 (JSON,
-/// RSA-signed, `/v3/...`) on one base URL, plus `jscode2session` and a
-/// control API (`/sim/...`).
+/// A local WeChat Pay simulator: API v2 (XML, `/pay/...`, also under the
+/// sandbox prefix `/sandboxnew/` with `/sandboxnew/pay/getsignkey`) and API
+/// v3 (JSON, RSA-signed, `/v3/...`) on one base URL, plus `jscode2session`
+/// and a control API (`/sim/...`).
 ///
 /// v3 keys that are not given are generated at start (RSA-2048,
 /// self-signed certificates with 40-hex-digit serials); `--keys-dir` writes

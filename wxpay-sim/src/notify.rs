@@ -4,11 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use wxpay_core::{
-    Params, SignType,
-    crypto::encrypt_req_info,
-    sign::sign,
-    types::nonce_str,
-    xml::parse,
+    Params, SignType, crypto::encrypt_req_info, sign::sign, types::nonce_str, xml::parse,
 };
 
 use crate::{

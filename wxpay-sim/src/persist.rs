@@ -118,7 +118,9 @@ impl Persister {
             .and_then(serde_json::Value::as_u64);
         match version {
             Some(v) if v != u64::from(VERSION) => {
-                return Err(StateFileError::Version(u32::try_from(v).unwrap_or(u32::MAX)));
+                return Err(StateFileError::Version(
+                    u32::try_from(v).unwrap_or(u32::MAX),
+                ));
             }
             _ => {}
         }
@@ -148,7 +150,10 @@ impl Persister {
         match result {
             Ok(()) => last.1 = None,
             Err(e) => {
-                let msg = format!("{e}: {}", std::error::Error::source(&e).map_or_else(String::new, ToString::to_string));
+                let msg = format!(
+                    "{e}: {}",
+                    std::error::Error::source(&e).map_or_else(String::new, ToString::to_string)
+                );
                 if last.1.as_deref() != Some(msg.as_str()) {
                     tracing::error!(path = %self.path.display(), error = %msg, "cannot save the state file");
                     last.1 = Some(msg);
@@ -180,7 +185,9 @@ fn to_json(st: &State) -> String {
         .orders
         .values()
         .map(|o| {
-            let mut ids = prepay_ids.remove(o.out_trade_no.as_str()).unwrap_or_default();
+            let mut ids = prepay_ids
+                .remove(o.out_trade_no.as_str())
+                .unwrap_or_default();
             ids.sort();
             save_order(o, ids)
         })

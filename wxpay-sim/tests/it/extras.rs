@@ -66,7 +66,14 @@ async fn hmac_notifies_with_and_without_sign_type_both_verify() {
             assert!(ok.is_paid());
         }
         let mut fields = n.clone();
-        for k in ["sign", "sign_type", "nonce_str", "out_trade_no", "transaction_id", "time_end"] {
+        for k in [
+            "sign",
+            "sign_type",
+            "nonce_str",
+            "out_trade_no",
+            "transaction_id",
+            "time_end",
+        ] {
             fields.remove(k);
         }
         shapes.push(fields);
@@ -155,8 +162,14 @@ async fn cdata_ints_wraps_amounts_and_still_parses() {
     create_order(&env, &no, NOWHERE, None).await;
     env.sim.pay(&no).await.unwrap();
     let body = payment_notify(&env.sim, &no).await;
-    assert!(body.contains("<total_fee><![CDATA[88]]></total_fee>"), "{body}");
-    assert!(body.contains("<cash_fee><![CDATA[88]]></cash_fee>"), "{body}");
+    assert!(
+        body.contains("<total_fee><![CDATA[88]]></total_fee>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<cash_fee><![CDATA[88]]></cash_fee>"),
+        "{body}"
+    );
     assert!(!body.contains("<total_fee>88"), "{body}");
     let n = parse_notify(body.as_bytes())
         .unwrap()
@@ -169,7 +182,10 @@ async fn cdata_ints_wraps_amounts_and_still_parses() {
     let s = spec_sign(&q, env.key(), "MD5");
     q.insert("sign".into(), s);
     let (_, raw) = env.post_raw("/pay/orderquery", xml_body(&q)).await;
-    assert!(raw.contains("<total_fee><![CDATA[88]]></total_fee>"), "{raw}");
+    assert!(
+        raw.contains("<total_fee><![CDATA[88]]></total_fee>"),
+        "{raw}"
+    );
     let p = wxpay_core::xml::parse(raw.as_bytes()).unwrap();
     assert_eq!(p.get("total_fee"), Some("88"));
     assert_reply_signed(&parse(&raw), env.key(), "MD5");
@@ -227,7 +243,9 @@ async fn sandboxnew_prefix_serves_the_same_endpoints_and_the_sandbox_key() {
     let mut bad = env.base(None);
     bad.insert("out_trade_no".into(), no);
     bad.insert("sign".into(), "0".repeat(32));
-    let (_, raw) = env.post_raw("/sandboxnew/pay/orderquery", xml_body(&bad)).await;
+    let (_, raw) = env
+        .post_raw("/sandboxnew/pay/orderquery", xml_body(&bad))
+        .await;
     assert_eq!(parse(&raw)["return_msg"], "签名错误");
 }
 
@@ -279,10 +297,7 @@ async fn state_file_keeps_orders_and_refunds_across_a_restart() {
     let reply = env.call("/pay/orderquery", q).await;
     assert_ok(&reply);
     assert_eq!(reply["trade_state"], "REFUND");
-    assert_eq!(
-        reply.get("transaction_id"),
-        before2.transaction_id.as_ref()
-    );
+    assert_eq!(reply.get("transaction_id"), before2.transaction_id.as_ref());
     assert_eq!(reply.get("time_end"), before2.time_end.as_ref());
     let mut by_tid = env.base(None);
     by_tid.insert(
@@ -291,7 +306,12 @@ async fn state_file_keeps_orders_and_refunds_across_a_restart() {
     );
     let reply = env.call("/pay/orderquery", by_tid).await;
     assert_eq!(reply["out_trade_no"], v3, "transaction_id index restored");
-    let reply = env.call("/pay/refundquery", refundquery(&env, "out_refund_no", "SR1")).await;
+    let reply = env
+        .call(
+            "/pay/refundquery",
+            refundquery(&env, "out_refund_no", "SR1"),
+        )
+        .await;
     assert_ok(&reply);
     assert_eq!(reply["refund_status_0"], "PROCESSING");
     assert_eq!(reply["refund_fee_0"], "30");
@@ -321,7 +341,10 @@ async fn state_file_keeps_orders_and_refunds_across_a_restart() {
     );
     // The numbers stay used: paid orders cannot be ordered again.
     let again = env
-        .call("/pay/unifiedorder", order_fields(&env, &v2, NOWHERE, Some("HMAC-SHA256")))
+        .call(
+            "/pay/unifiedorder",
+            order_fields(&env, &v2, NOWHERE, Some("HMAC-SHA256")),
+        )
         .await;
     assert_err(&again, "ORDERPAID");
     env.sim.shutdown().await;
@@ -354,16 +377,30 @@ async fn an_unusable_state_file_fails_the_start() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, SimError::StateFile { source: StateFileError::Version(99), .. }),
+        matches!(
+            err,
+            SimError::StateFile {
+                source: StateFileError::Version(99),
+                ..
+            }
+        ),
         "{err:?}"
     );
     let _ = std::fs::remove_file(&path);
-    let missing_dir = std::env::temp_dir().join(unique("no-dir")).join("state.json");
+    let missing_dir = std::env::temp_dir()
+        .join(unique("no-dir"))
+        .join("state.json");
     let err = Simulator::start(fast_config().with_state_file(&missing_dir))
         .await
         .unwrap_err();
     assert!(
-        matches!(err, SimError::StateFile { source: StateFileError::Write(_), .. }),
+        matches!(
+            err,
+            SimError::StateFile {
+                source: StateFileError::Write(_),
+                ..
+            }
+        ),
         "{err:?}"
     );
 }

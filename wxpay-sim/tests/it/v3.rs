@@ -127,7 +127,12 @@ impl Client {
     }
 }
 
-pub(crate) fn jsapi_body(sim: &SimHandle, out_trade_no: &str, total: u64, notify_url: &str) -> Value {
+pub(crate) fn jsapi_body(
+    sim: &SimHandle,
+    out_trade_no: &str,
+    total: u64,
+    notify_url: &str,
+) -> Value {
     let c = sim.config();
     json!({
         "appid": c.appid,
