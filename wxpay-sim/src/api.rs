@@ -12,7 +12,7 @@ use wxpay_core::{
     ApiKey, Params, RefundStatus, SignType,
     sign::{sign, verify},
     types::nonce_str,
-    xml::{XmlError, parse, to_xml},
+    xml::{XmlError, parse},
 };
 
 use crate::{
@@ -36,11 +36,14 @@ pub(crate) enum Endpoint {
 
 impl Endpoint {
     fn from_path(path: &str) -> Option<Self> {
+        // The sandbox speaks the same protocol one path segment down.
+        let path = path.strip_prefix("/sandboxnew").unwrap_or(path);
         Some(match path {
             "/pay/unifiedorder" => Endpoint::UnifiedOrder,
             "/pay/orderquery" => Endpoint::OrderQuery,
             "/pay/closeorder" => Endpoint::CloseOrder,
-            "/secapi/pay/refund" => Endpoint::Refund,
+            // `/sandboxnew/pay/refund` is gopay's sandbox refund path.
+            "/secapi/pay/refund" | "/pay/refund" => Endpoint::Refund,
             "/pay/refundquery" => Endpoint::RefundQuery,
             _ => return None,
         })
@@ -119,7 +122,54 @@ pub(crate) async fn pay_api(
     tracing::info!(%method, path = uri.path(), bytes = body.len(), "{summary}");
     (
         [(header::CONTENT_TYPE, "text/xml; charset=UTF-8")],
-        to_xml(&params),
+        crate::wire::to_xml(&params, "xml", sim.config.ints()),
+    )
+        .into_response()
+}
+
+/// `POST /sandboxnew/pay/getsignkey` (spec 3.1): `mch_id`, `nonce_str` and
+/// an MD5 `sign` made with the production key give `sandbox_signkey`, in an
+/// unsigned answer. The simulator's sandbox key is its API key, so a
+/// sandbox-mode SDK signs and verifies with the key the simulator uses.
+pub(crate) async fn getsignkey(
+    State(sim): State<Arc<Sim>>,
+    method: Method,
+    body: Bytes,
+) -> Response {
+    let cfg = &sim.config;
+    let mut out = Params::new();
+    let fail = if method != Method::POST {
+        Some("请使用post方法")
+    } else {
+        match parse(&body) {
+            Err(XmlError::Empty) => Some("post数据为空"),
+            Err(XmlError::NotUtf8(_)) => Some("编码格式错误，请使用UTF-8编码"),
+            Err(_) => Some("XML格式错误"),
+            Ok(req) => match req.non_empty("mch_id") {
+                None => Some("缺少参数mch_id"),
+                Some(m) if m != cfg.mch_id => Some("商户号mch_id不存在"),
+                Some(_) if req.non_empty("sign").is_none() => Some("缺少参数sign"),
+                Some(_) if verify(&req, &cfg.api_key, SignType::Md5).is_err() => Some("签名错误"),
+                Some(_) => None,
+            },
+        }
+    };
+    match fail {
+        Some(msg) => {
+            out.insert("return_code", "FAIL");
+            out.insert("return_msg", msg);
+        }
+        None => {
+            out.insert("return_code", "SUCCESS");
+            out.insert("return_msg", "ok");
+            out.insert("mch_id", cfg.mch_id.as_str());
+            out.insert("sandbox_signkey", cfg.api_key.expose());
+        }
+    }
+    tracing::info!(%method, path = "/sandboxnew/pay/getsignkey", ok = fail.is_none(), "sandbox key");
+    (
+        [(header::CONTENT_TYPE, "text/xml; charset=UTF-8")],
+        crate::wire::to_xml(&out, "xml", sim.config.ints()),
     )
         .into_response()
 }

@@ -25,6 +25,15 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         .route("/pay/closeorder", any(api::pay_api))
         .route("/pay/refundquery", any(api::pay_api))
         .route("/secapi/pay/refund", any(api::pay_api))
+        // The classic sandbox (spec 3.1): the same endpoints under
+        // `sandboxnew/`, both refund paths SDKs use, and the sandbox key.
+        .route("/sandboxnew/pay/unifiedorder", any(api::pay_api))
+        .route("/sandboxnew/pay/orderquery", any(api::pay_api))
+        .route("/sandboxnew/pay/closeorder", any(api::pay_api))
+        .route("/sandboxnew/pay/refundquery", any(api::pay_api))
+        .route("/sandboxnew/secapi/pay/refund", any(api::pay_api))
+        .route("/sandboxnew/pay/refund", any(api::pay_api))
+        .route("/sandboxnew/pay/getsignkey", any(api::getsignkey))
         .route("/v3/{*rest}", any(api_v3::v3_api))
         .route("/sns/jscode2session", get(api::jscode2session))
         .route("/sim/rotate-certificate", post(rotate_certificate))

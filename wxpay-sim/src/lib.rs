@@ -46,6 +46,15 @@
 //!   `/secapi/pay/refund`, `/pay/refundquery`: XML in, XML out. Requests
 //!   are verified with their `sign_type` (MD5 by default, HMAC-SHA256) and
 //!   replies signed the same way; `return_code=FAIL` replies carry no sign.
+//! * The classic sandbox (spec 3.1): the same endpoints under
+//!   `/sandboxnew/` (`/sandboxnew/pay/unifiedorder`, …, the refund at both
+//!   `/sandboxnew/secapi/pay/refund` and gopay's `/sandboxnew/pay/refund`),
+//!   sharing the one order store, and `POST /sandboxnew/pay/getsignkey`
+//!   (`mch_id`, `nonce_str`, an MD5 `sign` with the production key →
+//!   unsigned `sandbox_signkey`). The sandbox key handed out is the API key
+//!   itself, so an SDK in sandbox mode signs with the key the simulator
+//!   checks; the sandbox's MD5-only rule and its canned `total_fee` cases are
+//!   not simulated.
 //! * `GET /sns/jscode2session`: codes minted by [`SimHandle::login`],
 //!   single use (`40163` on reuse, `40029` when unknown or expired).
 //! * API v3 (below): `POST /v3/pay/transactions/jsapi` and `/native`,
@@ -54,6 +63,16 @@
 //!   `POST /v3/pay/transactions/out-trade-no/{no}/close` (204),
 //!   `POST /v3/refund/domestic/refunds`,
 //!   `GET /v3/refund/domestic/refunds/{out_refund_no}`, `GET /v3/certificates`.
+//!
+//! The XML has WeChat's shape, not merely one a parser accepts: String
+//! fields in CDATA whatever their value (`time_end`, `transaction_id`, a
+//! digit-only `out_trade_no`, `mch_id`), Int fields (`total_fee`,
+//! `cash_fee`, `refund_fee_0`, …) bare — or in CDATA too with
+//! [`SimConfig::cdata_ints`] — and every value of a refund notify's
+//! decrypted `req_info` in CDATA, numbers included, as WeChat writes it.
+//! Payment notifies of MD5 orders carry `sign_type=MD5`; those of
+//! HMAC-SHA256 orders carry no `sign_type` unless
+//! [`SimConfig::hmac_notify_sign_type`] (WeChat sends both shapes).
 //!
 //! Protocol failures (`return_code=FAIL`, `return_msg`): GET on a POST
 //! endpoint (`请使用post方法`), empty body (`post数据为空`), non-UTF-8
@@ -157,6 +176,27 @@
 //! * `GET /sim/cashier/{prepay_id}`: an HTML pay sheet with Pay and Cancel
 //!   buttons for clicking through a demo in a browser.
 //!
+//! ## Restarts
+//!
+//! With [`SimConfig::state_file`] (`--state FILE`) orders and refunds
+//! survive a restart: the file is loaded at start, rewritten atomically
+//! when they change (checked every 200 ms) and at shutdown, and an
+//! unreadable or corrupt one fails the start with [`SimError::StateFile`].
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let file = std::env::temp_dir().join(format!("wxpay-sim-doc-{}.json", std::process::id()));
+//! let config = wxpay_sim::SimConfig::test().with_state_file(&file);
+//! let sim = wxpay_sim::Simulator::start(config.clone()).await?;
+//! assert!(sim.order("20261123A0001").await.is_none());
+//! sim.shutdown().await;
+//! let again = wxpay_sim::Simulator::start(config).await?; // same orders as before
+//! # again.shutdown().await;
+//! # std::fs::remove_file(&file)?;
+//! # Ok(()) }
+//! ```
+//!
 //! Refunds are accepted (`PROCESSING`) and become final after
 //! [`SimConfig::refund_delay`] (one scaled minute unless set; zero: at once),
 //! ending as [`Faults::refund_result`] says (`SUCCESS` unless set); then the
@@ -172,7 +212,9 @@ mod control;
 mod keys;
 mod model;
 mod notify;
+mod persist;
 mod state;
+mod wire;
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -185,6 +227,7 @@ pub use model::{
     RefundSource, Secret, SimConfig, SimOrder, SimRefund, V3Config, VerifyMode,
 };
 pub use notify::RETRY_SCHEDULE;
+pub use persist::StateFileError;
 
 use state::{OrderRef, Sim};
 
@@ -198,6 +241,16 @@ pub enum SimError {
     /// The v3 key material could not be loaded, generated or written.
     #[error("v3 keys")]
     Keys(#[source] KeyError),
+    /// The state file ([`SimConfig::state_file`]) cannot be read, is
+    /// corrupt, or cannot be written.
+    #[error("state file {}", path.display())]
+    StateFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: StateFileError,
+    },
     /// `time_scale` is not a positive finite number.
     #[error("time_scale must be positive and finite, got {0}")]
     TimeScale(f64),
@@ -335,6 +388,8 @@ impl Simulator {
             return Err(SimError::TimeScale(config.time_scale));
         }
         let sim = Arc::new(Sim::new(config)?);
+        // Written at once: an unwritable path fails the start, not later.
+        sim.save()?;
         let listener = TcpListener::bind(addr).await.map_err(SimError::Bind)?;
         let addr = listener.local_addr().map_err(SimError::Bind)?;
         if let Some(dir) = &sim.config.v3.keys_dir {
@@ -342,6 +397,7 @@ impl Simulator {
                 .write_dir(dir, &sim.config, &format!("http://{addr}"))
                 .map_err(SimError::Keys)?;
         }
+        sim.resume();
         let app = control::router(Arc::clone(&sim));
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -560,8 +616,8 @@ impl SimHandle {
         }
     }
 
-    /// Stops the server and every pending notify, and waits (briefly) for
-    /// the server to finish.
+    /// Stops the server and every pending notify, waits (briefly) for the
+    /// server to finish, and saves the state file, if any.
     pub async fn shutdown(mut self) {
         self.stop();
         if let Some(server) = self.server.take() {
@@ -573,6 +629,8 @@ impl SimHandle {
                 abort.abort();
             }
         }
+        // What the last requests changed.
+        self.sim.save_logged();
     }
 
     fn stop(&mut self) {
@@ -580,6 +638,7 @@ impl SimHandle {
             let _ = tx.send(());
         }
         self.sim.abort_tasks();
+        self.sim.save_logged();
     }
 }
 

@@ -4,6 +4,7 @@
 //! wxpay-sim --listen 127.0.0.1:9000 --time-scale 0.001
 //! wxpay-sim --refund-delay-ms 0 --refund-notify-url http://127.0.0.1:8080/pay/refund-notify
 //! wxpay-sim --verify-mode migration --keys-dir ./sim-keys   # then: source ./sim-keys/wxpay.env
+//! wxpay-sim --test-keys --state ./sim-state.json             # orders survive a restart
 //! ```
 //!
 //! v2 credentials come from flags or `WXPAY_APPID`, `WXPAY_MCH_ID`,
@@ -19,9 +20,10 @@ use tracing_subscriber::EnvFilter;
 use wxpay_core::{ApiKey, AppSecret};
 use wxpay_sim::{Secret, SimConfig, Simulator, V3Config, VerifyMode};
 
-/// A local WeChat Pay simulator: API v2 (XML, `/pay/...`) and API v3 (JSON,
-/// RSA-signed, `/v3/...`) on one base URL, plus `jscode2session` and a
-/// control API (`/sim/...`).
+/// A local WeChat Pay simulator: API v2 (XML, `/pay/...`, also under the
+/// sandbox prefix `/sandboxnew/` with `/sandboxnew/pay/getsignkey`) and API
+/// v3 (JSON, RSA-signed, `/v3/...`) on one base URL, plus `jscode2session`
+/// and a control API (`/sim/...`).
 ///
 /// v3 keys that are not given are generated at start (RSA-2048,
 /// self-signed certificates with 40-hex-digit serials); `--keys-dir` writes
@@ -114,6 +116,28 @@ struct Args {
     /// v3: seed for the migration-mode choice of notify key.
     #[arg(long)]
     seed: Option<u64>,
+    /// Keep orders and refunds in this JSON file across restarts: loaded at
+    /// start (a missing file starts empty; an unreadable or corrupt one
+    /// stops the start), saved atomically when they change and on Ctrl-C /
+    /// SIGTERM. Login codes, faults and the notify log are not kept. Give
+    /// fixed v3 keys (--test-keys or key files) so v3 merchants still verify
+    /// a restarted simulator.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Put `sign_type=HMAC-SHA256` in the payment notifies of HMAC orders.
+    /// WeChat sends both shapes; by default it is left out (the shape seen
+    /// from real HMAC notifies, which a merchant must verify with the
+    /// order's algorithm). Some SDKs refuse a notify without it. MD5 orders'
+    /// notifies always say `sign_type=MD5`.
+    #[arg(long)]
+    hmac_notify_sign_type: bool,
+    /// Wrap Int fields (total_fee, cash_fee, refund_fee, …) of answers and
+    /// notifies in CDATA too. By default they are bare, as in WeChat's
+    /// answers; String fields are in CDATA either way, digits or not
+    /// (time_end, transaction_id, out_trade_no), and the refund notify's
+    /// req_info wraps every value, as WeChat's does.
+    #[arg(long)]
+    cdata_ints: bool,
 }
 
 fn parse_mode(s: &str) -> Result<VerifyMode, String> {
@@ -179,12 +203,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.time_scale = args.time_scale;
     config.refund_notify_url = args.refund_notify_url;
     config.refund_delay = Duration::from_millis(args.refund_delay_ms);
+    config.state_file = args.state;
+    config.hmac_notify_sign_type = args.hmac_notify_sign_type;
+    config.cdata_ints = args.cdata_ints;
     let (appid, mch_id, scale) = (
         config.appid.clone(),
         config.mch_id.clone(),
         config.time_scale,
     );
-    let sim = Simulator::start_on(config, args.listen).await?;
+    let sim = match Simulator::start_on(config, args.listen).await {
+        Ok(sim) => sim,
+        Err(e) => {
+            // The whole chain, e.g. "state file x.json: corrupt: …: expected value at line 1".
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(": ");
+                msg.push_str(&s.to_string());
+                src = s.source();
+            }
+            eprintln!("wxpay-sim: cannot start: {msg}");
+            std::process::exit(2);
+        }
+    };
     println!(
         "wxpay-sim listening on {} (appid {appid}, mch_id {mch_id}, time scale {scale})",
         sim.base_url()
@@ -200,6 +241,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if defaults {
         println!("note: API key or AppSecret not given; using the built-in test values");
     }
-    std::future::pending::<()>().await;
+    if let Some(path) = &sim.config().state_file {
+        println!("orders kept in {}", path.display());
+    }
+    stopped().await;
+    println!("stopping");
+    sim.shutdown().await;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

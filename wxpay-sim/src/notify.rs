@@ -4,17 +4,14 @@
 use std::{sync::Arc, time::Duration};
 
 use wxpay_core::{
-    Params, SignType,
-    crypto::encrypt_req_info,
-    sign::sign,
-    types::nonce_str,
-    xml::{parse, to_xml, to_xml_with_root},
+    Params, SignType, crypto::encrypt_req_info, sign::sign, types::nonce_str, xml::parse,
 };
 
 use crate::{
     keys::Tamper,
     model::{NotifyAttempt, NotifyKind, Protocol, SimConfig},
     state::{Order, Refund, Sim},
+    wire,
 };
 
 /// The delays before notify retries 1–15 (real time; the simulator scales them): 15s/15s/30s/3m/10m/20m/30m/30m/30m/60m/3h/3h/3h/6h/6h.
@@ -47,9 +44,10 @@ pub(crate) struct NotifyJob {
     pub(crate) protocol: Protocol,
 }
 
-/// The signed payment notify of a freshly paid order. HMAC orders get no
-/// `sign_type` element (as real WeChat does); MD5 orders carry
-/// `sign_type=MD5`, which is then signed too.
+/// The signed payment notify of a freshly paid order. MD5 orders carry
+/// `sign_type=MD5`; HMAC orders carry `sign_type=HMAC-SHA256` only with
+/// [`SimConfig::hmac_notify_sign_type`] (WeChat sends both shapes). Whatever
+/// is sent is signed.
 pub(crate) fn payment_job(config: &SimConfig, order: &Order) -> NotifyJob {
     let mut p = Params::new();
     p.insert("return_code", "SUCCESS");
@@ -69,8 +67,8 @@ pub(crate) fn payment_job(config: &SimConfig, order: &Order) -> NotifyJob {
     p.insert("out_trade_no", order.out_trade_no.as_str());
     p.insert_opt("attach", order.field("attach"));
     p.insert_opt("time_end", order.time_end.as_deref());
-    if order.sign_type == SignType::Md5 {
-        p.insert("sign_type", "MD5");
+    if order.sign_type == SignType::Md5 || config.hmac_notify_sign_type {
+        p.insert("sign_type", order.sign_type.as_str());
     }
     let s = sign(&p, &config.api_key, order.sign_type);
     p.insert("sign", s);
@@ -79,7 +77,7 @@ pub(crate) fn payment_job(config: &SimConfig, order: &Order) -> NotifyJob {
         out_trade_no: order.out_trade_no.clone(),
         out_refund_no: None,
         url: order.field("notify_url").unwrap_or_default().to_owned(),
-        body: to_xml(&p),
+        body: wire::to_xml(&p, "xml", config.ints()),
         protocol: Protocol::V2,
     }
 }
@@ -107,7 +105,8 @@ pub(crate) fn refund_job(
     inner.insert("refund_recv_accout", "支付用户零钱");
     inner.insert("refund_account", refund.refund_account.as_str());
     inner.insert("refund_request_source", refund.source.as_str());
-    let plain = to_xml_with_root(&inner, "root");
+    // WeChat wraps every value of req_info in CDATA, numbers too.
+    let plain = wire::to_xml(&inner, "root", wire::Ints::Cdata);
 
     let mut outer = Params::new();
     outer.insert("return_code", "SUCCESS");
@@ -120,7 +119,7 @@ pub(crate) fn refund_job(
         out_trade_no: out_trade_no.to_owned(),
         out_refund_no: Some(refund.out_refund_no.clone()),
         url,
-        body: to_xml(&outer),
+        body: wire::to_xml(&outer, "xml", config.ints()),
         protocol: Protocol::V2,
     }
 }

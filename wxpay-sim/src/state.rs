@@ -19,6 +19,7 @@ use crate::{
         SimConfig, SimOrder, SimRefund,
     },
     notify::{self, NotifyJob},
+    persist::Persister,
 };
 
 /// The 2-hour prepay_id lifetime.
@@ -36,6 +37,8 @@ pub(crate) struct Sim {
     pub(crate) state: Mutex<State>,
     pub(crate) http: reqwest::Client,
     tasks: Mutex<Vec<AbortHandle>>,
+    /// [`SimConfig::state_file`].
+    pub(crate) persist: Option<Persister>,
 }
 
 #[derive(Default)]
@@ -63,7 +66,8 @@ pub(crate) struct LoginCode {
     pub(crate) used: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub(crate) enum OrderState {
     NotPay,
     Success,
@@ -233,13 +237,72 @@ impl Sim {
             .build()
             .unwrap_or_default();
         let v3 = V3Keys::load(&config).map_err(SimError::Keys)?;
+        let mut state = State::default();
+        let persist = config.state_file.clone().map(Persister::new);
+        if let Some(p) = &persist {
+            p.load(&mut state).map_err(|source| SimError::StateFile {
+                path: p.path.clone(),
+                source,
+            })?;
+            tracing::info!(path = %p.path.display(), orders = state.orders.len(), "state file loaded");
+        }
         Ok(Self {
             config,
             v3,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             http,
             tasks: Mutex::new(Vec::new()),
+            persist,
         })
+    }
+
+    /// Writes the state file now if the state changed.
+    pub(crate) fn save(&self) -> Result<(), SimError> {
+        let Some(p) = &self.persist else {
+            return Ok(());
+        };
+        let st = self.lock();
+        p.save(&st).map_err(|source| SimError::StateFile {
+            path: p.path.clone(),
+            source,
+        })
+    }
+
+    /// [`Sim::save`], a failure logged rather than returned.
+    pub(crate) fn save_logged(&self) {
+        if let Some(p) = &self.persist {
+            p.save_logged(&self.lock());
+        }
+    }
+
+    /// Starts what a loaded state needs: the periodic save, and the refund
+    /// delay of refunds still `PROCESSING`.
+    pub(crate) fn resume(self: &Arc<Self>) {
+        if self.persist.is_none() {
+            return;
+        }
+        let processing: Vec<(String, String)> = {
+            let st = self.lock();
+            st.orders
+                .values()
+                .flat_map(|o| {
+                    o.refunds
+                        .iter()
+                        .filter(|r| r.status == RefundStatus::Processing)
+                        .map(|r| (o.out_trade_no.clone(), r.out_refund_no.clone()))
+                })
+                .collect()
+        };
+        for (out_trade_no, out_refund_no) in processing {
+            self.schedule_refund(out_trade_no, out_refund_no);
+        }
+        let sim = Arc::clone(self);
+        self.spawn(async move {
+            loop {
+                tokio::time::sleep(crate::persist::SAVE_EVERY).await;
+                sim.save_logged();
+            }
+        });
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {

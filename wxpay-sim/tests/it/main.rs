@@ -2,6 +2,7 @@
 //! every reply with an independent implementation of spec section 2.
 
 mod common;
+mod extras;
 mod faults;
 mod login;
 mod notifies;

@@ -33,14 +33,14 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-struct Resp {
-    status: u16,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
 
 impl Resp {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
@@ -52,7 +52,7 @@ impl Resp {
             .map(|(_, v)| v.as_str())
     }
 
-    fn validate(&self, verifier: impl Verifier) -> Result<(), ValidationError> {
+    pub(crate) fn validate(&self, verifier: impl Verifier) -> Result<(), ValidationError> {
         let headers = WechatpayHeaders::from_pairs(
             self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         );
@@ -65,7 +65,7 @@ impl Resp {
 }
 
 /// A v3 merchant client of the simulator.
-struct Client {
+pub(crate) struct Client {
     base: String,
     credential: Credential,
     http: reqwest::Client,
@@ -74,7 +74,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(sim: &SimHandle) -> Client {
+    pub(crate) fn new(sim: &SimHandle) -> Client {
         Client {
             base: sim.base_url(),
             credential: sim.v3_merchant().credential().expect("merchant key known"),
@@ -83,7 +83,7 @@ impl Client {
         }
     }
 
-    async fn call(&self, method: &str, url: &str, body: Option<Value>) -> Resp {
+    pub(crate) async fn call(&self, method: &str, url: &str, body: Option<Value>) -> Resp {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let auth = self
             .credential
@@ -127,7 +127,12 @@ impl Client {
     }
 }
 
-fn jsapi_body(sim: &SimHandle, out_trade_no: &str, total: u64, notify_url: &str) -> Value {
+pub(crate) fn jsapi_body(
+    sim: &SimHandle,
+    out_trade_no: &str,
+    total: u64,
+    notify_url: &str,
+) -> Value {
     let c = sim.config();
     json!({
         "appid": c.appid,
@@ -141,7 +146,7 @@ fn jsapi_body(sim: &SimHandle, out_trade_no: &str, total: u64, notify_url: &str)
     })
 }
 
-fn cert_verifier() -> CertificateVerifier {
+pub(crate) fn cert_verifier() -> CertificateVerifier {
     CertificateVerifier::with_certificates([PlatformCertificate::from_pem(include_str!(
         "../../data/v3_platform_cert.pem"
     ))
