@@ -122,7 +122,56 @@ pub async fn bad_notifies_change_nothing(fw: Framework) {
     foreign["mchid"] = "1900000999".into();
     let mut unsigned = good.clone();
     unsigned.headers.retain(|(k, _)| k != "Wechatpay-Signature");
+    let mut altered = good.clone();
+    let at = altered.body.iter().position(|&b| b == b'E').unwrap();
+    altered.body[at] = b'F';
+    let other_key = wxpay_core::v3::ApiV3Key::new("anotherApiV3Key0123456789ABCDEFG").unwrap();
+    let mut envelope: Value = serde_json::from_slice(&good.body).unwrap();
+    let ct = envelope["resource"]["ciphertext"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flipped = if ct.ends_with('A') { 'B' } else { 'A' };
+    envelope["resource"]["ciphertext"] = format!("{}{flipped}", &ct[..ct.len() - 1]).into();
+    let tampered_tag = wechat.signed(envelope.to_string().into_bytes(), now, false);
+    let mut wrong_aad: Value = serde_json::from_slice(
+        &wechat
+            .notify("TRANSACTION.SUCCESS", &tx, key, "refund", now, false)
+            .body,
+    )
+    .unwrap();
+    wrong_aad["resource"]["associated_data"] = "transaction".into();
+    let wrong_aad = wechat.signed(wrong_aad.to_string().into_bytes(), now, false);
+    let mut wrong_serial = good.clone();
+    wrong_serial.set_header(
+        "Wechatpay-Serial",
+        "5A1B2C3D4E5F60718293A4B5C6D7E8F901234567",
+    );
+    let mut oversize = wechat.signed(vec![b' '; 1100 * 1024], now, false);
+    oversize.body.splice(0..1, *b"{");
     let cases = [
+        ("body altered by one byte", altered, 401),
+        ("tampered GCM tag", tampered_tag, 500),
+        ("wrong associated data", wrong_aad, 500),
+        (
+            "wrong APIv3 key",
+            wechat.notify(
+                "TRANSACTION.SUCCESS",
+                &tx,
+                &other_key,
+                "transaction",
+                now,
+                false,
+            ),
+            500,
+        ),
+        (
+            "not JSON",
+            wechat.signed(b"<xml>x</xml>".to_vec(), now, false),
+            400,
+        ),
+        ("over the size limit", oversize, 413),
+        ("a serial WeChat does not use", wrong_serial, 401),
         ("forged signature", forged, 401),
         ("re-serialised body", reserialised, 401),
         ("signature probe", probe, 401),
