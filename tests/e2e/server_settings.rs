@@ -6,11 +6,6 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    time::Instant,
-};
-
 use crate::harness::{Framework, Running};
 
 /// The shops' header timeout in these tests (seconds).
@@ -20,31 +15,11 @@ const BODY_TIMEOUT: f64 = 0.2;
 /// How long a client waits for the server to answer or close.
 const PATIENCE: Duration = Duration::from_secs(5);
 
-/// Writes `sent` on a fresh connection to the shop, then reads until the
-/// server closes (or resets) it: what came back and when the connection
-/// ended. Panics past [`PATIENCE`]: a server with no bound holds it.
+/// [`wxpay_core::testkit::adapter::exchange`] with the shop, within
+/// [`PATIENCE`].
 async fn exchange(shop: &Running, sent: &[u8]) -> (String, Duration) {
     let addr: SocketAddr = shop.base.trim_start_matches("http://").parse().unwrap();
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let started = Instant::now();
-    conn.write_all(sent).await.unwrap();
-    let mut got = Vec::new();
-    let read = tokio::time::timeout(PATIENCE, async {
-        let mut buf = [0; 4096];
-        loop {
-            match conn.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    let got = String::from_utf8_lossy(&got).into_owned();
-    assert!(
-        read.is_ok(),
-        "the server held the connection for {PATIENCE:?}: {got:?}"
-    );
-    (got, started.elapsed())
+    wxpay_core::testkit::adapter::exchange(addr, sent, PATIENCE).await
 }
 
 /// A head that stops half-way, and a kept-alive connection left idle, are

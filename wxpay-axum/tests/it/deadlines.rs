@@ -10,10 +10,7 @@ use axum::{
     http::{Request, header},
 };
 use futures::{Stream, StreamExt, stream};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    time::Instant,
-};
+use tokio::time::Instant;
 use tower::ServiceExt;
 use wxpay_axum::{DEFAULT_BODY_TIMEOUT, Wxpay};
 use wxpay_core::testkit::adapter as testkit;
@@ -203,30 +200,9 @@ async fn the_default_deadline_is_ten_seconds() {
     assert_eq!(state(&store).await, OrderState::Prepaid);
 }
 
-/// Writes `sent` to a fresh connection to `addr`, then reads until the
-/// server closes it (or resets it): what came back and when the
-/// connection ended. Panics past [`PATIENCE`].
+/// [`wxpay_core::testkit::adapter::exchange`] within [`PATIENCE`].
 async fn exchange(addr: std::net::SocketAddr, sent: &[u8]) -> (String, Duration) {
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let started = Instant::now();
-    conn.write_all(sent).await.unwrap();
-    let mut got = Vec::new();
-    let read = tokio::time::timeout(PATIENCE, async {
-        let mut buf = [0; 4096];
-        loop {
-            match conn.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    let got = String::from_utf8_lossy(&got).into_owned();
-    assert!(
-        read.is_ok(),
-        "the server held the connection for {PATIENCE:?}: {got:?}"
-    );
-    (got, started.elapsed())
+    wxpay_core::testkit::adapter::exchange(addr, sent, PATIENCE).await
 }
 
 #[tokio::test]

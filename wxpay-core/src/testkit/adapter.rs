@@ -881,3 +881,40 @@ where
         .await;
     assert_eq!(r.status, 204, "v3 refund notify: {}", r.text());
 }
+
+/// Writes `sent` (raw HTTP/1.1 bytes, e.g. a head that stops half-way, or
+/// a `Content-Length` larger than the body that follows) on a fresh
+/// connection to `addr`, then reads until the server closes or resets it:
+/// what came back, and when the connection ended. For testing a server's
+/// bounds on slow clients (body deadlines, header and idle timeouts).
+///
+/// # Panics
+/// When the server holds the connection longer than `patience` (it has no
+/// bound), or the connection cannot be opened or written.
+pub async fn exchange(
+    addr: std::net::SocketAddr,
+    sent: &[u8],
+    patience: Duration,
+) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let started = std::time::Instant::now();
+    conn.write_all(sent).await.expect("write");
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(patience, async {
+        let mut buf = [0; 4096];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let got = String::from_utf8_lossy(&got).into_owned();
+    assert!(
+        read.is_ok(),
+        "the server held the connection for {patience:?}: {got:?}"
+    );
+    (got, started.elapsed())
+}
