@@ -26,7 +26,9 @@ use sqlx::{
 };
 use wxpay_sqlx::{PoolConfig, SqlxStore};
 
+#[cfg(feature = "postgres")]
 pub(crate) const POSTGRES_ENV: &str = "WXPAY_TEST_POSTGRES_URL";
+#[cfg(feature = "mysql")]
 pub(crate) const MYSQL_ENV: &str = "WXPAY_TEST_MYSQL_URL";
 
 /// A name no other test (or test run) uses.

@@ -23,7 +23,9 @@ use wxpay_core::{
     },
     testkit::{check_order_store, check_session_store},
 };
-use wxpay_sqlx::{DatabaseKind, SqlxStore};
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use wxpay_sqlx::DatabaseKind;
+use wxpay_sqlx::SqlxStore;
 
 fn no(s: &str) -> OutTradeNo {
     OutTradeNo::new(s).unwrap()
