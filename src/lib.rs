@@ -11,7 +11,8 @@
 //! | `axum` | [`wxpay_axum`](https://docs.rs/wxpay-axum) | a `Router` to merge at a prefix (`router_at`) or to nest (`router`) |
 //! | `actix` | [`wxpay_actix`](https://docs.rs/wxpay-actix) | an actix-web scope |
 //! | `tower` | [`wxpay_tower`](https://docs.rs/wxpay-tower) | a tower `Service`, usable from hyper |
-//! | `sqlx` | [`wxpay_sqlx`](https://docs.rs/wxpay-sqlx) | the order and session store on SQLite, PostgreSQL, MySQL |
+//! | `sqlx` (= `sqlx-sqlite`) | [`wxpay_sqlx`](https://docs.rs/wxpay-sqlx) | the order and session store, on SQLite |
+//! | `sqlx-postgres`, `sqlx-mysql` | [`wxpay_sqlx`](https://docs.rs/wxpay-sqlx) | the same store on PostgreSQL, on MySQL/MariaDB (alone or together; each compiles only its driver) |
 //! | `sim` | [`wxpay_sim`](https://docs.rs/wxpay-sim) | a local WeChat Pay simulator |
 //! | `testkit` | | store conformance kits and notify fixtures |
 //!
@@ -34,7 +35,11 @@ pub use wxpay_actix as actix;
 pub use wxpay_axum as axum;
 #[cfg(feature = "sim")]
 pub use wxpay_sim as sim;
-#[cfg(feature = "sqlx")]
+#[cfg(any(
+    feature = "sqlx-sqlite",
+    feature = "sqlx-postgres",
+    feature = "sqlx-mysql"
+))]
 pub use wxpay_sqlx as sqlx;
 #[cfg(feature = "tower")]
 pub use wxpay_tower as tower;

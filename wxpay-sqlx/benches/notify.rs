@@ -12,7 +12,7 @@
 //! creates and drops its own schema / database), otherwise they print SKIPPED.
 //!
 //! ```sh
-//! cargo bench -p wxpay-sqlx --bench notify -- --warm-up-time 1 --measurement-time 3
+//! cargo bench -p wxpay-sqlx --all-features --bench notify -- --warm-up-time 1 --measurement-time 3
 //! ```
 
 use std::{

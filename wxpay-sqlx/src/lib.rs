@@ -61,6 +61,21 @@
 //!   or concurrent writers may fail with `SQLITE_BUSY`. (`sqlite::memory:` is
 //!   one database *per connection*: use a file with pools of more than one.)
 //!
+//! ## Features
+//!
+//! Each backend is a feature that compiles its sqlx driver and nothing else:
+//!
+//! | feature | backend | through the `wxpay` facade |
+//! |---|---|---|
+//! | `sqlite` (default) | SQLite, bundled (no system library needed) | `sqlx` or `sqlx-sqlite` |
+//! | `postgres` | PostgreSQL | `sqlx-postgres` |
+//! | `mysql` | MySQL and MariaDB | `sqlx-mysql` |
+//!
+//! Enable any combination (at least one). A URL whose backend is not
+//! compiled in is refused by [`SqlxStore::connect`] with
+//! [`sqlx::Error::Configuration`] naming the feature to enable; the
+//! constructors taking a pool exist only with their feature.
+//!
 //! A lost connection, a closed pool or a timeout surfaces as
 //! [`StoreError::Backend`]: the payment flow answers the notify `FAIL` and
 //! WeChat retries. A transition is one transaction (the order's row, its
@@ -233,15 +248,25 @@
 mod row;
 mod sql;
 
-use std::{fmt, str::FromStr, sync::Arc, time::Duration};
+#[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
+compile_error!(
+    "wxpay-sqlx needs at least one backend feature: `sqlite` (the default), `postgres` or `mysql`"
+);
+
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+use std::str::FromStr;
+use std::{fmt, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::{Connection, FromRow, pool::PoolOptions};
+#[cfg(feature = "mysql")]
+use sqlx::{MySqlPool, mysql::MySqlRow};
+#[cfg(feature = "postgres")]
+use sqlx::{PgPool, postgres::PgRow};
+#[cfg(feature = "sqlite")]
 use sqlx::{
-    Connection, FromRow, MySqlPool, PgPool, SqlitePool,
-    mysql::MySqlRow,
-    pool::PoolOptions,
-    postgres::PgRow,
+    SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous},
 };
 use tokio::sync::OnceCell;
@@ -272,7 +297,9 @@ pub const REFUNDS_TABLE: &str = "wxpay_refunds";
 /// The default sessions table name (without prefix).
 pub const SESSIONS_TABLE: &str = "wxpay_sessions";
 
-/// The database behind a [`SqlxStore`].
+/// The database behind a [`SqlxStore`]. Every kind is listed whatever
+/// backend features are enabled; a store exists only for the compiled-in
+/// ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DatabaseKind {
@@ -286,9 +313,47 @@ pub enum DatabaseKind {
 
 #[derive(Debug, Clone)]
 enum Pools {
+    #[cfg(feature = "sqlite")]
     Sqlite(SqlitePool),
+    #[cfg(feature = "postgres")]
     Postgres(PgPool),
+    #[cfg(feature = "mysql")]
     MySql(MySqlPool),
+}
+
+/// A row type that decodes from the rows of a backend, or any type when
+/// that backend is not compiled in (so that [`FromRows`] names only the
+/// compiled-in backends).
+macro_rules! row_bound {
+    ($name:ident, $feature:literal, $row:ty) => {
+        #[cfg(feature = $feature)]
+        trait $name: for<'r> FromRow<'r, $row> {}
+        #[cfg(feature = $feature)]
+        impl<T: for<'r> FromRow<'r, $row>> $name for T {}
+        #[cfg(not(feature = $feature))]
+        trait $name {}
+        #[cfg(not(feature = $feature))]
+        impl<T> $name for T {}
+    };
+}
+row_bound!(FromSqliteRow, "sqlite", SqliteRow);
+row_bound!(FromPgRow, "postgres", PgRow);
+row_bound!(FromMySqlRow, "mysql", MySqlRow);
+
+/// A row type every compiled-in backend decodes.
+trait FromRows: FromSqliteRow + FromPgRow + FromMySqlRow {}
+impl<T: FromSqliteRow + FromPgRow + FromMySqlRow> FromRows for T {}
+
+/// The error for a URL whose backend is not compiled in.
+#[allow(dead_code)] // unused when every backend is compiled in
+fn not_compiled(scheme: &str, feature: &str) -> sqlx::Error {
+    sqlx::Error::Configuration(
+        format!(
+            "database URL scheme {scheme:?} needs wxpay-sqlx's `{feature}` feature \
+             (through the wxpay facade: `sqlx-{feature}`), which this build does not enable"
+        )
+        .into(),
+    )
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool: the same source for
@@ -296,8 +361,11 @@ enum Pools {
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.pool {
+            #[cfg(feature = "sqlite")]
             Pools::Sqlite($pool) => $body,
+            #[cfg(feature = "postgres")]
             Pools::Postgres($pool) => $body,
+            #[cfg(feature = "mysql")]
             Pools::MySql($pool) => $body,
         }
     };
@@ -433,17 +501,26 @@ impl SqlxStore {
     pub async fn connect_with(url: &str, cfg: PoolConfig) -> Result<SqlxStore, sqlx::Error> {
         let scheme = url.split(':').next().unwrap_or_default();
         Ok(match scheme.to_ascii_lowercase().as_str() {
+            #[cfg(feature = "sqlite")]
             "sqlite" => {
                 let opts = Self::sqlite_options(url)?.busy_timeout(cfg.sqlite_busy_timeout);
                 Self::sqlite(cfg.options().connect_with(opts).await?)
             }
+            #[cfg(feature = "postgres")]
             "postgres" | "postgresql" => Self::postgres(cfg.options().connect(url).await?),
+            #[cfg(feature = "mysql")]
             "mysql" | "mariadb" => {
                 let opts = sqlx::mysql::MySqlConnectOptions::from_str(
                     &url.replacen("mariadb:", "mysql:", 1),
                 )?;
                 Self::mysql(cfg.options().connect_with(opts).await?)
             }
+            #[cfg(not(feature = "sqlite"))]
+            "sqlite" => return Err(not_compiled(scheme, "sqlite")),
+            #[cfg(not(feature = "postgres"))]
+            "postgres" | "postgresql" => return Err(not_compiled(scheme, "postgres")),
+            #[cfg(not(feature = "mysql"))]
+            "mysql" | "mariadb" => return Err(not_compiled(scheme, "mysql")),
             _ => {
                 return Err(sqlx::Error::Configuration(
                     format!("unsupported database URL scheme {scheme:?} (use sqlite:, postgres:// or mysql://)").into(),
@@ -458,6 +535,8 @@ impl SqlxStore {
     ///
     /// # Errors
     /// [`sqlx::Error::Configuration`] for a bad URL.
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
         Ok(SqliteConnectOptions::from_str(url)?
             .journal_mode(SqliteJournalMode::Wal)
@@ -466,25 +545,34 @@ impl SqlxStore {
     }
 
     /// A store on an existing SQLite pool (see [`sqlite_options`](Self::sqlite_options)).
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub fn sqlite(pool: SqlitePool) -> SqlxStore {
         Self::new(Pools::Sqlite(pool))
     }
 
     /// A store on an existing PostgreSQL pool. The table goes to the
     /// connection's `search_path` schema.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub fn postgres(pool: PgPool) -> SqlxStore {
         Self::new(Pools::Postgres(pool))
     }
 
     /// A store on an existing MySQL or MariaDB pool.
+    #[cfg(feature = "mysql")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
     pub fn mysql(pool: MySqlPool) -> SqlxStore {
         Self::new(Pools::MySql(pool))
     }
 
     fn new(pool: Pools) -> SqlxStore {
         let dialect = match pool {
+            #[cfg(feature = "sqlite")]
             Pools::Sqlite(_) => Dialect::Sqlite,
+            #[cfg(feature = "postgres")]
             Pools::Postgres(_) => Dialect::Postgres,
+            #[cfg(feature = "mysql")]
             Pools::MySql(_) => Dialect::MySql,
         };
         SqlxStore {
@@ -679,9 +767,7 @@ impl SqlxStore {
     /// The rows `sql` selects, column for column.
     async fn fetch_raw<R>(&self, sql: &str, vals: &[Val]) -> Result<Vec<R>, StoreError>
     where
-        R: for<'r> FromRow<'r, SqliteRow>
-            + for<'r> FromRow<'r, PgRow>
-            + for<'r> FromRow<'r, MySqlRow>,
+        R: FromRows,
     {
         self.ready().await?;
         Ok(on_pool!(self, p => {

@@ -5,8 +5,13 @@
 
 use sqlx::{Database, Encode, Type, query::Query};
 
-/// The SQL flavour.
+/// The SQL flavour. Every dialect is always compiled (it is text): only
+/// the drivers depend on the backend features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    not(all(feature = "sqlite", feature = "postgres", feature = "mysql")),
+    allow(dead_code)
+)]
 pub(crate) enum Dialect {
     Sqlite,
     Postgres,

@@ -4,19 +4,31 @@
 
 use std::{
     path::PathBuf,
-    str::FromStr,
     sync::atomic::{AtomicU64, Ordering},
     time::{SystemTime, UNIX_EPOCH},
 };
 
+#[cfg(feature = "sqlite")]
+use sqlx::SqliteConnection;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use std::str::FromStr;
+
+use sqlx::{Connection, Executor};
+#[cfg(feature = "mysql")]
 use sqlx::{
-    Connection, Executor, MySqlConnection, PgConnection, SqliteConnection,
+    MySqlConnection,
     mysql::{MySqlConnectOptions, MySqlPoolOptions},
+};
+#[cfg(feature = "postgres")]
+use sqlx::{
+    PgConnection,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 use wxpay_sqlx::{PoolConfig, SqlxStore};
 
+#[cfg(feature = "postgres")]
 pub(crate) const POSTGRES_ENV: &str = "WXPAY_TEST_POSTGRES_URL";
+#[cfg(feature = "mysql")]
 pub(crate) const MYSQL_ENV: &str = "WXPAY_TEST_MYSQL_URL";
 
 /// A name no other test (or test run) uses.
@@ -35,8 +47,11 @@ pub(crate) fn unique(prefix: &str) -> String {
 }
 
 enum Place {
+    #[cfg(feature = "sqlite")]
     Sqlite { dir: PathBuf, url: String },
+    #[cfg(feature = "postgres")]
     Postgres { url: String, schema: String },
+    #[cfg(feature = "mysql")]
     MySql { url: String, database: String },
 }
 
@@ -46,6 +61,7 @@ pub(crate) struct Fixture {
     place: Place,
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn skipped(env: &str) {
     // Straight to stderr: the test harness captures `println!`, and a skip
     // must be visible in a normal `cargo test` run.
@@ -54,6 +70,7 @@ fn skipped(env: &str) {
 }
 
 impl Fixture {
+    #[cfg(feature = "sqlite")]
     pub(crate) async fn sqlite() -> Option<Fixture> {
         let dir = std::env::temp_dir().join(unique("wxpay-sqlx-test-"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -65,6 +82,7 @@ impl Fixture {
         })
     }
 
+    #[cfg(feature = "postgres")]
     pub(crate) async fn postgres() -> Option<Fixture> {
         let Ok(url) = std::env::var(POSTGRES_ENV) else {
             skipped(POSTGRES_ENV);
@@ -83,6 +101,7 @@ impl Fixture {
         })
     }
 
+    #[cfg(feature = "mysql")]
     pub(crate) async fn mysql() -> Option<Fixture> {
         let Ok(url) = std::env::var(MYSQL_ENV) else {
             skipped(MYSQL_ENV);
@@ -110,16 +129,19 @@ impl Fixture {
     /// Runs raw SQL on the test database (to corrupt rows and the like).
     pub(crate) async fn raw(&self, sql: &str) {
         match &self.place {
+            #[cfg(feature = "sqlite")]
             Place::Sqlite { url, .. } => {
                 let mut c = SqliteConnection::connect(url).await.unwrap();
                 c.execute(sql).await.unwrap();
             }
+            #[cfg(feature = "postgres")]
             Place::Postgres { url, schema } => {
                 let mut c = PgConnection::connect_with(&pg_options(url, schema))
                     .await
                     .unwrap();
                 c.execute(sql).await.unwrap();
             }
+            #[cfg(feature = "mysql")]
             Place::MySql { url, database } => {
                 let mut c = MySqlConnection::connect_with(&mysql_options(url, database))
                     .await
@@ -142,16 +164,19 @@ impl Fixture {
     /// of its own.
     pub(crate) async fn scalar(&self, sql: &str) -> i64 {
         match &self.place {
+            #[cfg(feature = "sqlite")]
             Place::Sqlite { url, .. } => {
                 let mut c = SqliteConnection::connect(url).await.unwrap();
                 sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
             }
+            #[cfg(feature = "postgres")]
             Place::Postgres { url, schema } => {
                 let mut c = PgConnection::connect_with(&pg_options(url, schema))
                     .await
                     .unwrap();
                 sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
             }
+            #[cfg(feature = "mysql")]
             Place::MySql { url, database } => {
                 let mut c = MySqlConnection::connect_with(&mysql_options(url, database))
                     .await
@@ -167,12 +192,14 @@ impl Fixture {
     }
 }
 
+#[cfg(feature = "postgres")]
 fn pg_options(url: &str, schema: &str) -> PgConnectOptions {
     PgConnectOptions::from_str(url)
         .unwrap()
         .options([("search_path", schema)])
 }
 
+#[cfg(feature = "mysql")]
 fn mysql_options(url: &str, database: &str) -> MySqlConnectOptions {
     MySqlConnectOptions::from_str(url)
         .unwrap()
@@ -183,8 +210,10 @@ async fn open(place: &Place) -> SqlxStore {
     let cfg = PoolConfig::default().max_connections(8);
     match place {
         // Through the URL, as apps do.
+        #[cfg(feature = "sqlite")]
         Place::Sqlite { url, .. } => SqlxStore::connect_with(url, cfg).await.unwrap(),
         // Through a pool the app built.
+        #[cfg(feature = "postgres")]
         Place::Postgres { url, schema } => {
             let pool = PgPoolOptions::new()
                 .max_connections(8)
@@ -193,6 +222,7 @@ async fn open(place: &Place) -> SqlxStore {
                 .unwrap();
             SqlxStore::postgres(pool)
         }
+        #[cfg(feature = "mysql")]
         Place::MySql { url, database } => {
             let pool = MySqlPoolOptions::new()
                 .max_connections(8)
@@ -206,35 +236,43 @@ async fn open(place: &Place) -> SqlxStore {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        let (url, sql) = match &self.place {
+        match &self.place {
+            #[cfg(feature = "sqlite")]
             Place::Sqlite { dir, .. } => {
                 let _ = std::fs::remove_dir_all(dir);
-                return;
             }
+            #[cfg(feature = "postgres")]
             Place::Postgres { url, schema } => {
-                (url.clone(), format!("DROP SCHEMA {schema} CASCADE"))
-            }
-            Place::MySql { url, database } => (url.clone(), format!("DROP DATABASE {database}")),
-        };
-        // Drop runs inside the test's runtime: clean up on a thread of our own.
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if url.starts_with("postgres") {
+                let (url, sql) = (url.clone(), format!("DROP SCHEMA {schema} CASCADE"));
+                cleanup(async move {
                     let mut c = PgConnection::connect(&url).await?;
-                    sqlx::query(&sql).execute(&mut c).await?;
-                } else {
+                    sqlx::query(&sql).execute(&mut c).await.map(drop)
+                });
+            }
+            #[cfg(feature = "mysql")]
+            Place::MySql { url, database } => {
+                let (url, sql) = (url.clone(), format!("DROP DATABASE {database}"));
+                cleanup(async move {
                     let mut c = MySqlConnection::connect(&url).await?;
-                    sqlx::query(&sql).execute(&mut c).await?;
-                }
-                Ok::<_, sqlx::Error>(())
-            })
-        });
-        if let Ok(Err(e)) = cleanup.join() {
-            eprintln!("test cleanup failed: {e}");
+                    sqlx::query(&sql).execute(&mut c).await.map(drop)
+                });
+            }
         }
+    }
+}
+
+/// Runs `work` to completion. Drop runs inside the test's runtime: clean
+/// up on a thread (and a runtime) of our own.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn cleanup(work: impl Future<Output = Result<(), sqlx::Error>> + Send + 'static) {
+    let cleanup = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(work)
+    });
+    if let Ok(Err(e)) = cleanup.join() {
+        eprintln!("test cleanup failed: {e}");
     }
 }

@@ -524,4 +524,9 @@ macro_rules! ledger_tests {
     )*};
 }
 
-ledger_tests!(sqlite, postgres, mysql);
+#[cfg(feature = "sqlite")]
+ledger_tests!(sqlite);
+#[cfg(feature = "postgres")]
+ledger_tests!(postgres);
+#[cfg(feature = "mysql")]
+ledger_tests!(mysql);

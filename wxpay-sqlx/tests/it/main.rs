@@ -9,7 +9,11 @@ mod upgrade;
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, TimeZone, Utc};
-use fixture::{Fixture, MYSQL_ENV, POSTGRES_ENV};
+use fixture::Fixture;
+#[cfg(feature = "mysql")]
+use fixture::MYSQL_ENV;
+#[cfg(feature = "postgres")]
+use fixture::POSTGRES_ENV;
 use wxpay_core::{
     Fen, OutTradeNo, SessionToken, SignType, TradeType,
     flow::{
@@ -19,7 +23,9 @@ use wxpay_core::{
     },
     testkit::{check_order_store, check_session_store},
 };
-use wxpay_sqlx::{DatabaseKind, SqlxStore};
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use wxpay_sqlx::DatabaseKind;
+use wxpay_sqlx::SqlxStore;
 
 fn no(s: &str) -> OutTradeNo {
     OutTradeNo::new(s).unwrap()
@@ -475,7 +481,12 @@ macro_rules! backend_tests {
     )*};
 }
 
-backend_tests!(sqlite, postgres, mysql);
+#[cfg(feature = "sqlite")]
+backend_tests!(sqlite);
+#[cfg(feature = "postgres")]
+backend_tests!(postgres);
+#[cfg(feature = "mysql")]
+backend_tests!(mysql);
 
 #[tokio::test]
 async fn connect_rejects_an_unknown_scheme() {
@@ -483,6 +494,46 @@ async fn connect_rejects_an_unknown_scheme() {
     assert!(matches!(err, sqlx::Error::Configuration(_)), "{err}");
 }
 
+/// A URL of a backend this build does not compile in: refused, naming
+/// the feature to enable (`cargo test -p wxpay-sqlx` runs this with the
+/// default features).
+#[tokio::test]
+async fn connect_to_a_backend_not_compiled_in_names_its_feature() {
+    let urls = [
+        (
+            cfg!(feature = "sqlite"),
+            "sqlite://x.db?mode=rwc",
+            "`sqlite` feature",
+        ),
+        (
+            cfg!(feature = "postgres"),
+            "postgres://u@127.0.0.1:1/db",
+            "`postgres` feature",
+        ),
+        (
+            cfg!(feature = "postgres"),
+            "postgresql://u@127.0.0.1:1/db",
+            "`postgres` feature",
+        ),
+        (
+            cfg!(feature = "mysql"),
+            "mysql://u@127.0.0.1:1/db",
+            "`mysql` feature",
+        ),
+        (
+            cfg!(feature = "mysql"),
+            "mariadb://u@127.0.0.1:1/db",
+            "`mysql` feature",
+        ),
+    ];
+    for (_, url, feature) in urls.into_iter().filter(|(compiled, ..)| !compiled) {
+        let err = SqlxStore::connect(url).await.unwrap_err();
+        assert!(matches!(err, sqlx::Error::Configuration(_)), "{url}: {err}");
+        assert!(err.to_string().contains(feature), "{url}: {err}");
+    }
+}
+
+#[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_connect_by_url() {
     let Ok(url) = std::env::var(POSTGRES_ENV) else {
@@ -494,6 +545,7 @@ async fn postgres_connect_by_url() {
     store.close().await;
 }
 
+#[cfg(feature = "mysql")]
 #[tokio::test]
 async fn mysql_connect_by_url() {
     let Ok(url) = std::env::var(MYSQL_ENV) else {

@@ -303,4 +303,9 @@ macro_rules! upgrade_tests {
     )*};
 }
 
-upgrade_tests!(sqlite, postgres, mysql);
+#[cfg(feature = "sqlite")]
+upgrade_tests!(sqlite);
+#[cfg(feature = "postgres")]
+upgrade_tests!(postgres);
+#[cfg(feature = "mysql")]
+upgrade_tests!(mysql);
