@@ -1,4 +1,4 @@
-//! Counters and histograms through the [`metrics`] facade.
+//! Counters and histograms through the [`metrics`](https://docs.rs/metrics/0.24) facade.
 //!
 //! The library records; the application chooses where the numbers go by
 //! installing a recorder (for example `metrics-exporter-prometheus`, as the
