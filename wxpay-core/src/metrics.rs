@@ -225,3 +225,30 @@ pub(crate) fn attention(order: &Order) {
         .as_str();
     counter!(ATTENTION_TOTAL, "kind" => kind).increment(1);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_fixed_words() {
+        let business = |code: &str| Error::Business {
+            err_code: ErrCode::parse(code),
+            err_code_des: String::new(),
+        };
+        assert_eq!(error_code(&business("SYSTEMERROR")), "SYSTEMERROR");
+        // A code WeChat invents later is no label value of its own.
+        assert_eq!(error_code(&business("SOMETHING_NEW_42")), "other");
+        assert_eq!(error_code(&Error::transport("x", None)), "transport");
+        assert_eq!(v2_endpoint("/secapi/pay/refund"), "refund");
+        assert_eq!(v2_endpoint("/pay/unknown"), "other");
+        assert_eq!(v3_endpoint(Endpoint::RefundQuery), "refund_query");
+        assert_eq!(
+            outcome_label(&NotifyOutcome::Rejected(NotifyRejection::AmountMismatch {
+                expected: crate::Fen(1),
+                received: crate::Fen(2),
+            })),
+            "rejected_amount_mismatch"
+        );
+    }
+}

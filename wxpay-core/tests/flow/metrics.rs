@@ -41,7 +41,7 @@ async fn payments() -> (Stub, Payments) {
 }
 
 /// One snapshot (taking it drains the recorder: read everything from one).
-type Snapshot = Vec<(
+pub(crate) type Snapshot = Vec<(
     CompositeKey,
     Option<metrics::Unit>,
     Option<metrics::SharedString>,
@@ -69,7 +69,7 @@ fn values<'a>(
         .collect()
 }
 
-fn counter(snap: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
+pub(crate) fn counter(snap: &Snapshot, name: &str, labels: &[(&str, &str)]) -> u64 {
     values(snap, MetricKind::Counter, name, labels)
         .into_iter()
         .map(|v| match v {
