@@ -397,6 +397,7 @@ async fn server(kind: Kind, dir: &Path) -> Result<Target, BoxError> {
         header_timeout: 10.0,
         body_timeout: 10.0,
         env_file: None,
+        metrics_listen: None,
     };
     let memory_store: Arc<dyn OrderStore> = Arc::new(MemoryStore::new());
     let payments = if kind == Kind::Wxpay {

@@ -263,6 +263,7 @@ impl Running {
             header_timeout,
             body_timeout,
             env_file,
+            metrics_listen: None,
         };
         let shop = Shop::start(&args, addr, |b| {
             b.sync_interval(Duration::from_millis(50))

@@ -410,6 +410,7 @@ pub async fn stops_gracefully(fw: Framework) {
         header_timeout: 10.0,
         body_timeout: 10.0,
         env_file: None,
+        metrics_listen: None,
     };
     let shop = std::sync::Arc::new(crate::shop::Shop::start(&args, addr, |b| b).await.unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

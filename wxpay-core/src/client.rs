@@ -544,10 +544,23 @@ impl<T: Transport> Client<T> {
 
     /// Sends one signed request and applies the spec's decision procedure
     /// (4.2): transport → `return_code` → signature → `result_code`.
+    /// Timed and counted ([`crate::metrics`]).
     ///
     /// # Errors
     /// Any [`Error`].
     pub async fn call(
+        &self,
+        path: &str,
+        params: Params,
+        client_cert: bool,
+    ) -> Result<Params, Error> {
+        let started = std::time::Instant::now();
+        let result = self.call_once(path, params, client_cert).await;
+        crate::metrics::upstream("v2", crate::metrics::v2_endpoint(path), started, &result);
+        result
+    }
+
+    async fn call_once(
         &self,
         path: &str,
         params: Params,
@@ -689,6 +702,13 @@ impl<T: Transport> Client<T> {
     /// [`Error::Config`] without an AppSecret; [`Error::Login`] for WeChat's
     /// errcodes (40029 invalid code, 40163 used code, …); transport errors.
     pub async fn code2session(&self, js_code: &str) -> Result<Code2Session, Error> {
+        let started = std::time::Instant::now();
+        let result = self.code2session_once(js_code).await;
+        crate::metrics::upstream("v2", "code2session", started, &result);
+        result
+    }
+
+    async fn code2session_once(&self, js_code: &str) -> Result<Code2Session, Error> {
         let c = &self.config;
         let secret = c
             .app_secret

@@ -40,6 +40,15 @@ macro_rules! err_codes {
                 }
             }
 
+            /// The wire string of a catalogued code (`None` for
+            /// [`ErrCode::Other`]), for labels that must not borrow.
+            pub(crate) fn static_str(&self) -> Option<&'static str> {
+                match self {
+                    $( ErrCode::$variant => Some($wire), )*
+                    ErrCode::Other(_) => None,
+                }
+            }
+
             /// Reads a wire string; unknown codes become [`ErrCode::Other`].
             pub fn parse(s: &str) -> ErrCode {
                 match s {

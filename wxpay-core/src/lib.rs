@@ -85,6 +85,7 @@ pub mod errcode;
 pub mod error;
 pub mod flow;
 pub mod messages;
+pub mod metrics;
 pub mod notify;
 mod params;
 pub mod paysign;

@@ -138,6 +138,14 @@ impl Payments {
         Err(raced(&order.out_trade_no))
     }
 
+    /// Reports an order just flagged for attention: counted
+    /// ([`ATTENTION_TOTAL`](crate::metrics::ATTENTION_TOTAL)), then
+    /// [`PaymentEvents::on_attention`](super::PaymentEvents::on_attention).
+    pub(crate) async fn report_attention(&self, order: &Order) {
+        crate::metrics::attention(order);
+        self.inner.events.on_attention(order).await;
+    }
+
     /// After a payment was recorded (or found recorded): report what needs
     /// a person, and run the effects that are due.
     pub(crate) async fn after_paid(&self, recorded: &Recorded) {
@@ -155,7 +163,7 @@ impl Payments {
                     );
                 }
                 if *flagged {
-                    self.inner.events.on_attention(order).await;
+                    self.report_attention(order).await;
                 }
                 if let Some(claim) = claim {
                     self.run_on_paid(order, *claim).await;
@@ -179,7 +187,7 @@ impl Payments {
                     attention = ?order.attention.last(),
                     "order flagged for attention"
                 );
-                self.inner.events.on_attention(order).await;
+                self.report_attention(order).await;
             }
             Recorded::Refused { .. } | Recorded::NotFound => {}
         }

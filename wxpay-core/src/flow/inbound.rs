@@ -253,7 +253,9 @@ impl Payments {
             state = Empty,
             outcome = Empty
         );
-        traced!(span, self.handle_notify_inner(body))
+        let reply = traced!(span, self.handle_notify_inner(body));
+        crate::metrics::notify("v2", "payment", &reply.outcome);
+        reply
     }
 
     async fn handle_notify_inner(&self, body: &[u8]) -> NotifyReply {

@@ -39,11 +39,13 @@ impl Payments {
             event = Empty,
             outcome = Empty
         );
+        let mut kind = "unknown";
         let reply = self
-            .handle_notify_v3_inner(headers, body)
+            .handle_notify_v3_inner(headers, body, &mut kind)
             .instrument(span.clone())
             .await;
         span.record("outcome", tracing::field::debug(&reply.outcome));
+        crate::metrics::notify("v3", kind, &reply.outcome);
         reply
     }
 
@@ -51,6 +53,7 @@ impl Payments {
         &self,
         headers: WechatpayHeaders<'_>,
         body: &[u8],
+        kind: &mut &'static str,
     ) -> NotifyReply {
         let Some(gateway) = self.inner.gateways.get(Api::V3) else {
             tracing::error!(
@@ -79,6 +82,7 @@ impl Payments {
                 report,
             } => {
                 span.record("event", "payment");
+                *kind = "payment";
                 span.record("out_trade_no", out_trade_no.as_str());
                 if their_appid.as_deref() != Some(appid) || their_mchid.as_deref() != Some(mchid) {
                     tracing::warn!(appid = ?their_appid, mchid = ?their_mchid, "v3 payment notify for another merchant refused");
@@ -127,6 +131,7 @@ impl Payments {
                 report,
             } => {
                 span.record("event", "refund");
+                *kind = "refund";
                 if their_mchid.as_deref().is_some_and(|m| m != mchid) {
                     tracing::warn!(mchid = ?their_mchid, "v3 refund notify for another merchant refused");
                     return NotifyReply::v3_refused(
@@ -185,6 +190,7 @@ impl Payments {
                 }
             }
             Inbound::Other { event_type } => {
+                *kind = "other";
                 tracing::info!(%event_type, "authentic v3 notify of an event this library does not handle: acknowledged");
                 NotifyReply::v3_success(NotifyOutcome::Ignored { event_type })
             }

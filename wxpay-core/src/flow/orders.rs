@@ -27,7 +27,14 @@ impl Payments {
     /// # Errors
     /// [`PaymentsError::Rejected`] from the app; otherwise as
     /// [`create_order`](Payments::create_order).
-    pub async fn checkout(
+    pub async fn checkout(&self, req: CheckoutRequest) -> Result<CheckoutOutcome, PaymentsError> {
+        let started = Instant::now();
+        let result = self.checkout_inner(req).await;
+        crate::metrics::checkout(started, result.is_ok());
+        result
+    }
+
+    async fn checkout_inner(
         &self,
         mut req: CheckoutRequest,
     ) -> Result<CheckoutOutcome, PaymentsError> {

@@ -181,7 +181,11 @@ impl Reconciler {
     /// and counted in [`ReconcileReport::errors`] instead.
     pub async fn run_once(&self) -> Result<ReconcileReport, PaymentsError> {
         let span = tracing::info_span!("wxpay.reconcile");
-        self.pass().instrument(span).await
+        let report = self.pass().instrument(span).await;
+        if let Ok(r) = &report {
+            crate::metrics::reconciled(r);
+        }
+        report
     }
 
     async fn pass(&self) -> Result<ReconcileReport, PaymentsError> {

@@ -192,7 +192,7 @@ impl Payments {
         if changed && flags {
             // WeChat accepted a refund it had refused under the same number.
             tracing::error!(attention = ?order.attention.last(), "refund flagged for attention");
-            self.inner.events.on_attention(&order).await;
+            self.report_attention(&order).await;
         }
         if let (RefundAnswer::Refused, Err(e)) = (class, answer) {
             return Err(e.into());
@@ -320,7 +320,7 @@ impl Payments {
             if changed {
                 if flags {
                     tracing::error!(attention = ?order.attention.last(), "refund flagged for attention");
-                    self.inner.events.on_attention(&order).await;
+                    self.report_attention(&order).await;
                 }
                 // `on_refunded` for what settled; `on_paid` when a closed
                 // refund made the goods due again.
@@ -350,6 +350,7 @@ impl Payments {
             .instrument(span.clone())
             .await;
         span.record("outcome", tracing::field::debug(&reply.outcome));
+        crate::metrics::notify("v2", "refund", &reply.outcome);
         reply
     }
 

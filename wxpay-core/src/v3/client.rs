@@ -442,8 +442,16 @@ impl<T: Transport> Client<T> {
         self.download(false).await
     }
 
-    /// The download itself; the caller holds `refresh_lock`.
+    /// The download itself, timed and counted; the caller holds
+    /// `refresh_lock`.
     async fn download(&self, forced: bool) -> Result<Vec<PlatformCertificate>, Error> {
+        let started = std::time::Instant::now();
+        let result = self.download_once(forced).await;
+        crate::metrics::upstream("v3", "certificates", started, &result);
+        result
+    }
+
+    async fn download_once(&self, forced: bool) -> Result<Vec<PlatformCertificate>, Error> {
         let now = (self.clock)();
         self.store.mark_attempt(now, forced);
         let resp = self
@@ -548,7 +556,27 @@ impl<T: Transport> Client<T> {
         body: Option<String>,
     ) -> Result<Answer, Error> {
         self.refresh_if_due().await?;
-        let resp = self.send_signed(method, &path, body).await?;
+        let started = std::time::Instant::now();
+        let result = self.exchange(endpoint, method, &path, body).await;
+        crate::metrics::upstream(
+            "v3",
+            crate::metrics::v3_endpoint(endpoint),
+            started,
+            &result,
+        );
+        result
+    }
+
+    /// One signed exchange and its classification (a refresh and a second
+    /// look when the answer names an unknown serial).
+    async fn exchange(
+        &self,
+        endpoint: Endpoint,
+        method: HttpMethod,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<Answer, Error> {
+        let resp = self.send_signed(method, path, body).await?;
         let first = self.classify(endpoint, &resp, &self.keyring(None));
         if let Err(Error::Unverified(u)) = &first
             && let ValidationError::UnknownSerial { serial } = &u.reason

@@ -3,6 +3,7 @@
 
 mod fake_wechat;
 mod gateway;
+mod metrics;
 mod model;
 mod money;
 mod notify_v3;

@@ -157,6 +157,38 @@ async fn a_verified_payment_notify_pays_the_order_once_and_answers_204() {
     assert_eq!(w.paid(), 1);
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn v3_notifies_are_counted_by_kind_and_outcome() {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let w = World::new(true);
+    w.order("V3METRICS1", 990).await;
+    let wire = w.wechat.payment_now("V3METRICS1", 990);
+    assert_eq!(w.deliver(&wire).await.status, 204);
+    assert_eq!(w.deliver(&wire).await.status, 204);
+    let mut forged = wire.clone();
+    let other = w.wechat.payment_now("V3METRICS1", 1);
+    forged.set_header(
+        "Wechatpay-Signature",
+        other.header("Wechatpay-Signature").unwrap(),
+    );
+    assert_eq!(w.deliver(&forged).await.status, 401);
+
+    let snap = snapshotter.snapshot().into_vec();
+    let count = |kind, outcome| {
+        crate::metrics::counter(
+            &snap,
+            wxpay_core::metrics::NOTIFY_TOTAL,
+            &[("api", "v3"), ("kind", kind), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(count("payment", "paid"), 1);
+    assert_eq!(count("payment", "duplicate"), 1);
+    // Refused before the event was read: its kind is not known.
+    assert_eq!(count("unknown", "rejected_bad_signature"), 1);
+}
+
 #[tokio::test]
 async fn concurrent_deliveries_of_one_payment_record_it_once() {
     let w = World::new(true);
