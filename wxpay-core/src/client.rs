@@ -717,9 +717,9 @@ impl<T: Transport> Client<T> {
         let url = format!(
             "{}/sns/jscode2session?appid={}&secret={}&js_code={}&grant_type=authorization_code",
             c.open_api_base,
-            query_escape(&c.appid),
-            query_escape(secret.expose()),
-            query_escape(js_code)
+            percent_escape(&c.appid),
+            percent_escape(secret.expose()),
+            percent_escape(js_code)
         );
         let resp = self
             .transport
@@ -810,8 +810,10 @@ fn parse_code2session(body: &[u8]) -> Result<Code2Session, Error> {
     }
 }
 
-/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
-fn query_escape(s: &str) -> String {
+/// Percent-encodes a query value or path segment (RFC 3986 unreserved
+/// characters stay, every other byte is `%XX`): v2's `jscode2session`
+/// query and v3's signed paths.
+pub(crate) fn percent_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -829,8 +831,8 @@ mod tests {
 
     #[test]
     fn escapes_query_values() {
-        assert_eq!(query_escape("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
-        assert_eq!(query_escape("0a1-_.~"), "0a1-_.~");
+        assert_eq!(percent_escape("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+        assert_eq!(percent_escape("0a1-_.~"), "0a1-_.~");
     }
 
     #[test]

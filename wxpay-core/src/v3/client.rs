@@ -698,15 +698,7 @@ fn strip_query(path: &str) -> &str {
 /// characters stay, everything else (`|`, `*`, `@`, `/`, …) is escaped. What
 /// is escaped here is what is signed and sent (spec 2.2).
 fn path_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::client::percent_escape(s)
 }
 
 #[cfg(test)]
