@@ -311,6 +311,14 @@ pub fn to_xml(params: &Params) -> String {
 
 /// [`to_xml`] with another root element (`root` for refund-notify payloads).
 pub fn to_xml_with_root(params: &Params, root: &str) -> String {
+    to_xml_shaped(params, root, |_, v| v.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The writer behind [`to_xml`]: empty values left out, each value written
+/// bare when `bare(name, value)` says so (the caller guarantees it holds no
+/// markup), else in CDATA (`]]>` split across two sections). For writers
+/// that follow WeChat's per-field shape (e.g. a simulator).
+pub fn to_xml_shaped(params: &Params, root: &str, bare: impl Fn(&str, &str) -> bool) -> String {
     let mut out = String::with_capacity(
         64 + params
             .iter()
@@ -325,7 +333,7 @@ pub fn to_xml_with_root(params: &Params, root: &str) -> String {
         out.push('<');
         out.push_str(k);
         out.push('>');
-        if v.bytes().all(|b| b.is_ascii_digit()) {
+        if bare(k, v) {
             out.push_str(v);
         } else {
             out.push_str("<![CDATA[");

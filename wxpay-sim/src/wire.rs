@@ -52,27 +52,9 @@ pub(crate) fn is_int_field(name: &str) -> bool {
 /// plain digits as `ints` says, everything else in CDATA (`]]>` split across
 /// two sections).
 pub(crate) fn to_xml(params: &Params, root: &str, ints: Ints) -> String {
-    let mut out = format!("<{root}>");
-    for (k, v) in params.iter().filter(|(_, v)| !v.is_empty()) {
-        out.push('<');
-        out.push_str(k);
-        out.push('>');
-        let bare = ints == Ints::Bare && is_int_field(k) && v.bytes().all(|b| b.is_ascii_digit());
-        if bare {
-            out.push_str(v);
-        } else {
-            out.push_str("<![CDATA[");
-            out.push_str(&v.replace("]]>", "]]]]><![CDATA[>"));
-            out.push_str("]]>");
-        }
-        out.push_str("</");
-        out.push_str(k);
-        out.push('>');
-    }
-    out.push_str("</");
-    out.push_str(root);
-    out.push('>');
-    out
+    wxpay_core::xml::to_xml_shaped(params, root, |k, v| {
+        ints == Ints::Bare && is_int_field(k) && v.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 #[cfg(test)]
