@@ -78,6 +78,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod bill;
 pub mod client;
 pub mod config;
 pub mod crypto;
