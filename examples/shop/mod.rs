@@ -14,7 +14,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 use wxpay_core::{
-    BoxError, BoxTransport, Client, ClientIdentity, Fen, Settings, SignType,
+    BoxError, BoxTransport, ClientIdentity, Fen, Settings, SignType,
     flow::{
         AdminToken, Api, Catalog, Order, OrderState, Payments, PaymentsBuilder, PaymentsError,
         ReconcilerHandle, V3Gateway,
@@ -124,20 +124,13 @@ fn install_metrics(addr: SocketAddr) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// `NAME=value` lines of an env file (blank lines and `#` comments
-/// skipped; values as written, no quotes or expansion).
-fn read_env_file(
-    path: &std::path::Path,
-) -> Result<std::collections::HashMap<String, String>, BoxError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("--env-file {}: {e}", path.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect())
+/// The settings from `--env-file` (when given) over the environment, as
+/// the shops and `wxpay reconcile` read them.
+///
+/// # Errors
+/// The file cannot be read, or a setting is missing or invalid.
+pub fn shop_settings(args: &Args) -> Result<Settings, BoxError> {
+    Ok(Settings::from_env_file(args.env_file.as_deref())?)
 }
 
 /// The server's bounds on slow clients, from the command line.
@@ -229,7 +222,8 @@ impl Shop {
         addr: SocketAddr,
         tweak: impl FnOnce(PaymentsBuilder) -> PaymentsBuilder,
     ) -> Result<Shop, BoxError> {
-        let (client, v3, sim, from_env) = if args.sim {
+        let store = Arc::new(SqlxStore::connect(&args.database_url).await?);
+        let (builder, sim) = if args.sim {
             let sim = SimConfig::test()
                 .with_verify_mode(args.sim_verify_mode)
                 .with_time_scale(args.sim_time_scale)
@@ -241,48 +235,23 @@ impl Shop {
                 .with_notify_url(format!("http://{addr}/pay/notify"))
                 .with_refund_notify_url(format!("http://{addr}/pay/refund-notify"))
                 .with_sign_type(args.sim_sign_type);
-            let v3 = match args.api {
-                Api::V3 => Some(sim_v3(&sim, addr)?),
-                Api::V2 => None,
-            };
-            (sim.client(config)?, v3, Some(sim), None)
+            let client = sim.client(config)?;
+            let mut builder = Payments::builder(client.config().clone()).client(client);
+            if args.api == Api::V3 {
+                builder = builder.v3(V3Gateway::new(sim_v3(&sim, addr)?));
+            }
+            (builder, Some(sim))
         } else {
-            // Refunds need the merchant's client certificate (WXPAY_CLIENT_*).
-            // WXPAY_API_VERSION, the APIv2 and / or APIv3 settings.
-            let file = match &args.env_file {
-                Some(path) => read_env_file(path)?,
-                None => Default::default(),
-            };
-            let settings = Settings::from_lookup(|name| {
-                (file.get(name).cloned()).or_else(|| std::env::var(name).ok())
-            })?;
-            let has_v2 = settings.has_v2();
-            let (api, config, v3) = settings.into_parts();
-            // v2 refunds need the merchant's client certificate (WXPAY_CLIENT_*).
-            let client = match ClientIdentity::from_env()? {
-                Some(id) if has_v2 => Client::with_identity(config, &id)?,
-                _ => Client::new(config)?,
-            };
-            let v3 = v3.map(v3::Client::new).transpose()?.map(v3::Client::boxed);
-            (client, v3, None, Some((api, has_v2)))
+            // WXPAY_API_VERSION, the APIv2 and / or APIv3 settings; v2
+            // refunds need the merchant's client certificate (WXPAY_CLIENT_*).
+            (shop_settings(args)?.payments_builder(ClientIdentity::from_env()?.as_ref())?, None)
         };
-        let store = Arc::new(SqlxStore::connect(&args.database_url).await?);
-        let mut builder = Payments::builder(client.config().clone())
-            .client(client)
+        let mut builder = builder
             .store(store.clone())
             .sessions(store)
             .checkout(catalog());
         if let Some(token) = &args.admin_token {
             builder = builder.admin(AdminToken::new(token));
-        }
-        if let Some(v3) = v3 {
-            builder = builder.v3(V3Gateway::new(v3));
-        }
-        if let Some((api, has_v2)) = from_env {
-            builder = builder.default_api(api);
-            if !has_v2 {
-                builder = builder.without_v2();
-            }
         }
         let payments = tweak(builder).build()?;
         let seconds = |what: &str, s: f64| {

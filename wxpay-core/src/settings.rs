@@ -608,6 +608,34 @@ impl Settings {
         Settings::resolve(&SettingsFile::from_lookup(get)?, &ENV)
     }
 
+    /// [`from_env`](Settings::from_env), with the `NAME=value` lines of an
+    /// env file (such as the simulator's `wxpay.env`) taking precedence
+    /// over the environment. Blank lines and `#` comments are skipped;
+    /// values are taken as written (no quotes, no expansion). `None`: the
+    /// environment alone.
+    ///
+    /// # Errors
+    /// [`ConfigError::Unreadable`] for a file that cannot be read (named
+    /// `--env-file`), then as [`from_env`](Settings::from_env).
+    pub fn from_env_file(path: Option<&std::path::Path>) -> Result<Settings, ConfigError> {
+        let file: std::collections::HashMap<String, String> = match path {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Unreadable {
+                    name: "--env-file",
+                    path: path.to_owned(),
+                    source: Arc::new(e),
+                })?
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .collect(),
+            None => Default::default(),
+        };
+        Settings::from_lookup(|name| file.get(name).cloned().or_else(|| std::env::var(name).ok()))
+    }
+
     fn resolve(raw: &SettingsFile, n: &Names) -> Result<Settings, ConfigError> {
         let has_v2 = raw.api_key.is_some();
         let has_v3 = raw.apiv3_key.is_some();
@@ -684,6 +712,39 @@ impl Settings {
     /// [`config`](Settings::config)) and the v3 configuration.
     pub fn into_parts(self) -> (Api, Config, Option<ClientConfig>) {
         (self.api, self.config, self.v3)
+    }
+
+    /// A [`PaymentsBuilder`](crate::flow::PaymentsBuilder) for these
+    /// settings, talking to WeChat over HTTPS: the v2 client (with the
+    /// merchant's client certificate `identity` for v2 refunds, when there
+    /// is one and v2 is configured), the v3 gateway when v3 is configured,
+    /// the default API, and v2 turned off without an APIv2 key. Add the
+    /// store, checkout and events, then build.
+    ///
+    /// # Errors
+    /// A client cannot be made (the TLS set-up, the certificate, a v3
+    /// key).
+    pub fn payments_builder(
+        self,
+        identity: Option<&crate::ClientIdentity>,
+    ) -> Result<crate::flow::PaymentsBuilder, crate::Error> {
+        let has_v2 = self.has_v2;
+        let (api, config, v3) = self.into_parts();
+        let client = match identity {
+            Some(id) if has_v2 => crate::Client::with_identity(config, id)?,
+            _ => crate::Client::new(config)?,
+        };
+        let mut builder = crate::flow::Payments::builder(client.config().clone())
+            .client(client)
+            .default_api(api);
+        if let Some(v3) = v3 {
+            let v3 = crate::v3::Client::new(v3)?.boxed();
+            builder = builder.v3(crate::flow::V3Gateway::new(v3));
+        }
+        if !has_v2 {
+            builder = builder.without_v2();
+        }
+        Ok(builder)
     }
 }
 

@@ -20,6 +20,9 @@
 -- (owner, created_at) index was added keeps working without it (owned_by then
 -- scans); add it by hand if you have one:
 --   CREATE INDEX {table}_owner_created ON {table} (owner, created_at);
+-- Likewise the indexes of the daily reconciliation (OrderListing::settled_on):
+--   CREATE INDEX {table}_time_end ON {table} (time_end);
+--   CREATE INDEX {refunds}_state_updated ON {refunds} (state, updated_at);
 CREATE TABLE IF NOT EXISTS {table} (
     out_trade_no       VARCHAR(32)  CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
     state              VARCHAR(32)  NOT NULL,
@@ -50,7 +53,8 @@ CREATE TABLE IF NOT EXISTS {table} (
     refund_ledger      SMALLINT     NOT NULL DEFAULT 0,
     INDEX {table}_state_updated (state, updated_at),
     INDEX {table}_fulfilment_updated (fulfilment, updated_at),
-    INDEX {table}_owner_created (owner, created_at)
+    INDEX {table}_owner_created (owner, created_at),
+    INDEX {table}_time_end (time_end)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
 -- The refund ledger: every refund of an order, read back in `seq` order
@@ -69,7 +73,8 @@ CREATE TABLE IF NOT EXISTS {refunds} (
     created_at    BIGINT       NOT NULL,
     updated_at    BIGINT       NOT NULL,
     UNIQUE INDEX {refunds}_order_seq (out_trade_no, seq),
-    INDEX {refunds}_state_effect (state, effect, effect_at)
+    INDEX {refunds}_state_effect (state, effect, effect_at),
+    INDEX {refunds}_state_updated (state, updated_at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
 -- Sign-in sessions (SessionStore): only the SHA-256 of each bearer token is

@@ -46,6 +46,8 @@ CREATE INDEX IF NOT EXISTS {table}_state_updated ON {table} (state, updated_at);
 CREATE INDEX IF NOT EXISTS {table}_fulfilment_updated ON {table} (fulfilment, updated_at);
 -- For OrderListing::owned_by (a user's own orders, newest first).
 CREATE INDEX IF NOT EXISTS {table}_owner_created ON {table} (owner, created_at);
+-- For OrderListing::settled_on (the daily reconciliation: a day's payments).
+CREATE INDEX IF NOT EXISTS {table}_time_end ON {table} (time_end);
 
 -- The refund ledger: every refund of an order, read back in `seq` order
 -- (oldest first). `effect` / `effect_at` are encoded like the orders'
@@ -66,6 +68,8 @@ CREATE TABLE IF NOT EXISTS {refunds} (
 CREATE UNIQUE INDEX IF NOT EXISTS {refunds}_order_seq ON {refunds} (out_trade_no, seq);
 -- For OrderListing::unfulfilled (SUCCESS refunds whose effect is claimable).
 CREATE INDEX IF NOT EXISTS {refunds}_state_effect ON {refunds} (state, effect, effect_at);
+-- For OrderListing::settled_on (a day's successful refunds).
+CREATE INDEX IF NOT EXISTS {refunds}_state_updated ON {refunds} (state, updated_at);
 
 -- Sign-in sessions (SessionStore): only the SHA-256 of each bearer token is
 -- kept, as 64 lowercase hex characters.

@@ -237,6 +237,10 @@
 //!   (MySQL adds `AND CAST(owner AS BINARY) = CAST(? AS BINARY)`, as the
 //!   column's collation ignores case; PostgreSQL orders
 //!   `out_trade_no COLLATE "C"`).
+//! - `settled_on` (the daily reconciliation): `… WHERE out_trade_no > ? AND ((time_end >= ? AND time_end < ?)
+//!   OR out_trade_no IN (SELECT out_trade_no FROM <refunds> WHERE state = 'SUCCESS' AND updated_at >= ? AND updated_at < ?))
+//!   ORDER BY out_trade_no LIMIT ?` (byte order: PostgreSQL adds `COLLATE "C"`), served by the
+//!   `time_end` and refunds' `(state, updated_at)` indexes.
 //! - Sessions: `put_session` is an `INSERT` (a hash that exists fails with
 //!   [`StoreError::Backend`]; tokens are 256-bit random values, so it
 //!   never does), `get_session` a `SELECT` by `token_hash`, `remove_session` a `DELETE` by
@@ -272,14 +276,13 @@ use sqlx::{
 use tokio::sync::OnceCell;
 #[cfg(doc)]
 use wxpay_core::flow::{
-    Attention, AttentionKind, Fulfilment, OrderState, PaymentsBuilder, Refund, RefundSource,
-    RefundState,
+    AttentionKind, Fulfilment, OrderState, PaymentsBuilder, Refund, RefundSource, RefundState,
 };
 use wxpay_core::{
     OutTradeNo,
     flow::{
-        Claim, ListFilter, Order, OrderListing, OrderStore, SessionRecord, SessionStore,
-        StoreError, TokenHash, Transition, TransitionOutcome,
+        Attention, Claim, ListFilter, Order, OrderListing, OrderStore, SessionRecord, SessionStore,
+        SettledFilter, StoreError, TokenHash, Transition, TransitionOutcome,
     },
 };
 
@@ -989,9 +992,7 @@ impl SqlxStore {
                 }
                 let mut attention = order.attention.clone();
                 for a in &t.patch.attention {
-                    if !attention.iter().any(|x| x.same_case(a)) {
-                        attention.push(a.clone());
-                    }
+                    Attention::merge_into(&mut attention, a);
                 }
                 if attention != order.attention {
                     let v = [row::attention(&attention)?, Self::key(&t.out_trade_no)];
@@ -1064,6 +1065,24 @@ impl OrderListing for SqlxStore {
         }
         vals.push(limit(limit_to));
         self.fetch(&self.sql.owned_by, &vals).await
+    }
+
+    async fn settled_on(&self, filter: &SettledFilter) -> Result<Vec<Order>, StoreError> {
+        if filter.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (te_from, te_to) = filter.time_end_range();
+        let (r_from, r_to) = filter.instant_range();
+        let after = filter.after.as_ref().map_or("", OutTradeNo::as_str);
+        let vals = vec![
+            Val::Text(Some(after.to_owned())),
+            Val::Text(Some(te_from)),
+            Val::Text(Some(te_to)),
+            instant("refunds_from", r_from)?,
+            instant("refunds_to", r_to)?,
+            limit(filter.limit),
+        ];
+        self.fetch(&self.sql.settled_on, &vals).await
     }
 }
 

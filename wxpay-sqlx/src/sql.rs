@@ -246,6 +246,9 @@ pub(crate) struct Statements {
     /// Binds owner, limit; on MySQL owner, owner, limit (see
     /// [`Statements::owned_by_binds_owner_twice`]).
     pub(crate) owned_by: String,
+    /// Binds after, time_end from, time_end to, refunds from, refunds to,
+    /// limit.
+    pub(crate) settled_on: String,
     /// Binds every column of [`SESSION_COLUMNS`].
     pub(crate) session_insert: String,
     /// Binds `token_hash`.
@@ -385,6 +388,27 @@ impl Statements {
                 &format!("o.created_at DESC, o.out_trade_no{collate} DESC, r.seq"),
             )
         };
+        let settled_on = {
+            let mut p = ph();
+            // Byte order of order numbers, as `OutTradeNo`'s `Ord` (and the
+            // keyset paging) has it.
+            let collate = match dialect {
+                Dialect::Postgres => r#" COLLATE "C""#,
+                Dialect::Sqlite | Dialect::MySql => "",
+            };
+            let (after, te_from, te_to, r_from, r_to, limit) =
+                (p.next(), p.next(), p.next(), p.next(), p.next(), p.next());
+            joined(
+                &format!(
+                    "(SELECT * FROM {t} WHERE out_trade_no{collate} > {after} \
+                     AND ((time_end >= {te_from} AND time_end < {te_to}) \
+                     OR out_trade_no IN (SELECT out_trade_no FROM {r} WHERE state = 'SUCCESS' \
+                     AND updated_at >= {r_from} AND updated_at < {r_to})) \
+                     ORDER BY out_trade_no{collate} LIMIT {limit}) o"
+                ),
+                &format!("o.out_trade_no{collate}, r.seq"),
+            )
+        };
         let s = &sessions;
         let session_insert = {
             let mut p = ph();
@@ -415,6 +439,7 @@ impl Statements {
             complete,
             unfulfilled,
             owned_by,
+            settled_on,
             session_insert,
             session_get,
             session_remove,
@@ -792,6 +817,12 @@ mod tests {
                     "x_wxpay_refunds_state_effect",
                     "(state, effect, effect_at)",
                 ),
+                ("x_wxpay_orders", "x_wxpay_orders_time_end", "(time_end)"),
+                (
+                    "x_wxpay_refunds",
+                    "x_wxpay_refunds_state_updated",
+                    "(state, updated_at)",
+                ),
             ] {
                 let unique = if index.ends_with("order_seq") {
                     "UNIQUE "
@@ -808,7 +839,7 @@ mod tests {
             }
             let n = match d {
                 Dialect::MySql => 3,
-                Dialect::Sqlite | Dialect::Postgres => 9,
+                Dialect::Sqlite | Dialect::Postgres => 11,
             };
             assert_eq!(ddl.len(), n, "{d:?}: {ddl:#?}");
         }

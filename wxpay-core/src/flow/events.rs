@@ -85,6 +85,16 @@ pub trait PaymentEvents: Send + Sync + 'static {
     async fn on_attention(&self, order: &Order) {
         let _ = order;
     }
+
+    /// A scheduled daily reconciliation finished
+    /// ([`Reconciler::daily`](super::Reconciler::daily)): send it to
+    /// whoever reads them (finance, an alert when
+    /// [`DailyReport::needs_person`](super::DailyReport::needs_person)).
+    /// Its flags are already recorded on their orders. Default: nothing
+    /// (the reconciler logs the report either way).
+    async fn on_daily_report(&self, report: &super::DailyReport) {
+        let _ = report;
+    }
 }
 
 /// The events used when the app configures none: payments are recorded and

@@ -389,4 +389,46 @@ impl Payments {
         self.fulfil(&order).await;
         self.order(out_trade_no).await
     }
+
+    /// Records that a person has dealt with the order's open attention
+    /// cases (of `kind`, or all): each gets its
+    /// [`acknowledged_at`](super::Attention::acknowledged_at); the cases
+    /// stay recorded. Nothing else changes (no state, no effect: release a
+    /// held fulfilment with [`release_hold`](Payments::release_hold)). A
+    /// case seen again afterwards is not reopened, so the daily
+    /// reconciliation ([`Payments::reconcile_day`]) then reports it as
+    /// acknowledged rather than for a person. Returns the order and how
+    /// many cases were acknowledged (0 when none was open).
+    ///
+    /// # Errors
+    /// [`PaymentsError::NotFound`]; store errors.
+    pub async fn acknowledge(
+        &self,
+        out_trade_no: &OutTradeNo,
+        kind: Option<super::AttentionKind>,
+    ) -> Result<(Order, usize), PaymentsError> {
+        let at = now();
+        let mut count = 0;
+        let (order, _) = self
+            .update(out_trade_no, None, |o| {
+                let open: Vec<super::Attention> = (o.attention.iter())
+                    .filter(|a| a.acknowledged_at.is_none() && kind.is_none_or(|k| a.kind == k))
+                    .map(|a| super::Attention {
+                        acknowledged_at: Some(at),
+                        ..a.clone()
+                    })
+                    .collect();
+                count = open.len();
+                (!open.is_empty()).then(|| {
+                    let patch = OrderPatch {
+                        attention: open,
+                        ..OrderPatch::default()
+                    };
+                    (o.state, patch)
+                })
+            })
+            .await?
+            .ok_or_else(|| PaymentsError::NotFound(out_trade_no.clone()))?;
+        Ok((order, count))
+    }
 }

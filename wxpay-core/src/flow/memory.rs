@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     Claim, Fulfilment, ListFilter, Order, OrderListing, OrderState, OrderStore, RefundState,
-    StoreError, Transition, TransitionOutcome,
+    SettledFilter, StoreError, Transition, TransitionOutcome,
 };
 use crate::OutTradeNo;
 
@@ -291,6 +291,15 @@ impl OrderListing for MemoryStore {
             (b.created_at, &b.out_trade_no).cmp(&(a.created_at, &a.out_trade_no))
         });
         Ok(found.iter().take(limit).map(|o| Order::clone(o)).collect())
+    }
+
+    async fn settled_on(&self, filter: &SettledFilter) -> Result<Vec<Order>, StoreError> {
+        let mut found: Vec<Arc<Order>> = (self.all().into_iter())
+            .filter(|o| filter.after.as_ref().is_none_or(|a| o.out_trade_no > *a))
+            .filter(|o| filter.matches(o))
+            .collect();
+        found.sort_unstable_by(|a, b| a.out_trade_no.cmp(&b.out_trade_no));
+        Ok(found.iter().take(filter.limit).map(|o| Order::clone(o)).collect())
     }
 }
 

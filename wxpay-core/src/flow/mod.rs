@@ -15,6 +15,7 @@
 mod admin;
 mod catalog;
 mod checkout;
+mod daily;
 pub mod decide;
 mod events;
 mod fulfil;
@@ -39,6 +40,10 @@ pub use catalog::{Catalog, CatalogItem};
 pub use checkout::{
     Checkout, CheckoutOutcome, CheckoutRequest, NoCheckout, OrderDraft, Rejection, RejectionKind,
 };
+pub use daily::{
+    BillFigures, DailyError, DailyOptions, DailyReport, Finding, FindingKind, LocalFigures,
+    Resolution,
+};
 pub use decide::AttentionPolicy;
 pub use events::{NoEvents, PaymentEvents};
 pub use gateway::{Api, Gateway, RequestPayment, V2Gateway};
@@ -54,7 +59,9 @@ pub use order::{
 pub(crate) use payments::now;
 pub use payments::{Payments, PaymentsBuilder, PaymentsError, Session};
 pub use proxy::TrustedProxies;
-pub use reconcile::{ReconcileReport, Reconciler, ReconcilerHandle};
+pub use reconcile::{DailySchedule, ReconcileReport, Reconciler, ReconcilerHandle};
 pub use refunds::RefundOutcome;
 pub use sessions::{MemorySessions, SessionRecord, SessionStore, SignIn, TokenHash};
-pub use store::{ListFilter, OrderListing, OrderStore, StoreError, TransitionOutcome};
+pub use store::{
+    ListFilter, OrderListing, OrderStore, SettledFilter, StoreError, TransitionOutcome,
+};

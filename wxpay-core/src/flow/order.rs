@@ -322,6 +322,10 @@ pub enum AttentionKind {
     RefundAmountMismatch,
     /// A refund WeChat reports abnormal (`CHANGE`).
     RefundAbnormal,
+    /// The daily reconciliation found the order differing from WeChat's
+    /// bill in a way no query settled (see
+    /// [`Payments::reconcile_day`](super::Payments::reconcile_day)).
+    BillMismatch,
     /// Anything else (also attention notes written by earlier versions).
     Other,
 }
@@ -337,6 +341,7 @@ impl AttentionKind {
             AttentionKind::RefundFound => "REFUND_FOUND",
             AttentionKind::RefundAmountMismatch => "REFUND_AMOUNT_MISMATCH",
             AttentionKind::RefundAbnormal => "REFUND_ABNORMAL",
+            AttentionKind::BillMismatch => "BILL_MISMATCH",
             AttentionKind::Other => "OTHER",
         }
     }
@@ -352,6 +357,11 @@ pub struct Attention {
     pub detail: String,
     /// When it was recorded.
     pub at: DateTime<Utc>,
+    /// When a person said they had dealt with it
+    /// ([`Payments::acknowledge`](super::Payments::acknowledge)); `None`
+    /// while it is open. The case stays recorded either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<DateTime<Utc>>,
 }
 
 impl Attention {
@@ -361,13 +371,29 @@ impl Attention {
             kind,
             detail: detail.into(),
             at,
+            acknowledged_at: None,
         }
     }
 
     /// Whether it records the same case as `other` (kind and detail; the
-    /// time may differ): a case is recorded once however often it is seen.
+    /// times may differ): a case is recorded once however often it is seen.
     pub fn same_case(&self, other: &Attention) -> bool {
         self.kind == other.kind && self.detail == other.detail
+    }
+
+    /// Merges `new` into `cases` as every store must: a new case is
+    /// appended; a case recorded already is kept as it is, except that an
+    /// acknowledgment (`acknowledged_at` set in `new`) is recorded on an
+    /// open case. An acknowledged case is never reopened.
+    pub fn merge_into(cases: &mut Vec<Attention>, new: &Attention) {
+        match cases.iter_mut().find(|x| x.same_case(new)) {
+            Some(x) => {
+                if x.acknowledged_at.is_none() && new.acknowledged_at.is_some() {
+                    x.acknowledged_at = new.acknowledged_at;
+                }
+            }
+            None => cases.push(new.clone()),
+        }
     }
 }
 
@@ -559,9 +585,7 @@ impl Order {
             }
         }
         for a in &patch.attention {
-            if !self.attention.iter().any(|x| x.same_case(a)) {
-                self.attention.push(a.clone());
-            }
+            Attention::merge_into(&mut self.attention, a);
         }
     }
 

@@ -1,11 +1,13 @@
 //! [`Reconciler`]: the background pass that settles what notifies missed.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use tracing::Instrument;
 
 use super::{
-    ListFilter, OrderState, Payments, PaymentsError,
+    DailyError, DailyOptions, DailyReport, ListFilter, OrderState, Payments, PaymentsError,
     payments::{after, now},
 };
 
@@ -21,7 +23,10 @@ use super::{
 /// 4. when asked to ([`refund_watch`](Reconciler::refund_watch)), watches
 ///    paid orders for refunds made outside the app (the merchant platform)
 ///    whose notify never came, by refundquery;
-/// 5. deletes expired sign-in sessions.
+/// 5. deletes expired sign-in sessions;
+/// 6. when asked to ([`daily`](Reconciler::daily)), reconciles yesterday
+///    against WeChat's trade bill once it is out ([`Payments::reconcile_day`]),
+///    and tries again later while it is not.
 ///
 /// The order work needs a store with
 /// [`OrderStore::listing`](super::OrderStore::listing); without it a pass
@@ -46,6 +51,80 @@ pub struct Reconciler {
     quiet: Duration,
     batch: usize,
     refund_watch: Option<Duration>,
+    daily: Option<DailySchedule>,
+    daily_state: Arc<Mutex<DailyState>>,
+}
+
+/// When the [`Reconciler`] runs the daily reconciliation
+/// ([`Reconciler::daily`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DailySchedule {
+    /// From what time of day (Beijing) yesterday's bill is asked for.
+    /// Default 10:00, when WeChat has made it.
+    pub after: NaiveTime,
+    /// How long to wait before asking again when the bill is not ready or
+    /// the run failed. Default 30 minutes.
+    pub retry: Duration,
+    /// What the run may do. Default: repair.
+    pub options: DailyOptions,
+}
+
+impl Default for DailySchedule {
+    fn default() -> Self {
+        DailySchedule {
+            after: NaiveTime::from_hms_opt(10, 0, 0).unwrap_or_default(),
+            retry: Duration::from_secs(30 * 60),
+            options: DailyOptions::default(),
+        }
+    }
+}
+
+impl DailySchedule {
+    /// Asks for the bill from this time of day (Beijing).
+    pub fn after(mut self, time: NaiveTime) -> Self {
+        self.after = time;
+        self
+    }
+
+    /// Waits this long before asking again.
+    pub fn retry(mut self, retry: Duration) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// What the run may do.
+    pub fn options(mut self, options: DailyOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The day due at `now`, given the last day reconciled and when the
+    /// next attempt may be made: yesterday (Beijing) from
+    /// [`after`](DailySchedule::after), the day before until then; `None`
+    /// when that day is done or the retry time has not come.
+    pub fn due(
+        &self,
+        now: DateTime<Utc>,
+        done: Option<NaiveDate>,
+        next_try: Option<DateTime<Utc>>,
+    ) -> Option<NaiveDate> {
+        if next_try.is_some_and(|t| now < t) {
+            return None;
+        }
+        let beijing = (now + chrono::Duration::hours(8)).naive_utc();
+        let back = if beijing.time() >= self.after { 1 } else { 2 };
+        let day = beijing.date() - chrono::Duration::days(back);
+        done.is_none_or(|d| d < day).then_some(day)
+    }
+}
+
+/// What the daily run remembers between passes (in memory: after a restart
+/// the last day is reconciled again, which changes nothing the second time).
+#[derive(Debug, Default)]
+struct DailyState {
+    done: Option<NaiveDate>,
+    next_try: Option<DateTime<Utc>>,
 }
 
 /// A running [`Reconciler`] ([`Reconciler::spawn`]).
@@ -103,6 +182,9 @@ pub struct ReconcileReport {
     pub sessions_purged: u64,
     /// Operations that failed (logged); retried next pass.
     pub errors: usize,
+    /// The daily reconciliation this pass ran, if any
+    /// ([`Reconciler::daily`]).
+    pub daily: Option<Box<DailyReport>>,
 }
 
 impl Payments {
@@ -114,6 +196,8 @@ impl Payments {
             quiet: Duration::from_secs(60),
             batch: 100,
             refund_watch: None,
+            daily: None,
+            daily_state: Arc::default(),
         }
     }
 }
@@ -135,6 +219,18 @@ impl Reconciler {
     /// longest-unchecked first.
     pub fn refund_watch(mut self, every: Option<Duration>) -> Self {
         self.refund_watch = every;
+        self
+    }
+
+    /// Runs the daily reconciliation ([`Payments::reconcile_day`]) of
+    /// yesterday once WeChat's bill is out (see [`DailySchedule`]), or
+    /// `None` not to (the default). The report goes to
+    /// [`PaymentEvents::on_daily_report`](super::PaymentEvents::on_daily_report)
+    /// and into the pass's [`ReconcileReport::daily`]. Several instances
+    /// may each run it: repairs are compare-and-set transitions and flags
+    /// are recorded once, so the second run finds the day clean.
+    pub fn daily(mut self, schedule: Option<DailySchedule>) -> Self {
+        self.daily = schedule;
         self
     }
 
@@ -284,6 +380,97 @@ impl Reconciler {
                 }
             }
         }
+
+        // 6. The daily reconciliation, when due.
+        if let Some(schedule) = &self.daily {
+            self.run_daily(schedule, &mut report).await;
+        }
         Ok(report)
+    }
+
+    async fn run_daily(&self, schedule: &DailySchedule, report: &mut ReconcileReport) {
+        let t = now();
+        let due = {
+            let state = self.daily_state.lock().unwrap_or_else(|e| e.into_inner());
+            schedule.due(t, state.done, state.next_try)
+        };
+        let Some(day) = due else { return };
+        let outcome = self.payments.reconcile_day(day, schedule.options).await;
+        let retry_at = t + chrono::Duration::from_std(schedule.retry).unwrap_or_default();
+        let (done, next_try) = match &outcome {
+            Ok(_) => (Some(day), None),
+            Err(_) => (None, Some(retry_at)),
+        };
+        {
+            let mut state = self.daily_state.lock().unwrap_or_else(|e| e.into_inner());
+            if done.is_some() {
+                state.done = done;
+            }
+            state.next_try = next_try;
+        }
+        match outcome {
+            Ok(daily) => {
+                if daily.needs_person() {
+                    tracing::error!(%day, findings = daily.findings.len(), "daily reconciliation: a person has to look\n{daily}");
+                } else {
+                    tracing::info!(%day, repaired = daily.repaired(), "daily reconciliation: clean");
+                }
+                self.payments.inner.events.on_daily_report(&daily).await;
+                report.daily = Some(Box::new(daily));
+            }
+            Err(DailyError::NotReady { .. }) => {
+                tracing::info!(%day, "daily reconciliation: the bill is not ready; trying again later");
+            }
+            Err(e) => {
+                tracing::warn!(%day, error = %e, "daily reconciliation failed; trying again later");
+                report.errors += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A UTC instant given in Beijing time.
+    fn bj(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+        NaiveDate::from_ymd_opt(y, m, d)
+            .and_then(|d| d.and_hms_opt(h, min, 0))
+            .unwrap()
+            .and_utc()
+            - chrono::Duration::hours(8)
+    }
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn yesterday_is_due_from_ten_beijing_time() {
+        let s = DailySchedule::default();
+        // 09:59 Beijing on the 2nd (01:59 UTC): yesterday's bill is not out,
+        // the day before's is.
+        assert_eq!(s.due(bj(2026, 1, 2, 9, 59), None, None), Some(day(2025, 12, 31)));
+        assert_eq!(s.due(bj(2026, 1, 2, 10, 0), None, None), Some(day(2026, 1, 1)));
+        // Beijing's day starts at 16:00 UTC: 23:30 UTC on the 1st is 07:30
+        // on the 2nd in Beijing.
+        let late_utc = NaiveDate::from_ymd_opt(2026, 1, 1)
+            .and_then(|d| d.and_hms_opt(23, 30, 0))
+            .unwrap()
+            .and_utc();
+        assert_eq!(s.due(late_utc, None, None), Some(day(2025, 12, 31)));
+    }
+
+    #[test]
+    fn a_done_day_is_not_due_again_and_a_retry_waits() {
+        let s = DailySchedule::default().after(NaiveTime::from_hms_opt(11, 0, 0).unwrap());
+        let t = bj(2026, 1, 2, 12, 0);
+        assert_eq!(s.due(t, Some(day(2026, 1, 1)), None), None);
+        assert_eq!(s.due(t, Some(day(2025, 12, 31)), None), Some(day(2026, 1, 1)));
+        assert_eq!(s.due(t, None, Some(t + chrono::Duration::minutes(1))), None);
+        assert_eq!(s.due(t, None, Some(t)), Some(day(2026, 1, 1)));
+        // Before 11:00 with this schedule, the day before yesterday.
+        assert_eq!(s.due(bj(2026, 1, 2, 10, 30), None, None), Some(day(2025, 12, 31)));
     }
 }

@@ -3,7 +3,7 @@
 use std::{error::Error as StdError, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{Claim, Order, OrderState, Transition};
 use crate::OutTradeNo;
@@ -27,6 +27,9 @@ pub enum StoreError {
     /// or may not have been applied; a transition never half-applies.
     #[error("order store backend error")]
     Backend(#[source] Box<dyn StdError + Send + Sync>),
+    /// The store does not implement this optional method (named here).
+    #[error("the order store does not support {0}")]
+    Unsupported(&'static str),
 }
 
 impl StoreError {
@@ -196,6 +199,60 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
+/// Which orders [`OrderListing::settled_on`] lists: those of one Beijing
+/// day, a page at a time in `out_trade_no` byte order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledFilter {
+    /// The day (Beijing time, UTC+8, as WeChat's bills count days).
+    pub day: NaiveDate,
+    /// Only orders whose `out_trade_no` sorts after this one (the last of
+    /// the previous page); `None` for the first page.
+    pub after: Option<OutTradeNo>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl SettledFilter {
+    /// The `time_end` range of the day: `[yyyyMMdd000000, next day's)`,
+    /// as text (`time_end` is WeChat's `yyyyMMddHHmmss`, Beijing, so text
+    /// order is time order).
+    pub fn time_end_range(&self) -> (String, String) {
+        let next = self.day.succ_opt().unwrap_or(self.day);
+        (
+            self.day.format("%Y%m%d000000").to_string(),
+            next.format("%Y%m%d000000").to_string(),
+        )
+    }
+
+    /// The day as instants: `[00:00, next 00:00)` Beijing time, in UTC.
+    pub fn instant_range(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        let start = |d: NaiveDate| {
+            d.and_hms_opt(0, 0, 0)
+                .unwrap_or_default()
+                .and_utc()
+                - chrono::Duration::hours(8)
+        };
+        let next = self.day.succ_opt().unwrap_or(self.day);
+        (start(self.day), start(next))
+    }
+
+    /// Whether `order` belongs to the day: paid on it (`time_end` in
+    /// [`time_end_range`](SettledFilter::time_end_range)), or with a
+    /// `SUCCESS` refund last changed on it (in
+    /// [`instant_range`](SettledFilter::instant_range)). Ignores `after`.
+    pub fn matches(&self, order: &Order) -> bool {
+        let (from, to) = self.time_end_range();
+        let (rfrom, rto) = self.instant_range();
+        order
+            .time_end
+            .as_deref()
+            .is_some_and(|t| t >= from.as_str() && t < to.as_str())
+            || order.refunds.iter().any(|r| {
+                r.state == super::RefundState::Success && r.updated_at >= rfrom && r.updated_at < rto
+            })
+    }
+}
+
 /// Optional capability: listing orders, for reconciliation (lost notifies,
 /// expiry, unfinished fulfilment) and for a user's own orders.
 #[async_trait]
@@ -222,4 +279,22 @@ pub trait OrderListing: Send + Sync {
     /// # Errors
     /// A backend error.
     async fn owned_by(&self, owner: &str, limit: usize) -> Result<Vec<Order>, StoreError>;
+
+    /// The orders settled on a Beijing day, for the daily reconciliation
+    /// against WeChat's bill ([`Payments::reconcile_day`](super::Payments::reconcile_day)):
+    /// those [`SettledFilter::matches`] — paid that day (`time_end`), or
+    /// with a `SUCCESS` refund whose `updated_at` falls in the day — whose
+    /// `out_trade_no` sorts after `filter.after` in byte order, in that
+    /// order, at most `filter.limit`.
+    ///
+    /// Provided: answers [`StoreError::Unsupported`]; the reconciliation
+    /// then checks the bill against the store but not the store against
+    /// the bill, and says so in its report.
+    ///
+    /// # Errors
+    /// A backend error, or [`StoreError::Unsupported`].
+    async fn settled_on(&self, filter: &SettledFilter) -> Result<Vec<Order>, StoreError> {
+        let _ = filter;
+        Err(StoreError::Unsupported("settled_on"))
+    }
 }

@@ -20,14 +20,15 @@ pub mod v3;
 
 use std::{sync::Arc, time::Duration};
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use rand::{Rng, distributions::Alphanumeric};
 
 use crate::{
     Fen, OutTradeNo, SignType, TradeType,
     flow::{
         Api, Attention, AttentionKind, Fulfilment, ListFilter, Order, OrderPatch, OrderState,
-        OrderStore, Refund, RefundSource, RefundState, SessionRecord, SessionStore, StoreError,
+        OrderStore, Refund, RefundSource, RefundState, SessionRecord, SessionStore, SettledFilter,
+        StoreError,
         TokenHash, Transition, TransitionOutcome,
     },
 };
@@ -67,7 +68,12 @@ const RACERS: usize = 50;
 ///   `updated_before` (inclusive), sorts oldest first and honours `limit`;
 ///   `unfulfilled` returns paid orders whose fulfilment is pending or whose
 ///   lease expired, and nothing else; `owned_by` returns exactly the owner's
-///   orders, newest first (ties by number, descending), and honours `limit`.
+///   orders, newest first (ties by number, descending), and honours `limit`;
+///   `settled_on` (unless the store answers [`StoreError::Unsupported`])
+///   returns the orders paid on the Beijing day (`time_end`, both ends of
+///   the day) or with a `SUCCESS` refund changed on it, not those of the
+///   days around it nor an unsettled refund's, in byte order of the order
+///   number, paged by `after` and `limit`.
 ///
 /// # Panics
 /// On the first violation of the contract, or on any store error.
@@ -84,6 +90,7 @@ pub async fn check_order_store(store: Arc<dyn OrderStore>) {
     if store.listing().is_some() {
         kit.listing(&*store).await;
         kit.owned_by(&*store).await;
+        kit.settled_on(&*store).await;
     }
 }
 
@@ -1293,6 +1300,117 @@ impl Kit {
             fail(
                 case,
                 format!("owned_by of an owner with no orders returned {o:?}"),
+            );
+        }
+    }
+
+    async fn settled_on(&self, store: &dyn OrderStore) {
+        let case = "settled_on";
+        let listing = store.listing().expect("checked by the caller");
+        // A day long past: the kit's other orders are paid on 2020-01-04 and
+        // refunded now. Other runs on the same database may have left orders
+        // on this day too: every check looks at this run's numbers only,
+        // which sort together (they share the run's prefix).
+        let day = NaiveDate::from_ymd_opt(2001, 2, 3).expect("a valid date");
+        let bj = |d: u32, h: u32, m: u32, s: u32| {
+            NaiveDate::from_ymd_opt(2001, 2, d)
+                .and_then(|d| d.and_hms_opt(h, m, s))
+                .expect("a valid time")
+                .and_utc()
+                - chrono::Duration::hours(8)
+        };
+        let now = micros_now();
+        let paid = |tag: &str, time_end: &str| {
+            let mut o = self.full(tag, OrderState::Paid, now);
+            o.time_end = Some(time_end.into());
+            o.refunds.clear();
+            o.refunded_fee = Fen(0);
+            o
+        };
+        let refunded = |tag: &str, state: RefundState, at: DateTime<Utc>| {
+            let mut o = paid(tag, "20010131120000");
+            o.state = OrderState::PartiallyRefunded;
+            let mut r = self.refund(&format!("{tag}-R"), 5, state, at);
+            r.updated_at = at;
+            if state == RefundState::Success {
+                o.refunded_fee = Fen(5);
+            }
+            o.refunds.push(r);
+            o
+        };
+        let orders = [
+            paid("a-first", "20010203000000"),
+            paid("b-last", "20010203235959"),
+            paid("c-next", "20010204000000"),
+            paid("d-before", "20010202235959"),
+            refunded("e-rf-start", RefundState::Success, bj(3, 0, 0, 0)),
+            refunded("f-rf-next", RefundState::Success, bj(4, 0, 0, 0)),
+            refunded("g-rf-open", RefundState::Processing, bj(3, 12, 0, 0)),
+            refunded("h-rf-before", RefundState::Success, bj(2, 23, 59, 59)),
+        ];
+        for o in &orders {
+            ok(case, store.insert(o).await);
+        }
+        let prefix = format!("{}-", self.run);
+        let ours = |found: &[Order]| -> Vec<String> {
+            (found.iter())
+                .filter_map(|o| o.out_trade_no.as_str().strip_prefix(&prefix))
+                .map(str::to_owned)
+                .collect()
+        };
+        let filter = |after: &str, limit: usize| SettledFilter {
+            day,
+            after: Some(OutTradeNo::new(after).expect("kit order numbers are valid")),
+            limit,
+        };
+        let all = match listing.settled_on(&filter(&self.run, 100)).await {
+            Err(StoreError::Unsupported(_)) => return,
+            other => ok(case, other),
+        };
+        let want = ["a-first", "b-last", "e-rf-start"];
+        if ours(&all) != want {
+            fail(
+                case,
+                format!(
+                    "settled_on returned {:?} of this run, expected {want:?}: orders paid on the \
+                     day (both ends) or with a SUCCESS refund changed on it, by number",
+                    ours(&all)
+                ),
+            );
+        }
+        for o in all.iter().filter(|o| o.out_trade_no.as_str().starts_with(&prefix)) {
+            if !orders.iter().any(|want| want == o) {
+                fail(
+                    case,
+                    format!("settled_on returned an order that differs from the stored one: {o:?}"),
+                );
+            }
+        }
+        if all.windows(2).any(|w| w[0].out_trade_no >= w[1].out_trade_no) {
+            fail(case, "settled_on did not answer in byte order of out_trade_no");
+        }
+        // Paging: this run's numbers sort together, right after the run id.
+        let first = ok(case, listing.settled_on(&filter(&self.run, 2)).await);
+        if ours(&first) != want[..2] {
+            fail(
+                case,
+                format!("settled_on with limit 2 returned {:?}, expected {:?}", ours(&first), &want[..2]),
+            );
+        }
+        let next = ok(
+            case,
+            listing
+                .settled_on(&filter(&format!("{prefix}b-last"), 2))
+                .await,
+        );
+        if ours(&next) != want[2..] {
+            fail(
+                case,
+                format!(
+                    "settled_on after b-last returned {:?}, expected {:?}",
+                    ours(&next),
+                    &want[2..]
+                ),
             );
         }
     }
