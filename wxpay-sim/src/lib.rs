@@ -208,6 +208,7 @@
 
 mod api;
 mod api_v3;
+mod bill;
 mod control;
 mod keys;
 mod model;
@@ -223,8 +224,9 @@ use wxpay_core::TradeState;
 
 pub use keys::KeyError;
 pub use model::{
-    Faults, NotifyAttempt, NotifyKind, OutsideRefund, PayResult, Protocol, RefundResult,
-    RefundSource, Secret, SimConfig, SimOrder, SimRefund, V3Config, VerifyMode,
+    BillAmountChange, BillKind, Faults, NotifyAttempt, NotifyKind, OutsideRefund, PayResult,
+    Protocol, RefundResult, RefundSource, Secret, SimConfig, SimOrder, SimRefund, V3Config,
+    VerifyMode,
 };
 pub use notify::RETRY_SCHEDULE;
 pub use persist::StateFileError;
@@ -254,6 +256,20 @@ pub enum SimError {
     /// `time_scale` is not a positive finite number.
     #[error("time_scale must be positive and finite, got {0}")]
     TimeScale(f64),
+    /// [`SimConfig::fee_rate_bps`] is above 10 000 (100%).
+    #[error("fee_rate_bps must be at most 10000, got {0}")]
+    FeeRate(u32),
+    /// A bill date that is not a `yyyy-MM-dd` calendar date.
+    #[error("bill date {0:?} is not yyyy-MM-dd")]
+    BillDate(String),
+    /// Nothing to bill on that date (v2 `No Bill Exist`, v3
+    /// `NO_STATEMENT_EXIST`).
+    #[error("no bill for {0}")]
+    NoBill(String),
+    /// Bills are not ready ([`Faults::bill_not_ready`]; v2 `Bill Creating`,
+    /// v3 `STATEMENT_CREATING`).
+    #[error("the bill is being generated")]
+    BillNotReady,
     /// No order with this `out_trade_no` / `prepay_id`.
     #[error("no order {0:?}")]
     NoSuchOrder(String),
@@ -374,7 +390,8 @@ impl Simulator {
     ///
     /// # Errors
     /// [`SimError::Bind`] when no port can be bound,
-    /// [`SimError::TimeScale`] for a bad `time_scale`.
+    /// [`SimError::TimeScale`] for a bad `time_scale`,
+    /// [`SimError::FeeRate`] for a fee rate above 100%.
     pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         Self::start_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
     }
@@ -387,11 +404,15 @@ impl Simulator {
         if !(config.time_scale.is_finite() && config.time_scale > 0.0) {
             return Err(SimError::TimeScale(config.time_scale));
         }
+        if config.fee_rate_bps > 10_000 {
+            return Err(SimError::FeeRate(config.fee_rate_bps));
+        }
         let sim = Arc::new(Sim::new(config)?);
         // Written at once: an unwritable path fails the start, not later.
         sim.save()?;
         let listener = TcpListener::bind(addr).await.map_err(SimError::Bind)?;
         let addr = listener.local_addr().map_err(SimError::Bind)?;
+        let _ = sim.base_url.set(format!("http://{addr}"));
         if let Some(dir) = &sim.config.v3.keys_dir {
             sim.v3
                 .write_dir(dir, &sim.config, &format!("http://{addr}"))
@@ -589,6 +610,41 @@ impl SimHandle {
     /// The order's state (`GET /sim/orders/{out_trade_no}`).
     pub async fn order(&self, out_trade_no: &str) -> Option<SimOrder> {
         self.sim.order(out_trade_no)
+    }
+
+    /// The bill of `date` (`yyyy-MM-dd`, Beijing) as the bill endpoints
+    /// serve it before compression, faults applied
+    /// ([`Faults::bill_unknown_rows`], [`Faults::bill_amount_changes`],
+    /// [`Faults::bill_not_ready`]; [`Faults::bill_bad_hash`] concerns only
+    /// the v3 answer and is left alone): the same bytes as v2
+    /// `downloadbill` and the v3 download, whose SHA-1 is the v3
+    /// `hash_value`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wxpay_sim::{BillKind, Faults, SimError};
+    ///
+    /// let sim = wxpay_sim::Simulator::start(wxpay_sim::SimConfig::test()).await?;
+    /// let none = sim.bill("2026-01-01", BillKind::All).await;
+    /// assert!(matches!(none, Err(SimError::NoBill(_))));
+    /// sim.set_faults(Faults { bill_unknown_rows: 1, ..Faults::default() }).await;
+    /// let bill = sim.bill("2026-01-01", BillKind::All).await?;
+    /// assert!(bill.contains("`SIMUNKNOWN202601010001,"));
+    /// assert!(bill.ends_with("`1,`1.00,`0.00,`0.00,`0.01000,`1.00,`0.00\r\n"));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`SimError::BillDate`] when `date` is not `yyyy-MM-dd`,
+    /// [`SimError::BillNotReady`] under that fault, [`SimError::NoBill`]
+    /// when the bill would have no rows.
+    pub async fn bill(&self, date: &str, kind: BillKind) -> Result<String, SimError> {
+        let day = bill::parse_date_v3(date).ok_or_else(|| SimError::BillDate(date.to_owned()))?;
+        bill::build(&self.sim, day, kind).map_err(|e| match e {
+            bill::BillFailure::NotReady => SimError::BillNotReady,
+            bill::BillFailure::NoBill => SimError::NoBill(date.to_owned()),
+        })
     }
 
     /// Every notify attempt so far, oldest first (`GET /sim/notifies`).
