@@ -141,8 +141,10 @@ pub(crate) async fn v3_api(
     let url = uri
         .path_and_query()
         .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
+    // Bill download tokens stay out of the logs.
+    let logged = redact_token(&url);
     if let Err(answer) = authenticate(&sim, method.as_str(), &url, &headers, &body) {
-        tracing::info!(%method, %url, code = ?answer.code(), "v3 request refused (401, unsigned)");
+        tracing::info!(%method, url = %logged, code = ?answer.code(), "v3 request refused (401, unsigned)");
         return respond(answer, None);
     }
     let faults = sim.faults();
@@ -176,7 +178,7 @@ pub(crate) async fn v3_api(
         route(&sim, &req).unwrap_or_else(|e| e)
     };
     if !answer.signed {
-        tracing::info!(%method, %url, status = answer.status.as_u16(), bytes = answer.body.len(), "v3 answer (unsigned file)");
+        tracing::info!(%method, url = %logged, status = answer.status.as_u16(), bytes = answer.body.len(), "v3 answer (unsigned file)");
         return respond(answer, None);
     }
     let request_serial = headers
@@ -193,7 +195,7 @@ pub(crate) async fn v3_api(
     let signature = sim.v3.sign(signer, &answer.body, tamper);
     tracing::info!(
         %method,
-        %url,
+        url = %logged,
         status = answer.status.as_u16(),
         code = ?answer.code(),
         serial = %signature.serial,
@@ -201,6 +203,27 @@ pub(crate) async fn v3_api(
         "v3 answer"
     );
     respond(answer, Some(signature))
+}
+
+/// `url` with the value of a `token` query parameter replaced by `***`.
+fn redact_token(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((path, query)) = url.split_once('?') else {
+        return url.into();
+    };
+    if !query.split('&').any(|p| p.starts_with("token=")) {
+        return url.into();
+    }
+    let query: Vec<&str> = query
+        .split('&')
+        .map(|p| {
+            if p.starts_with("token=") {
+                "token=***"
+            } else {
+                p
+            }
+        })
+        .collect();
+    format!("{path}?{}", query.join("&")).into()
 }
 
 fn respond(answer: Answer, signature: Option<crate::keys::Signature>) -> Response {
@@ -1164,6 +1187,16 @@ mod tests {
             query_param("x=1&mchid=1900000109", "mchid").as_deref(),
             Some("1900000109")
         );
+    }
+
+    #[test]
+    fn download_tokens_are_not_logged() {
+        assert_eq!(
+            redact_token("/v3/billdownload/file?token=Secret123&tartype=gzip"),
+            "/v3/billdownload/file?token=***&tartype=gzip"
+        );
+        assert_eq!(redact_token("/v3/x?mchid=1"), "/v3/x?mchid=1");
+        assert_eq!(redact_token("/v3/x"), "/v3/x");
     }
 
     #[test]

@@ -1000,3 +1000,90 @@ async fn the_fund_flow_bill_runs_its_balance_from_zero() {
         assert!(text.ends_with("`5,`2,`39.80,`3,`10.18\r\n"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn the_fee_rate_is_configurable_and_checked() {
+    let err = wxpay_sim::Simulator::start(fast_config().with_fee_rate_bps(10_001))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SimError::FeeRate(10_001)), "{err:?}");
+
+    // 1.00%: 29.90 → 0.299 yuan → 0.30 (half up); the refund of all of it
+    // gives all of it back.
+    let env = Env::with(
+        fast_config()
+            .with_fee_rate_bps(100)
+            .with_refund_delay(Duration::ZERO),
+    )
+    .await;
+    let no = unique("FEE");
+    let mut f = order_fields(&env, &no, "http://127.0.0.1:9/pay", None);
+    f.insert("total_fee".into(), "2990".into());
+    assert_ok(&env.call("/pay/unifiedorder", f).await);
+    let order = env.sim.pay(&no).await.unwrap();
+    let (date, _) = times_of(order.time_end.as_deref().unwrap());
+    let (status, refund) = env
+        .post_json(
+            "/sim/refund",
+            json!({ "out_trade_no": no, "refund_fee": 2990, "out_refund_no": "FEER1" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{refund}");
+    let bill = read_bill(&env.sim.bill(&date, BillKind::All).await.unwrap());
+    let pay = bill.row_of("SUCCESS", &no);
+    assert_eq!(
+        (pay["手续费"].as_str(), pay["费率"].as_str()),
+        ("0.30000", "1.00%")
+    );
+    if refund["success_time"].as_str().unwrap().starts_with(&date) {
+        let back = bill.row_of("REFUND", "FEER1");
+        assert_eq!(back["手续费"], "-0.30000");
+        assert_eq!(bill.summary["手续费总金额"], "0.00000");
+        // A merchant-platform refund is submitted by the merchant number.
+        let flow = read_bill(&env.sim.bill(&date, BillKind::FundFlow).await.unwrap());
+        let r = flow
+            .rows
+            .iter()
+            .find(|r| r["业务凭证号"] == "FEER1")
+            .unwrap();
+        assert_eq!(r["收支金额(元)"], "29.60");
+        assert_eq!(r["资金变更提交申请人"], env.cfg.mch_id);
+        assert_eq!(r["账户结余(元)"], "0.00");
+    }
+    assert_trade_totals_tie_out(&bill);
+}
+
+#[tokio::test]
+async fn bills_survive_a_restart_on_the_state_file() {
+    let path = std::env::temp_dir().join(format!("{}.json", unique("wxpay-sim-bills")));
+    let cfg = fast_config()
+        .with_state_file(&path)
+        .with_refund_delay(Duration::ZERO);
+    let env = Env::with(cfg.clone()).await;
+    let no = unique("KEEP");
+    let mut f = order_fields(&env, &no, "http://127.0.0.1:9/pay", None);
+    f.insert("body".into(), "重启-商品".into());
+    assert_ok(&env.call("/pay/unifiedorder", f).await);
+    let order = env.sim.pay(&no).await.unwrap();
+    let refund = env
+        .call(
+            "/secapi/pay/refund",
+            refund_req(&env, &no, "KEEPR1", "88", "20", None),
+        )
+        .await;
+    assert_ok(&refund);
+    let (date, _) = times_of(order.time_end.as_deref().unwrap());
+    let (all, flow) = (
+        env.sim.bill(&date, BillKind::All).await.unwrap(),
+        env.sim.bill(&date, BillKind::FundFlow).await.unwrap(),
+    );
+    assert!(all.contains("`重启-商品,"), "{all}");
+    env.sim.shutdown().await;
+
+    let env = Env::with(cfg).await;
+    assert_eq!(env.sim.order(&no).await.unwrap().body, "重启-商品");
+    assert_eq!(env.sim.bill(&date, BillKind::All).await.unwrap(), all);
+    assert_eq!(env.sim.bill(&date, BillKind::FundFlow).await.unwrap(), flow);
+    env.sim.shutdown().await;
+    let _ = std::fs::remove_file(&path);
+}
