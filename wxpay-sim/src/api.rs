@@ -241,7 +241,7 @@ pub(crate) fn handle(sim: &Arc<Sim>, endpoint: Endpoint, body: &[u8]) -> Reply {
     Reply::Signed(out, sign_type)
 }
 
-fn check_identity(sim: &Sim, req: &Params) -> Result<(), Biz> {
+pub(crate) fn check_identity(sim: &Sim, req: &Params) -> Result<(), Biz> {
     let cfg = &sim.config;
     let appid = req.non_empty("appid");
     let mch_id = req.non_empty("mch_id");

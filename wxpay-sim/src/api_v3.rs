@@ -20,8 +20,9 @@ use wxpay_core::{
 
 use crate::{
     api::{MAX_REFUNDS, NewRefund, accept_refund},
+    bill,
     keys::Tamper,
-    model::{NotifyKind, Protocol, RefundSource, VerifyMode},
+    model::{BillKind, NotifyKind, Protocol, RefundSource, VerifyMode},
     notify::NotifyJob,
     state::{
         Order, OrderState, PREPAY_TTL, Refund, Sim, State as SimState, prepay_id, random_alnum,
@@ -44,13 +45,31 @@ pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
 struct Answer {
     status: StatusCode,
     body: Vec<u8>,
+    /// Signed with the `Wechatpay-*` headers (every answer but a bill
+    /// download, spec 12.3).
+    signed: bool,
+    content_type: &'static str,
 }
+
+const JSON: &str = "application/json; charset=utf-8";
 
 impl Answer {
     fn json(status: StatusCode, v: &Value) -> Answer {
         Answer {
             status,
             body: serde_json::to_vec(v).unwrap_or_default(),
+            signed: true,
+            content_type: JSON,
+        }
+    }
+
+    /// A bill file: unsigned, as WeChat streams it.
+    fn file(bytes: Vec<u8>) -> Answer {
+        Answer {
+            status: StatusCode::OK,
+            body: bytes,
+            signed: false,
+            content_type: "application/octet-stream",
         }
     }
 
@@ -62,6 +81,8 @@ impl Answer {
         Answer {
             status: StatusCode::NO_CONTENT,
             body: Vec::new(),
+            signed: true,
+            content_type: JSON,
         }
     }
 
@@ -79,6 +100,9 @@ impl Answer {
     }
 
     fn code(&self) -> Option<String> {
+        if self.content_type != JSON {
+            return None;
+        }
         serde_json::from_slice::<Value>(&self.body)
             .ok()?
             .get("code")?
@@ -117,8 +141,10 @@ pub(crate) async fn v3_api(
     let url = uri
         .path_and_query()
         .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
+    // Bill download tokens stay out of the logs.
+    let logged = redact_token(&url);
     if let Err(answer) = authenticate(&sim, method.as_str(), &url, &headers, &body) {
-        tracing::info!(%method, %url, code = ?answer.code(), "v3 request refused (401, unsigned)");
+        tracing::info!(%method, url = %logged, code = ?answer.code(), "v3 request refused (401, unsigned)");
         return respond(answer, None);
     }
     let faults = sim.faults();
@@ -135,8 +161,26 @@ pub(crate) async fn v3_api(
             "频率超限",
         )
     } else {
-        route(&sim, &method, uri.path(), uri.query().unwrap_or(""), &body).unwrap_or_else(|e| e)
+        // The base of bill `download_url`s: how the client reached us.
+        let base = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| format!("http://{h}"))
+            .or_else(|| sim.base_url.get().cloned())
+            .unwrap_or_default();
+        let req = Req {
+            method: &method,
+            path: uri.path(),
+            query: uri.query().unwrap_or(""),
+            body: &body,
+            base: &base,
+        };
+        route(&sim, &req).unwrap_or_else(|e| e)
     };
+    if !answer.signed {
+        tracing::info!(%method, url = %logged, status = answer.status.as_u16(), bytes = answer.body.len(), "v3 answer (unsigned file)");
+        return respond(answer, None);
+    }
     let request_serial = headers
         .get("wechatpay-serial")
         .and_then(|v| v.to_str().ok());
@@ -151,7 +195,7 @@ pub(crate) async fn v3_api(
     let signature = sim.v3.sign(signer, &answer.body, tamper);
     tracing::info!(
         %method,
-        %url,
+        url = %logged,
         status = answer.status.as_u16(),
         code = ?answer.code(),
         serial = %signature.serial,
@@ -159,6 +203,27 @@ pub(crate) async fn v3_api(
         "v3 answer"
     );
     respond(answer, Some(signature))
+}
+
+/// `url` with the value of a `token` query parameter replaced by `***`.
+fn redact_token(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some((path, query)) = url.split_once('?') else {
+        return url.into();
+    };
+    if !query.split('&').any(|p| p.starts_with("token=")) {
+        return url.into();
+    }
+    let query: Vec<&str> = query
+        .split('&')
+        .map(|p| {
+            if p.starts_with("token=") {
+                "token=***"
+            } else {
+                p
+            }
+        })
+        .collect();
+    format!("{path}?{}", query.join("&")).into()
 }
 
 fn respond(answer: Answer, signature: Option<crate::keys::Signature>) -> Response {
@@ -170,7 +235,7 @@ fn respond(answer: Answer, signature: Option<crate::keys::Signature>) -> Respons
     if !answer.body.is_empty() {
         headers.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
+            HeaderValue::from_static(answer.content_type),
         );
     }
     if let Some(sig) = signature {
@@ -277,8 +342,19 @@ enum TradeType {
     Native,
 }
 
-fn route(sim: &Arc<Sim>, method: &Method, path: &str, query: &str, body: &[u8]) -> Result<Answer> {
-    let segs: Vec<&str> = path.trim_start_matches("/v3/").split('/').collect();
+/// A v3 request, verified.
+struct Req<'a> {
+    method: &'a Method,
+    path: &'a str,
+    query: &'a str,
+    body: &'a [u8],
+    /// `http://HOST[:PORT]` the request reached.
+    base: &'a str,
+}
+
+fn route(sim: &Arc<Sim>, req: &Req<'_>) -> Result<Answer> {
+    let (method, query, body) = (req.method, req.query, req.body);
+    let segs: Vec<&str> = req.path.trim_start_matches("/v3/").split('/').collect();
     let post = *method == Method::POST;
     let get = *method == Method::GET;
     match segs.as_slice() {
@@ -296,6 +372,9 @@ fn route(sim: &Arc<Sim>, method: &Method, path: &str, query: &str, body: &[u8]) 
         ["refund", "domestic", "refunds"] if post => refund(sim, body),
         ["refund", "domestic", "refunds", no] if get => refund_query(sim, &percent_decode(no)),
         ["certificates"] if get => Ok(certificates(sim)),
+        ["bill", "tradebill"] if get => apply_bill(sim, BillApply::Trade, query, req.base),
+        ["bill", "fundflowbill"] if get => apply_bill(sim, BillApply::FundFlow, query, req.base),
+        ["billdownload", "file"] if get => download_bill(sim, query),
         _ => Err(Answer::error(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
@@ -841,7 +920,150 @@ fn certificates(sim: &Sim) -> Answer {
     Answer {
         status: StatusCode::OK,
         body: sim.v3.certificates_body(),
+        signed: true,
+        content_type: JSON,
     }
+}
+
+#[derive(Clone, Copy)]
+enum BillApply {
+    Trade,
+    FundFlow,
+}
+
+/// `GET /v3/bill/tradebill` and `/v3/bill/fundflowbill` (spec 12.1–12.3):
+/// the bill is built now and kept behind a download token.
+fn apply_bill(sim: &Arc<Sim>, which: BillApply, query: &str, base: &str) -> Result<Answer> {
+    let no_statement = || {
+        Answer::error(
+            StatusCode::BAD_REQUEST,
+            "NO_STATEMENT_EXIST",
+            "账单文件不存在",
+        )
+    };
+    let raw_date = query_param(query, "bill_date").filter(|d| !d.is_empty());
+    let date = match &raw_date {
+        None => return Err(param_error("bill_date", "query", None, "is required")),
+        Some(d) => bill::parse_date_v3(d).ok_or_else(|| {
+            param_error(
+                "bill_date",
+                "query",
+                Some(&json!(d)),
+                "must be a date yyyy-MM-DD",
+            )
+        })?,
+    };
+    let kind = match which {
+        BillApply::Trade => match query_param(query, "bill_type").as_deref() {
+            None | Some("ALL") => Some(BillKind::All),
+            Some("SUCCESS") => Some(BillKind::Success),
+            Some("REFUND") => Some(BillKind::Refund),
+            // Recharge refunds and personalised bills: the simulated
+            // merchant has none.
+            Some("RECHARGE_REFUND" | "ALL_SPECIAL" | "SUC_SPECIAL" | "REF_SPECIAL") => None,
+            Some(other) => {
+                return Err(param_error(
+                    "bill_type",
+                    "query",
+                    Some(&json!(other)),
+                    "must be ALL, SUCCESS, REFUND, RECHARGE_REFUND, ALL_SPECIAL, SUC_SPECIAL or REF_SPECIAL",
+                ));
+            }
+        },
+        BillApply::FundFlow => match query_param(query, "account_type").as_deref() {
+            None | Some("BASIC") => Some(BillKind::FundFlow),
+            // The operation and fees accounts see no flows here.
+            Some("OPERATION" | "FEES") => None,
+            Some(other) => {
+                return Err(param_error(
+                    "account_type",
+                    "query",
+                    Some(&json!(other)),
+                    "must be BASIC, OPERATION or FEES",
+                ));
+            }
+        },
+    };
+    let gzip = match query_param(query, "tar_type").as_deref() {
+        None => false,
+        Some("GZIP") => true,
+        Some(other) => {
+            return Err(param_error(
+                "tar_type",
+                "query",
+                Some(&json!(other)),
+                "must be GZIP",
+            ));
+        }
+    };
+    if sim.faults().bill_not_ready {
+        return Err(Answer::error(
+            StatusCode::BAD_REQUEST,
+            "STATEMENT_CREATING",
+            "账单生成中，请稍后再试",
+        ));
+    }
+    let kind = kind.ok_or_else(no_statement)?;
+    let text = bill::build(sim, date, kind).map_err(|e| match e {
+        bill::BillFailure::NotReady => Answer::error(
+            StatusCode::BAD_REQUEST,
+            "STATEMENT_CREATING",
+            "账单生成中，请稍后再试",
+        ),
+        bill::BillFailure::NoBill => no_statement(),
+    })?;
+    let plain = text.into_bytes();
+    let bad_hash = {
+        let mut st = sim.lock();
+        let bad = st.faults.bill_bad_hash > 0;
+        if bad {
+            st.faults.bill_bad_hash -= 1;
+        }
+        bad
+    };
+    let hash = if bad_hash {
+        // The digest of the file with one byte more: well formed, wrong.
+        let mut longer = plain.clone();
+        longer.push(b'\n');
+        bill::sha1_hex(&longer)
+    } else {
+        bill::sha1_hex(&plain)
+    };
+    let bytes = if gzip { bill::gzip(&plain) } else { plain };
+    let token = bill::issue_token(sim, &mut sim.lock(), bytes);
+    let mut url = format!("{base}/v3/billdownload/file?token={token}");
+    if gzip {
+        url.push_str("&tartype=gzip");
+    }
+    tracing::info!(%date, gzip, bad_hash, "v3 bill applied");
+    // WeChat's field order, which serde_json's map would sort away.
+    let body = format!(
+        "{{\"hash_type\":\"SHA1\",\"hash_value\":{},\"download_url\":{}}}",
+        json!(hash),
+        json!(url)
+    );
+    Ok(Answer {
+        status: StatusCode::OK,
+        body: body.into_bytes(),
+        signed: true,
+        content_type: JSON,
+    })
+}
+
+/// `GET /v3/billdownload/file?token=…`: the file behind a live token,
+/// unsigned; an unknown or expired token is 400 `INVALID_REQUEST` (signed,
+/// like every v3 error).
+fn download_bill(sim: &Arc<Sim>, query: &str) -> Result<Answer> {
+    let bytes = query_param(query, "token")
+        .and_then(|t| bill::redeem(sim, &t))
+        .ok_or_else(|| {
+            Answer::error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+                "账单下载链接无效或已过期，请重新申请账单",
+            )
+        })?;
+    Ok(Answer::file(bytes.to_vec()))
 }
 
 fn notify_id() -> String {
@@ -965,6 +1187,16 @@ mod tests {
             query_param("x=1&mchid=1900000109", "mchid").as_deref(),
             Some("1900000109")
         );
+    }
+
+    #[test]
+    fn download_tokens_are_not_logged() {
+        assert_eq!(
+            redact_token("/v3/billdownload/file?token=Secret123&tartype=gzip"),
+            "/v3/billdownload/file?token=***&tartype=gzip"
+        );
+        assert_eq!(redact_token("/v3/x?mchid=1"), "/v3/x?mchid=1");
+        assert_eq!(redact_token("/v3/x"), "/v3/x");
     }
 
     #[test]

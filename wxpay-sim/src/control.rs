@@ -13,7 +13,7 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    SimError, api, api_v3,
+    SimError, api, api_v3, bill,
     model::{Faults, OutsideRefund, PayResult},
     state::{OrderRef, Sim},
 };
@@ -34,6 +34,8 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         .route("/sandboxnew/secapi/pay/refund", any(api::pay_api))
         .route("/sandboxnew/pay/refund", any(api::pay_api))
         .route("/sandboxnew/pay/getsignkey", any(api::getsignkey))
+        .route("/pay/downloadbill", any(bill::downloadbill))
+        .route("/sandboxnew/pay/downloadbill", any(bill::downloadbill))
         .route("/v3/{*rest}", any(api_v3::v3_api))
         .route("/sns/jscode2session", get(api::jscode2session))
         .route("/sim/rotate-certificate", post(rotate_certificate))
@@ -158,6 +160,17 @@ async fn set_faults(State(sim): State<Arc<Sim>>, JsonBody(f): JsonBody<Faults>) 
             )
                 .into_response();
         }
+    }
+    if f.bill_unknown_rows > bill::MAX_UNKNOWN_ROWS {
+        let error = format!(
+            "bill_unknown_rows must be at most {}",
+            bill::MAX_UNKNOWN_ROWS
+        );
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": error })),
+        )
+            .into_response();
     }
     tracing::info!(faults = ?f, "faults set");
     sim.set_faults(f.clone());

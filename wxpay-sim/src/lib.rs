@@ -62,7 +62,11 @@
 //!   `GET /v3/pay/transactions/id/{id}?mchid=`,
 //!   `POST /v3/pay/transactions/out-trade-no/{no}/close` (204),
 //!   `POST /v3/refund/domestic/refunds`,
-//!   `GET /v3/refund/domestic/refunds/{out_refund_no}`, `GET /v3/certificates`.
+//!   `GET /v3/refund/domestic/refunds/{out_refund_no}`, `GET /v3/certificates`,
+//!   and the bills (below): `GET /v3/bill/tradebill`,
+//!   `GET /v3/bill/fundflowbill`, `GET /v3/billdownload/file`.
+//! * `POST /pay/downloadbill` (also under `/sandboxnew/`): the v2 trade
+//!   bill (below).
 //!
 //! The XML has WeChat's shape, not merely one a parser accepts: String
 //! fields in CDATA whatever their value (`time_end`, `transaction_id`, a
@@ -157,6 +161,77 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Bills
+//!
+//! The trade bill and the fund-flow bill of a Beijing date are built when
+//! asked for, from the orders and refunds the simulator holds (so today's
+//! bill is there at once; WeChat's appears after 10:00 the next day, and
+//! only for the last three months, neither of which is enforced), in
+//! WeChat's format (v3 spec 12.4): a header line, back-tick prefixed
+//! fields, a summary, CRLF line ends, yuan with two decimals, fees with
+//! five. [`SimHandle::bill`] gives the text, faults applied.
+//!
+//! * Trade bill (`bill_type` `ALL`, the default; `SUCCESS` payments only;
+//!   `REFUND` refunds only): one `SUCCESS` row per payment whose `time_end`
+//!   is on the date, one `REFUND` row per refund that succeeded on it
+//!   (`success_time`); refunds still processing, closed or abnormal do not
+//!   appear (WeChat lists a refund under the day it accepted it; with the
+//!   default refund delay the two differ only across midnight). `特约商户号`
+//!   is `0`, `付款银行` `OTHERS`, `商品名称` the order's `body` / v3
+//!   `description`, `商户数据包` its `attach`. Refund rows show `0.00` as
+//!   settlement and order amount, the refund as `退款金额` and
+//!   `申请退款金额`, `退款类型` `ORIGINAL`, `退款状态` `SUCCESS`, and the fee
+//!   given back as a negative `手续费`, as real bills do. The summary is
+//!   summed from the rows. `RECHARGE_REFUND` (and v3's personalised
+//!   `ALL_SPECIAL`, `SUC_SPECIAL`, `REF_SPECIAL`) have no rows here.
+//! * Fees: a payment's fee is its amount times
+//!   [`SimConfig::fee_rate_bps`] (`0.60%` unless set; `--fee-rate-bps`),
+//!   rounded half up to the fen (29.90 → `0.18000`, 9.90 → `0.06000`). A
+//!   refund gives back its share: `round(fee × refunded so far / total) −
+//!   round(fee × refunded before / total)` over the order's successful
+//!   refunds, oldest first, so a full refund gives back the whole fee and
+//!   partial refunds never more (10.00 of 29.90 → `-0.06000`).
+//! * Fund-flow bill (`account_type` `BASIC`, the default; `OPERATION` and
+//!   `FEES` have no flows here): per payment an income row `交易` and, when
+//!   the fee is not zero, an expense row `扣除交易手续费`; per refund an
+//!   expense row `退款` of the refund less the fee given back, remarked
+//!   `退款总金额…元;含手续费…元`, submitted by `<mch_id>API` (API refunds)
+//!   or `<mch_id>` (merchant-platform refunds); `资金流水单号` is the
+//!   business number with `F1` / `F2`, `业务凭证号` the `out_trade_no` /
+//!   `out_refund_no`; the balance (`账户结余(元)`) runs from 0.00.
+//! * v2 `POST /pay/downloadbill`: a signed XML request (`bill_date`
+//!   `yyyyMMdd`, `bill_type`, `tar_type=GZIP`) verified like the other
+//!   calls; the answer is the bill as plain text or gzip, not XML, not
+//!   signed. Failures are unsigned `return_code=FAIL` XML: `No Bill Exist`
+//!   (`error_code` `20002`), `Bill Creating`, `invalid bill_type`,
+//!   `invalid tar_type`, `data format error` (a bad date), `missing
+//!   parameter` (the last four with `error_code` `20001`), `签名错误`,
+//!   `SYSTEMERROR` (fault injection) and the protocol failures above.
+//! * v3 `GET /v3/bill/tradebill?bill_date=yyyy-MM-dd[&bill_type=][&tar_type=GZIP]`
+//!   and `GET /v3/bill/fundflowbill?bill_date=…[&account_type=][&tar_type=GZIP]`
+//!   answer, signed, `{"hash_type":"SHA1","hash_value","download_url"}`:
+//!   the SHA-1 (lower-case hex) of the bill before compression, and
+//!   `<base>/v3/billdownload/file?token=…` (`&tartype=gzip` with GZIP),
+//!   `<base>` being `http://` and the request's `Host`. Errors: 400
+//!   `NO_STATEMENT_EXIST` (no rows), `STATEMENT_CREATING` (fault),
+//!   `PARAM_ERROR` (a missing or bad `bill_date`, `bill_type`,
+//!   `account_type`, `tar_type`; `detail.field` names it).
+//! * v3 `GET /v3/billdownload/file?token=…`, signed by the merchant like
+//!   every v3 request: the file bytes (gzip when asked for) with **no**
+//!   `Wechatpay-*` headers. A token lives 5 minutes (scaled by
+//!   [`SimConfig::time_scale`], never under 10 real seconds) and may be
+//!   used any number of times meanwhile; unknown or expired it is 400
+//!   `INVALID_REQUEST` (signed; WeChat's own code for this is not
+//!   documented). Tokens are not kept in the state file.
+//! * Faults ([`Faults`]): `bill_not_ready`, `bill_unknown_rows` (payments
+//!   the merchant never made, on every date asked for),
+//!   `bill_amount_changes` (a payment's row shows another settlement
+//!   amount), `bill_bad_hash` (the next N v3 applies give a wrong
+//!   `hash_value`). `delay_ms`, `system_error_rate` and
+//!   `frequency_limited_rate` apply to the bill calls as to every call, the
+//!   download included; the answer-signature faults to the signed answers
+//!   only.
+//!
 //! ## Control API (JSON)
 //!
 //! * `POST /sim/login {"openid": "...", "unionid"?: "..."}` → `{"code"}`
@@ -168,7 +243,8 @@
 //!   the merchant platform, outside the app. `404` for an unknown order;
 //!   `409` with `err_code` / `err_code_des` when WeChat's refund rules
 //!   refuse it (as [`SimError::RefundRefused`]).
-//! * `POST /sim/faults` [`Faults`], `GET /sim/faults`
+//! * `POST /sim/faults` [`Faults`] (400 for a rate outside `0.0..=1.0` or
+//!   more than 10 000 `bill_unknown_rows`), `GET /sim/faults`
 //! * `POST /sim/rotate-certificate` → [`CertificateRotation`]: a new
 //!   platform certificate signs from now on.
 //! * `GET /sim/orders/{out_trade_no}` → [`SimOrder`], refunds included
@@ -208,6 +284,7 @@
 
 mod api;
 mod api_v3;
+mod bill;
 mod control;
 mod keys;
 mod model;
@@ -223,8 +300,9 @@ use wxpay_core::TradeState;
 
 pub use keys::KeyError;
 pub use model::{
-    Faults, NotifyAttempt, NotifyKind, OutsideRefund, PayResult, Protocol, RefundResult,
-    RefundSource, Secret, SimConfig, SimOrder, SimRefund, V3Config, VerifyMode,
+    BillAmountChange, BillKind, Faults, NotifyAttempt, NotifyKind, OutsideRefund, PayResult,
+    Protocol, RefundResult, RefundSource, Secret, SimConfig, SimOrder, SimRefund, V3Config,
+    VerifyMode,
 };
 pub use notify::RETRY_SCHEDULE;
 pub use persist::StateFileError;
@@ -254,6 +332,20 @@ pub enum SimError {
     /// `time_scale` is not a positive finite number.
     #[error("time_scale must be positive and finite, got {0}")]
     TimeScale(f64),
+    /// [`SimConfig::fee_rate_bps`] is above 10 000 (100%).
+    #[error("fee_rate_bps must be at most 10000, got {0}")]
+    FeeRate(u32),
+    /// A bill date that is not a `yyyy-MM-dd` calendar date.
+    #[error("bill date {0:?} is not yyyy-MM-dd")]
+    BillDate(String),
+    /// Nothing to bill on that date (v2 `No Bill Exist`, v3
+    /// `NO_STATEMENT_EXIST`).
+    #[error("no bill for {0}")]
+    NoBill(String),
+    /// Bills are not ready ([`Faults::bill_not_ready`]; v2 `Bill Creating`,
+    /// v3 `STATEMENT_CREATING`).
+    #[error("the bill is being generated")]
+    BillNotReady,
     /// No order with this `out_trade_no` / `prepay_id`.
     #[error("no order {0:?}")]
     NoSuchOrder(String),
@@ -374,7 +466,8 @@ impl Simulator {
     ///
     /// # Errors
     /// [`SimError::Bind`] when no port can be bound,
-    /// [`SimError::TimeScale`] for a bad `time_scale`.
+    /// [`SimError::TimeScale`] for a bad `time_scale`,
+    /// [`SimError::FeeRate`] for a fee rate above 100%.
     pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         Self::start_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
     }
@@ -387,11 +480,15 @@ impl Simulator {
         if !(config.time_scale.is_finite() && config.time_scale > 0.0) {
             return Err(SimError::TimeScale(config.time_scale));
         }
+        if config.fee_rate_bps > 10_000 {
+            return Err(SimError::FeeRate(config.fee_rate_bps));
+        }
         let sim = Arc::new(Sim::new(config)?);
         // Written at once: an unwritable path fails the start, not later.
         sim.save()?;
         let listener = TcpListener::bind(addr).await.map_err(SimError::Bind)?;
         let addr = listener.local_addr().map_err(SimError::Bind)?;
+        let _ = sim.base_url.set(format!("http://{addr}"));
         if let Some(dir) = &sim.config.v3.keys_dir {
             sim.v3
                 .write_dir(dir, &sim.config, &format!("http://{addr}"))
@@ -589,6 +686,41 @@ impl SimHandle {
     /// The order's state (`GET /sim/orders/{out_trade_no}`).
     pub async fn order(&self, out_trade_no: &str) -> Option<SimOrder> {
         self.sim.order(out_trade_no)
+    }
+
+    /// The bill of `date` (`yyyy-MM-dd`, Beijing) as the bill endpoints
+    /// serve it before compression, faults applied
+    /// ([`Faults::bill_unknown_rows`], [`Faults::bill_amount_changes`],
+    /// [`Faults::bill_not_ready`]; [`Faults::bill_bad_hash`] concerns only
+    /// the v3 answer and is left alone): the same bytes as v2
+    /// `downloadbill` and the v3 download, whose SHA-1 is the v3
+    /// `hash_value`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wxpay_sim::{BillKind, Faults, SimError};
+    ///
+    /// let sim = wxpay_sim::Simulator::start(wxpay_sim::SimConfig::test()).await?;
+    /// let none = sim.bill("2026-01-01", BillKind::All).await;
+    /// assert!(matches!(none, Err(SimError::NoBill(_))));
+    /// sim.set_faults(Faults { bill_unknown_rows: 1, ..Faults::default() }).await;
+    /// let bill = sim.bill("2026-01-01", BillKind::All).await?;
+    /// assert!(bill.contains("`SIMUNKNOWN202601010001,"));
+    /// assert!(bill.ends_with("`1,`1.00,`0.00,`0.00,`0.01000,`1.00,`0.00\r\n"));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`SimError::BillDate`] when `date` is not `yyyy-MM-dd`,
+    /// [`SimError::BillNotReady`] under that fault, [`SimError::NoBill`]
+    /// when the bill would have no rows.
+    pub async fn bill(&self, date: &str, kind: BillKind) -> Result<String, SimError> {
+        let day = bill::parse_date_v3(date).ok_or_else(|| SimError::BillDate(date.to_owned()))?;
+        bill::build(&self.sim, day, kind).map_err(|e| match e {
+            bill::BillFailure::NotReady => SimError::BillNotReady,
+            bill::BillFailure::NoBill => SimError::NoBill(date.to_owned()),
+        })
     }
 
     /// Every notify attempt so far, oldest first (`GET /sim/notifies`).

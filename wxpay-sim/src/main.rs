@@ -5,6 +5,7 @@
 //! wxpay-sim --refund-delay-ms 0 --refund-notify-url http://127.0.0.1:8080/pay/refund-notify
 //! wxpay-sim --verify-mode migration --keys-dir ./sim-keys   # then: source ./sim-keys/wxpay.env
 //! wxpay-sim --test-keys --state ./sim-state.json             # orders survive a restart
+//! wxpay-sim --fee-rate-bps 38                                 # bills charge 0.38%
 //! ```
 //!
 //! v2 credentials come from flags or `WXPAY_APPID`, `WXPAY_MCH_ID`,
@@ -138,6 +139,11 @@ struct Args {
     /// req_info wraps every value, as WeChat's does.
     #[arg(long)]
     cdata_ints: bool,
+    /// The fee rate of the bills, in basis points (60 = 0.60%, at most
+    /// 10000): each payment's fee is its amount times the rate, rounded
+    /// half up to the fen; a refund gives back its share.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    fee_rate_bps: u32,
 }
 
 fn parse_mode(s: &str) -> Result<VerifyMode, String> {
@@ -206,6 +212,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.state_file = args.state;
     config.hmac_notify_sign_type = args.hmac_notify_sign_type;
     config.cdata_ints = args.cdata_ints;
+    config.fee_rate_bps = args.fee_rate_bps;
     let (appid, mch_id, scale) = (
         config.appid.clone(),
         config.mch_id.clone(),

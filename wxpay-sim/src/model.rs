@@ -64,6 +64,12 @@ pub struct SimConfig {
     /// payment). v3 keys are not part of it: give them (or `--keys-dir` with
     /// a seed) so a restarted simulator signs with the same ones.
     pub state_file: Option<PathBuf>,
+    /// The fee rate WeChat charges, in basis points (hundredths of a
+    /// percent; at most 10 000): the `手续费` and `费率` columns of the bills
+    /// ([`crate::SimHandle::bill`]). Default 60, i.e. `0.60%`. A payment's
+    /// fee is its amount times the rate, rounded half up to the fen; a
+    /// refund gives back its share of its payment's fee.
+    pub fee_rate_bps: u32,
 }
 
 impl SimConfig {
@@ -82,6 +88,7 @@ impl SimConfig {
             hmac_notify_sign_type: false,
             cdata_ints: false,
             state_file: None,
+            fee_rate_bps: 60,
         }
     }
 
@@ -105,6 +112,17 @@ impl SimConfig {
     /// ```
     pub fn with_state_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.state_file = Some(path.into());
+        self
+    }
+
+    /// Sets [`SimConfig::fee_rate_bps`].
+    ///
+    /// ```
+    /// let c = wxpay_sim::SimConfig::test().with_fee_rate_bps(38);
+    /// assert_eq!(c.fee_rate_bps, 38); // 0.38%
+    /// ```
+    pub fn with_fee_rate_bps(mut self, bps: u32) -> Self {
+        self.fee_rate_bps = bps;
         self
     }
 
@@ -395,6 +413,74 @@ pub struct Faults {
     /// on every run (a test that sets a rate stays deterministic). `None`:
     /// the generator keeps going (seeded from entropy at start).
     pub seed: Option<u64>,
+    /// Bills are not generated yet: v2 `downloadbill` answers
+    /// `return_msg=Bill Creating`, the v3 bill applies 400
+    /// `STATEMENT_CREATING`, [`crate::SimHandle::bill`]
+    /// [`crate::SimError::BillNotReady`].
+    pub bill_not_ready: bool,
+    /// Adds this many paid orders the merchant never created (at most
+    /// 10 000) to the bill of every date asked for: `SUCCESS` rows numbered
+    /// `SIMUNKNOWN<yyyyMMdd><nnnn>` (from `0001`), `transaction_id`
+    /// `4200<yyyyMMdd>9<n, 15 digits>`, paid `n` seconds after midnight,
+    /// for `n` yuan (row `n`, from 1.00), openid
+    /// `oSIMUNKNOWNPAYER000000000000`, goods `未知订单`, fee at the configured
+    /// rate; counted in the totals, and in the fund-flow bill as income and
+    /// fee rows. A date without orders then has a bill too.
+    pub bill_unknown_rows: u32,
+    /// Payments whose bill rows show another settlement amount than the one
+    /// paid (`应结订单金额` of the trade bill and the income row of the
+    /// fund-flow bill; the fee and `订单金额` stay those of the real
+    /// amount); the totals follow the rows.
+    pub bill_amount_changes: Vec<BillAmountChange>,
+    /// The next this-many v3 bill applies (`/v3/bill/tradebill`,
+    /// `/v3/bill/fundflowbill`) that answer a `download_url` give a wrong
+    /// `hash_value` (the SHA-1 of the file with one byte appended); each
+    /// such answer counts one down, as `GET /sim/faults` shows. The file
+    /// itself is right: a client discards it and applies again.
+    pub bill_bad_hash: u32,
+}
+
+/// One entry of [`Faults::bill_amount_changes`]: the bill row of the
+/// payment `out_trade_no` shows `settlement_fee` instead of the amount paid.
+///
+/// ```
+/// use wxpay_core::Fen;
+/// use wxpay_sim::BillAmountChange;
+///
+/// let c = BillAmountChange::new("order-1", Fen(2991));
+/// let json = r#"{"out_trade_no": "order-1", "settlement_fee": 2991}"#;
+/// assert_eq!(serde_json::from_str::<BillAmountChange>(json).unwrap(), c);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BillAmountChange {
+    /// The paid order whose row changes.
+    pub out_trade_no: String,
+    /// The settlement amount the bill shows, in fen.
+    pub settlement_fee: Fen,
+}
+
+impl BillAmountChange {
+    /// The row of `out_trade_no` shows `settlement_fee`.
+    pub fn new(out_trade_no: impl Into<String>, settlement_fee: Fen) -> Self {
+        Self {
+            out_trade_no: out_trade_no.into(),
+            settlement_fee,
+        }
+    }
+}
+
+/// Which bill [`crate::SimHandle::bill`] builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BillKind {
+    /// The trade bill, `bill_type=ALL`: payments and refunds.
+    All,
+    /// The trade bill, `bill_type=SUCCESS`: payments only.
+    Success,
+    /// The trade bill, `bill_type=REFUND`: refunds only.
+    Refund,
+    /// The fund-flow bill of the basic account (`account_type=BASIC`).
+    FundFlow,
 }
 
 /// The final status of a refund (`Faults::refund_result`, JSON
@@ -588,6 +674,9 @@ pub struct SimOrder {
     pub product_id: Option<String>,
     /// Merchant data echoed in queries and notifies.
     pub attach: Option<String>,
+    /// The goods description (v2 `body`, v3 `description`).
+    #[serde(default)]
+    pub body: String,
     /// Payment notify URL.
     pub notify_url: String,
     /// The algorithm of the unifiedorder call, used for the notify (v2

@@ -39,6 +39,9 @@ pub(crate) struct Sim {
     tasks: Mutex<Vec<AbortHandle>>,
     /// [`SimConfig::state_file`].
     pub(crate) persist: Option<Persister>,
+    /// `http://ADDR` once the listener is bound (the fallback base of v3
+    /// `download_url`s when a request has no `Host`).
+    pub(crate) base_url: std::sync::OnceLock<String>,
 }
 
 #[derive(Default)]
@@ -57,6 +60,8 @@ pub(crate) struct State {
     pub(crate) notifies: Vec<NotifyAttempt>,
     /// Behind every fault rate ([`Faults::seed`] reseeds it).
     pub(crate) fault_rng: Option<rand::rngs::StdRng>,
+    /// v3 bill download tokens (not kept in the state file).
+    pub(crate) bill_tokens: HashMap<String, crate::bill::BillToken>,
 }
 
 pub(crate) struct LoginCode {
@@ -179,6 +184,7 @@ impl Order {
             openid: self.openid().map(str::to_owned),
             product_id: self.field("product_id").map(str::to_owned),
             attach: self.field("attach").map(str::to_owned),
+            body: self.field("body").unwrap_or_default().to_owned(),
             notify_url: self.field("notify_url").unwrap_or_default().to_owned(),
             sign_type: self.sign_type,
             protocol: self.protocol,
@@ -253,6 +259,7 @@ impl Sim {
             http,
             tasks: Mutex::new(Vec::new()),
             persist,
+            base_url: std::sync::OnceLock::new(),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Integration tests for the simulator, signing every request and checking
 //! every reply with an independent implementation of spec section 2.
 
+mod bills;
 mod common;
 mod extras;
 mod faults;

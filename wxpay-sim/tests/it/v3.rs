@@ -35,8 +35,8 @@ fn now() -> i64 {
 
 pub(crate) struct Resp {
     pub(crate) status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Resp {
@@ -45,7 +45,7 @@ impl Resp {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -98,7 +98,7 @@ impl Client {
         self.send(method, url, body, &auth).await
     }
 
-    async fn send(&self, method: &str, url: &str, body: String, auth: &str) -> Resp {
+    pub(crate) async fn send(&self, method: &str, url: &str, body: String, auth: &str) -> Resp {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self
             .http
