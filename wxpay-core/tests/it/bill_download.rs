@@ -1247,3 +1247,65 @@ async fn a_gateway_without_bills_says_so() {
     assert!(matches!(e, Error::Bill(BillError::Unsupported)), "{e:?}");
     assert!(!e.is_retryable() && !e.is_no_bill() && !e.is_bill_not_ready());
 }
+
+#[tokio::test]
+async fn reqwest_transport_streams_the_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (first_seen, wait_first) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = sock.read(&mut buf).await.unwrap();
+            assert!(n > 0, "request cut short");
+            got.extend_from_slice(&buf[..n]);
+        }
+        sock.write_all(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nfirst\r\n",
+        )
+        .await
+        .unwrap();
+        sock.flush().await.unwrap();
+        // The rest only once the client has the first chunk in hand: a
+        // transport that buffered the body would never get here.
+        wait_first.await.unwrap();
+        sock.write_all(b"6\r\nsecond\r\n0\r\n\r\n").await.unwrap();
+        String::from_utf8(got).unwrap()
+    });
+    let transport = wxpay_core::ReqwestTransport::with_timeouts(
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let mut resp = transport
+        .send_streaming(
+            HttpRequest::get(format!("http://{addr}/v3/billdownload/file?token=T"))
+                .with_header("Authorization", "WECHATPAY2-SHA256-RSA2048 x"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        resp.body.next_chunk().await.unwrap(),
+        Some(b"first".to_vec())
+    );
+    first_seen.send(()).unwrap();
+    let mut rest = Vec::new();
+    while let Some(c) = resp.body.next_chunk().await.unwrap() {
+        rest.extend(c);
+    }
+    assert_eq!(rest, b"second");
+    let request = server.await.unwrap();
+    assert!(
+        request.starts_with("GET /v3/billdownload/file?token=T HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains("authorization: wechatpay2-sha256-rsa2048 x")
+    );
+}
