@@ -3,10 +3,11 @@
 //! The transport sits behind the small [`Transport`] trait, so an HTTP-client
 //! upgrade is not a breaking change and tests can record the exact request.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use crate::{
     ApiKey, Config, ErrCode, OutTradeNo, Params, SignType,
+    bill::download::{self, BillDownload, Compression, TradeBillType},
     config::ConfigError,
     error::{BoxError, Error},
     messages::{
@@ -163,12 +164,140 @@ fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
         .map(|(_, v)| v.as_str())
 }
 
+/// The boxed future of one [`ChunkSource::next_chunk`].
+pub type ChunkFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>, BoxError>> + Send + 'a>>;
+
+/// Where the chunks of a [`BodyStream`] come from: the transport's body,
+/// pulled one chunk at a time. Implement it to stream from another HTTP
+/// client, or to serve a generated body in tests.
+pub trait ChunkSource: Send + 'static {
+    /// The next chunk of the body; `Ok(None)` once the body is complete.
+    /// Chunks may have any size (an empty one means nothing).
+    fn next_chunk(&mut self) -> ChunkFuture<'_>;
+}
+
+/// An answer's body, read chunk by chunk instead of buffered whole (bills
+/// run to hundreds of thousands of lines).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), wxpay_core::BoxError> {
+/// let mut body = wxpay_core::BodyStream::from_chunks([b"ab".to_vec(), b"c".to_vec()]);
+/// assert_eq!(body.next_chunk().await?, Some(b"ab".to_vec()));
+/// assert_eq!(body.next_chunk().await?, Some(b"c".to_vec()));
+/// assert_eq!(body.next_chunk().await?, None);
+/// # Ok(()) }
+/// ```
+pub struct BodyStream(Box<dyn ChunkSource>);
+
+impl BodyStream {
+    /// A body pulled from `source`.
+    pub fn new(source: impl ChunkSource) -> BodyStream {
+        BodyStream(Box::new(source))
+    }
+
+    /// A body already held: one chunk (none when empty).
+    pub fn from_bytes(body: impl Into<Vec<u8>>) -> BodyStream {
+        BodyStream::from_chunks(Some(body.into()).filter(|b| !b.is_empty()))
+    }
+
+    /// A body made of these chunks, in order.
+    pub fn from_chunks<I>(chunks: I) -> BodyStream
+    where
+        I: IntoIterator<Item = Vec<u8>>,
+        I::IntoIter: Send + 'static,
+    {
+        struct Chunks<It>(It);
+        impl<It: Iterator<Item = Vec<u8>> + Send + 'static> ChunkSource for Chunks<It> {
+            fn next_chunk(&mut self) -> ChunkFuture<'_> {
+                let next = self.0.next();
+                Box::pin(std::future::ready(Ok(next)))
+            }
+        }
+        BodyStream::new(Chunks(chunks.into_iter()))
+    }
+
+    /// The next chunk; `Ok(None)` once the body is complete.
+    ///
+    /// # Errors
+    /// The transport's error (connection lost, read timeout, …): the body
+    /// is incomplete.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, BoxError> {
+        self.0.next_chunk().await
+    }
+
+    /// Reads the rest of the body, refusing one longer than `limit` bytes
+    /// (for small answers such as error bodies).
+    ///
+    /// # Errors
+    /// The transport's error, or a body longer than `limit`.
+    pub async fn read_to_end(mut self, limit: usize) -> Result<Vec<u8>, BoxError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.next_chunk().await? {
+            if body.len() + chunk.len() > limit {
+                return Err(format!("answer body longer than {limit} bytes").into());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+impl std::fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodyStream")
+    }
+}
+
+/// The transport's answer with its body still to be read
+/// ([`Transport::send_streaming`]).
+#[derive(Debug)]
+pub struct StreamingResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Answer headers as received (names as the transport gives them).
+    pub headers: Vec<(String, String)>,
+    /// The body, chunk by chunk.
+    pub body: BodyStream,
+}
+
+impl StreamingResponse {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+}
+
+impl From<HttpResponse> for StreamingResponse {
+    /// The buffered answer, its body as one chunk.
+    fn from(r: HttpResponse) -> StreamingResponse {
+        StreamingResponse {
+            status: r.status,
+            headers: r.headers,
+            body: BodyStream::from_bytes(r.body),
+        }
+    }
+}
+
 /// Sends HTTP requests. Implemented by [`ReqwestTransport`]; implement it to
 /// use another client or to record requests in tests.
 pub trait Transport: Send + Sync + 'static {
     /// Sends one request.
     fn send(&self, req: HttpRequest)
     -> impl Future<Output = Result<HttpResponse, BoxError>> + Send;
+
+    /// Sends one request and returns as soon as the status and headers are
+    /// in; the body is read from [`StreamingResponse::body`] (bill
+    /// downloads). The default calls [`send`](Transport::send) and gives
+    /// its body as one chunk: correct for any transport, but buffered; a
+    /// transport that can stream overrides it ([`ReqwestTransport`] does).
+    fn send_streaming(
+        &self,
+        req: HttpRequest,
+    ) -> impl Future<Output = Result<StreamingResponse, BoxError>> + Send {
+        async move { self.send(req).await.map(StreamingResponse::from) }
+    }
 
     /// Whether requests that need the merchant client certificate
     /// (refunds) can be sent at all. Default `true`; a transport that knows
@@ -186,17 +315,23 @@ pub trait Transport: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct BoxTransport(Arc<dyn DynTransport>);
 
-type SendFuture<'a> =
-    std::pin::Pin<Box<dyn Future<Output = Result<HttpResponse, BoxError>> + Send + 'a>>;
+type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<HttpResponse, BoxError>> + Send + 'a>>;
+
+type StreamingFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<StreamingResponse, BoxError>> + Send + 'a>>;
 
 trait DynTransport: Send + Sync + 'static {
     fn send_boxed(&self, req: HttpRequest) -> SendFuture<'_>;
+    fn send_streaming_boxed(&self, req: HttpRequest) -> StreamingFuture<'_>;
     fn identity(&self) -> bool;
 }
 
 impl<T: Transport> DynTransport for T {
     fn send_boxed(&self, req: HttpRequest) -> SendFuture<'_> {
         Box::pin(self.send(req))
+    }
+    fn send_streaming_boxed(&self, req: HttpRequest) -> StreamingFuture<'_> {
+        Box::pin(self.send_streaming(req))
     }
     fn identity(&self) -> bool {
         self.has_client_identity()
@@ -222,6 +357,13 @@ impl Transport for BoxTransport {
         req: HttpRequest,
     ) -> impl Future<Output = Result<HttpResponse, BoxError>> + Send {
         self.0.send_boxed(req)
+    }
+
+    fn send_streaming(
+        &self,
+        req: HttpRequest,
+    ) -> impl Future<Output = Result<StreamingResponse, BoxError>> + Send {
+        self.0.send_streaming_boxed(req)
     }
 
     fn has_client_identity(&self) -> bool {
@@ -333,10 +475,19 @@ impl ClientIdentity {
 pub const USER_AGENT: &str = concat!("wxpay-rs/", env!("CARGO_PKG_VERSION"));
 
 /// [`Transport`] on reqwest with rustls (no OpenSSL).
+///
+/// Timeouts: `connect_timeout` bounds the connection; a buffered
+/// [`send`](Transport::send) must complete whole within `timeout`. A
+/// streamed [`send_streaming`](Transport::send_streaming) (bill downloads,
+/// which can run for minutes) has no total limit: instead the answer's
+/// headers, and then each read of its body, must come within `timeout`
+/// (an idle timeout: a stalled download fails, a slow but moving one
+/// does not).
 #[derive(Clone, Debug)]
 pub struct ReqwestTransport {
     plain: reqwest::Client,
     with_cert: Option<reqwest::Client>,
+    timeout: Duration,
 }
 
 impl ReqwestTransport {
@@ -364,9 +515,11 @@ impl ReqwestTransport {
         connect_timeout: Duration,
         identity: Option<&ClientIdentity>,
     ) -> Result<Self, Error> {
+        // No client-wide total timeout: `send` sets one per request, and a
+        // streamed download has none (the read timeout bounds each wait).
         let builder = || {
             reqwest::Client::builder()
-                .timeout(timeout)
+                .read_timeout(timeout)
                 .connect_timeout(connect_timeout)
                 .user_agent(USER_AGENT)
         };
@@ -386,16 +539,15 @@ impl ReqwestTransport {
                 )
             }
         };
-        Ok(Self { plain, with_cert })
-    }
-}
-
-impl Transport for ReqwestTransport {
-    fn has_client_identity(&self) -> bool {
-        self.with_cert.is_some()
+        Ok(Self {
+            plain,
+            with_cert,
+            timeout,
+        })
     }
 
-    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, BoxError> {
+    /// The request, ready to send (without a total timeout).
+    fn request(&self, req: HttpRequest) -> Result<reqwest::RequestBuilder, BoxError> {
         let client = if req.client_cert {
             self.with_cert
                 .as_ref()
@@ -418,19 +570,61 @@ impl Transport for ReqwestTransport {
             }
             builder = builder.body(body);
         }
+        Ok(builder)
+    }
+}
+
+fn response_headers(resp: &reqwest::Response) -> Vec<(String, String)> {
+    resp.headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+/// A reqwest body read chunk by chunk.
+struct ReqwestChunks(reqwest::Response);
+
+impl ChunkSource for ReqwestChunks {
+    fn next_chunk(&mut self) -> ChunkFuture<'_> {
+        Box::pin(async move {
+            match self.0.chunk().await {
+                Ok(chunk) => Ok(chunk.map(|b| b.to_vec())),
+                // `without_url`: download URLs carry a token.
+                Err(e) => Err(Box::new(e.without_url()) as BoxError),
+            }
+        })
+    }
+}
+
+impl Transport for ReqwestTransport {
+    fn has_client_identity(&self) -> bool {
+        self.with_cert.is_some()
+    }
+
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, BoxError> {
+        let builder = self.request(req)?.timeout(self.timeout);
         // `without_url`: jscode2session URLs carry the AppSecret.
         let resp = builder.send().await.map_err(|e| e.without_url())?;
         let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect();
+        let headers = response_headers(&resp);
         let body = resp.bytes().await.map_err(|e| e.without_url())?.to_vec();
         Ok(HttpResponse {
             status,
             headers,
             body,
+        })
+    }
+
+    async fn send_streaming(&self, req: HttpRequest) -> Result<StreamingResponse, BoxError> {
+        let resp = self
+            .request(req)?
+            .send()
+            .await
+            .map_err(|e| e.without_url())?;
+        Ok(StreamingResponse {
+            status: resp.status().as_u16(),
+            headers: response_headers(&resp),
+            body: BodyStream::new(ReqwestChunks(resp)),
         })
     }
 }
@@ -688,6 +882,80 @@ impl<T: Transport> Client<T> {
             .collect();
         let answer = self.call_idempotent("/pay/refundquery", params).await?;
         Ok(RefundQueryResponse::from_params(answer)?)
+    }
+
+    /// `POST /pay/downloadbill`: the trade bill of `date` (Beijing time),
+    /// streamed. Signed like every call (`bill_date` = `yyyyMMdd`,
+    /// `bill_type`, `tar_type=GZIP` when asked); sent under the configured
+    /// `api_base` (so under the sandbox prefix when that is configured).
+    ///
+    /// The bill itself is neither XML nor signed (and v2 gives no hash):
+    /// only the gzip trailer is checked. WeChat answers a failure with XML
+    /// `return_code=FAIL`, recognised in the first bytes (`<xml>` after
+    /// optional whitespace or BOM, within [`SNIFF_LIMIT`] bytes) before
+    /// this returns. Pull the bill with [`BillDownload::next_chunk`]; on
+    /// any error there, discard what was read and ask again.
+    ///
+    /// Not retried here: bills are idempotent, repeat it when
+    /// [`Error::is_retryable`] says so.
+    ///
+    /// # Errors
+    /// [`Error::Bill`]: [`BillError::NotReady`] (`Bill Creating`; try later),
+    /// [`BillError::NoBill`] (`No Bill Exist`: no trades that day);
+    /// [`Error::Protocol`] for the other `return_msg`s (`SYSTEMERROR`,
+    /// `CompressGZip Error` and `UnCompressGZip Error` are retryable,
+    /// `invalid bill_type`, `SIGN ERROR`, … are not); [`Error::Transport`]
+    /// for a failed exchange or a non-200 status; [`Error::Xml`] for an
+    /// unreadable XML answer.
+    ///
+    /// [`SNIFF_LIMIT`]: crate::bill::download::SNIFF_LIMIT
+    /// [`BillDownload::next_chunk`]: crate::bill::download::BillDownload::next_chunk
+    /// [`BillError::NotReady`]: crate::bill::download::BillError::NotReady
+    /// [`BillError::NoBill`]: crate::bill::download::BillError::NoBill
+    pub async fn download_bill(
+        &self,
+        date: chrono::NaiveDate,
+        bill_type: TradeBillType,
+        compression: Compression,
+    ) -> Result<BillDownload, Error> {
+        const PATH: &str = "/pay/downloadbill";
+        let started = std::time::Instant::now();
+        let result = self.download_bill_once(date, bill_type, compression).await;
+        crate::metrics::upstream("v2", crate::metrics::v2_endpoint(PATH), started, &result);
+        result
+    }
+
+    async fn download_bill_once(
+        &self,
+        date: chrono::NaiveDate,
+        bill_type: TradeBillType,
+        compression: Compression,
+    ) -> Result<BillDownload, Error> {
+        let mut params: Params = [
+            ("bill_date", date.format("%Y%m%d").to_string()),
+            ("bill_type", bill_type.as_str().to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        if let Some(tar_type) = compression.tar_type() {
+            params.insert("tar_type", tar_type);
+        }
+        let url = format!("{}/pay/downloadbill", self.config.api_base);
+        let mut resp = self
+            .transport
+            .send_streaming(HttpRequest::post(url, self.signed_body(params)))
+            .await
+            .map_err(|e| Error::transport("POST /pay/downloadbill failed", Some(e)))?;
+        if resp.status != 200 {
+            return Err(Error::transport(
+                format!("POST /pay/downloadbill answered HTTP {}", resp.status),
+                None,
+            ));
+        }
+        match download::sniff_v2(&mut resp.body).await? {
+            download::V2Answer::Bill(head) => Ok(BillDownload::with_prefix(resp.body, head, None)),
+            download::V2Answer::Xml(body) => Err(download::v2_failure(&xml::parse(&body)?)),
+        }
     }
 
     /// Whether refunds can be sent: the transport has the merchant client

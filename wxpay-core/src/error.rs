@@ -1,6 +1,9 @@
 //! The client's error type.
 
-use crate::{ErrCode, FieldError, SignatureError, XmlError, config::ConfigError, v3};
+use crate::{
+    ErrCode, FieldError, SignatureError, XmlError, bill::download::BillError, config::ConfigError,
+    v3,
+};
 
 /// A boxed error from the transport.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -88,6 +91,11 @@ pub enum Error {
     /// API v3: RSA signing failed inside the crypto library.
     #[error(transparent)]
     Signing(#[from] v3::SigningError),
+    /// A bill download (v2 `downloadbill`, v3 `tradebill` / `fundflowbill`)
+    /// did not give a bill: not ready yet, none for that day, corrupt, or
+    /// refused ([`BillError`]).
+    #[error(transparent)]
+    Bill(#[from] BillError),
 }
 
 impl From<v3::ApiError> for Error {
@@ -99,17 +107,38 @@ impl From<v3::ApiError> for Error {
 impl Error {
     /// Whether repeating the identical request may succeed: transport
     /// failures, retryable business codes (v2 and v3: `SYSTEM_ERROR`,
-    /// `FREQUENCY_LIMITED`, …), login's `-1` (busy), and v3 answers refused
-    /// by verification (spec 14.4: repeat the idempotent call, or query).
-    /// Not a 202 ([`Error::Pending`]: query instead).
+    /// `FREQUENCY_LIMITED`, …), login's `-1` (busy), v3 answers refused
+    /// by verification (spec 14.4: repeat the idempotent call, or query),
+    /// the v2 `return_msg`s that name a WeChat-side failure (`SYSTEMERROR`,
+    /// and `downloadbill`'s `CompressGZip Error` / `UnCompressGZip Error`),
+    /// and bills not ready yet or received corrupt
+    /// ([`BillError::is_retryable`]). Not a 202 ([`Error::Pending`]: query
+    /// instead), not "no bill".
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Transport { .. } | Error::Unverified(_) => true,
             Error::Api(e) => e.is_retryable(),
             Error::Business { err_code, .. } => err_code.is_retryable(),
             Error::Login { errcode, .. } => *errcode == -1,
+            Error::Protocol { return_msg } => {
+                ["SYSTEMERROR", "CompressGZip Error", "UnCompressGZip Error"]
+                    .iter()
+                    .any(|m| return_msg.trim().eq_ignore_ascii_case(m))
+            }
+            Error::Bill(e) => e.is_retryable(),
             _ => false,
         }
+    }
+
+    /// Whether this is a bill that is not generated yet
+    /// ([`BillError::NotReady`]): ask again later.
+    pub fn is_bill_not_ready(&self) -> bool {
+        matches!(self, Error::Bill(BillError::NotReady { .. }))
+    }
+
+    /// Whether there is no bill for that day ([`BillError::NoBill`]).
+    pub fn is_no_bill(&self) -> bool {
+        matches!(self, Error::Bill(BillError::NoBill))
     }
 
     /// Whether the request may have taken effect although no answer says so.

@@ -104,8 +104,8 @@ pub mod xml;
 /// dependency of its own on `async-trait`).
 pub use async_trait::async_trait;
 pub use client::{
-    BoxTransport, Client, ClientIdentity, HttpMethod, HttpRequest, HttpResponse, ReqwestTransport,
-    RetryPolicy, Transport,
+    BodyStream, BoxTransport, ChunkFuture, ChunkSource, Client, ClientIdentity, HttpMethod,
+    HttpRequest, HttpResponse, ReqwestTransport, RetryPolicy, StreamingResponse, Transport,
 };
 pub use config::{Config, ConfigError, SecretSource, Settings, SettingsFile};
 pub use errcode::{ErrCode, RetryAdvice};

@@ -29,14 +29,18 @@
 //!
 //! `endpoint` (both APIs): `prepay` (unifiedorder, v3 jsapi/native),
 //! `query`, `close`, `refund`, `refund_query`, `certificates` (v3),
-//! `code2session` (v2 sign-in), `other`.
+//! `code2session` (v2 sign-in), `trade_bill` (v2 downloadbill, v3
+//! tradebill), `fund_flow_bill` and `bill_download` (v3: the file itself,
+//! timed until its headers), `other`.
 //!
 //! `code` of an upstream error: WeChat's business code for a catalogued
 //! [`ErrCode`] (`SYSTEMERROR`, `ORDERPAID`, …; `other` for a code this
 //! version does not know), else the failure's class: `transport`, `xml`,
 //! `protocol` (v2 `return_code=FAIL`), `bad_signature`, `unverified` (v3),
 //! `pending` (v3 `202`), `field`, `login`, `config`, `certificate`,
-//! `platform_certificates`, `signing`.
+//! `platform_certificates`, `signing`, and for bills `bill_not_ready`,
+//! `no_bill`, `bill_hash_mismatch`, `bill_gzip`, `bill_foreign_download_url`,
+//! `bill_unsupported_hash`, `bill_unsupported`, `bill_aborted`.
 
 use std::time::Instant;
 
@@ -158,6 +162,7 @@ pub(crate) fn v2_endpoint(path: &str) -> &'static str {
         "/pay/closeorder" => "close",
         "/secapi/pay/refund" => "refund",
         "/pay/refundquery" => "refund_query",
+        "/pay/downloadbill" => "trade_bill",
         _ => "other",
     }
 }
@@ -171,6 +176,9 @@ pub(crate) fn v3_endpoint(endpoint: Endpoint) -> &'static str {
         Endpoint::Refund => "refund",
         Endpoint::RefundQuery => "refund_query",
         Endpoint::Certificates => "certificates",
+        Endpoint::TradeBill => "trade_bill",
+        Endpoint::FundFlowBill => "fund_flow_bill",
+        Endpoint::BillDownload => "bill_download",
     }
 }
 
@@ -191,6 +199,7 @@ pub(crate) fn error_code(e: &Error) -> &'static str {
         Error::Pending { .. } => "pending",
         Error::PlatformCertificates(_) => "platform_certificates",
         Error::Signing(_) => "signing",
+        Error::Bill(b) => b.label(),
     }
 }
 

@@ -13,3 +13,7 @@
 pub mod amount;
 pub mod download;
 pub mod parse;
+
+pub use download::{
+    AccountType, BillDecoder, BillDownload, BillError, Compression, Downloaded, TradeBillType,
+};

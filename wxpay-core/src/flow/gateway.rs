@@ -16,6 +16,7 @@
 //! [`Error::err_code`] mean the same whichever API answered.
 
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -24,6 +25,7 @@ use super::{
 };
 use crate::{
     BoxTransport, Client, ErrCode, Error, FieldError, OutTradeNo, TradeState,
+    bill::download::{BillDownload, BillError, Compression, TradeBillType},
     messages::{RefundRequest, UnifiedOrderRequest},
     paysign::PayParams,
 };
@@ -276,6 +278,20 @@ pub trait Gateway: Send + Sync + 'static {
             message: "not a notify of this API".into(),
         })
     }
+
+    /// The trade bill (`ALL`, gzip on the wire) of `date`, Beijing time,
+    /// streamed: pull it with [`BillDownload::next_chunk`] (decompressed
+    /// bytes; v3 checks WeChat's SHA-1 at the end). On any error, discard
+    /// what was read. The default (a gateway that cannot) refuses with
+    /// [`BillError::Unsupported`].
+    ///
+    /// # Errors
+    /// [`Error::is_bill_not_ready`] (ask later), [`Error::is_no_bill`]
+    /// (none that day), or any other [`Error`] of the API's bill call.
+    async fn trade_bill(&self, date: NaiveDate) -> Result<BillDownload, Error> {
+        let _ = date;
+        Err(BillError::Unsupported.into())
+    }
 }
 
 /// A verified notify, read by [`Gateway::read_notify`].
@@ -428,6 +444,12 @@ impl Gateway for V2Gateway {
         Ok(RefundAccepted {
             refund_id: a.refund_id,
         })
+    }
+
+    async fn trade_bill(&self, date: NaiveDate) -> Result<BillDownload, Error> {
+        self.client
+            .download_bill(date, TradeBillType::All, Compression::Gzip)
+            .await
     }
 
     async fn refunds(&self, order: &Order) -> Result<Vec<RefundReport>, Error> {

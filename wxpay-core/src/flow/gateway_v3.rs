@@ -3,7 +3,7 @@
 //! before it is translated.
 
 use async_trait::async_trait;
-use chrono::DateTime;
+use chrono::{DateTime, NaiveDate};
 
 use super::{
     NotifyRejection, Order, RefundState,
@@ -15,6 +15,7 @@ use super::{
 };
 use crate::{
     BoxTransport, ErrCode, Error, FieldError, OutTradeNo, RefundStatus, TradeState, TradeType,
+    bill::download::{BillDownload, Compression, TradeBillType},
     messages::{RefundRequest, UnifiedOrderRequest},
     types::beijing,
     v3::{
@@ -270,6 +271,12 @@ impl Gateway for V3Gateway {
         Ok(RefundAccepted {
             refund_id: Some(a.refund_id.clone()),
         })
+    }
+
+    async fn trade_bill(&self, date: NaiveDate) -> Result<BillDownload, Error> {
+        self.client
+            .trade_bill(date, TradeBillType::All, Compression::Gzip)
+            .await
     }
 
     async fn refunds(&self, order: &Order) -> Result<Vec<RefundReport>, Error> {

@@ -34,7 +34,7 @@ pub type NonceSource = Arc<dyn Fn() -> String + Send + Sync>;
 /// The keys answers and notifies are verified with: the public key for
 /// `PUB_KEY_ID_…` serials, the certificate store for the others, and
 /// optionally certificates just decrypted from a download (spec 4.1).
-struct KeyRing<'a> {
+pub(super) struct KeyRing<'a> {
     public_key: Option<&'a PublicKeyVerifier>,
     store: &'a CertificateStore,
     downloaded: Option<&'a CertificateVerifier>,
@@ -58,13 +58,13 @@ impl Verifier for KeyRing<'_> {
 }
 
 /// A verified 2xx answer.
-struct Answer {
+pub(super) struct Answer {
     body: Vec<u8>,
     request_id: Option<String>,
 }
 
 impl Answer {
-    fn parse<T: serde::de::DeserializeOwned>(
+    pub(super) fn parse<T: serde::de::DeserializeOwned>(
         self,
         endpoint: Endpoint,
     ) -> Result<Verified<T>, Error> {
@@ -202,7 +202,10 @@ impl<T: Transport> Client<T> {
         &self.transport
     }
 
-    fn keyring<'a>(&'a self, downloaded: Option<&'a CertificateVerifier>) -> KeyRing<'a> {
+    pub(super) fn keyring<'a>(
+        &'a self,
+        downloaded: Option<&'a CertificateVerifier>,
+    ) -> KeyRing<'a> {
         KeyRing {
             public_key: self.config.public_key.as_ref(),
             store: &self.store,
@@ -548,7 +551,7 @@ impl<T: Transport> Client<T> {
         }
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         endpoint: Endpoint,
         method: HttpMethod,
@@ -602,16 +605,31 @@ impl<T: Transport> Client<T> {
         path: &str,
         body: Option<String>,
     ) -> Result<HttpResponse, Error> {
+        let url = format!("{}{}", self.config.api_base, path);
+        let req = self.signed_request(method, path, url, body)?;
+        self.transport.send(req).await.map_err(|e| {
+            Error::transport(format!("{method} {} failed", strip_query(path)), Some(e))
+        })
+    }
+
+    /// The request to `url` signed over `canonical_url` (its path and
+    /// query, spec 2.2) and `body`, with the headers every v3 call carries.
+    pub(super) fn signed_request(
+        &self,
+        method: HttpMethod,
+        canonical_url: &str,
+        url: String,
+        body: Option<String>,
+    ) -> Result<HttpRequest, Error> {
         let timestamp = (self.clock)().to_string();
         let nonce = (self.nonce)();
         let authorization = self.config.credential.authorization(
             method.as_str(),
-            path,
+            canonical_url,
             &timestamp,
             &nonce,
             body.as_deref().unwrap_or("").as_bytes(),
         )?;
-        let url = format!("{}{}", self.config.api_base, path);
         let mut req = match body {
             Some(body) => HttpRequest::post(url, body),
             None => HttpRequest::get(url),
@@ -627,13 +645,11 @@ impl<T: Transport> Client<T> {
         if let Some(pk) = &self.config.public_key {
             req = req.with_header("Wechatpay-Serial", pk.id());
         }
-        self.transport.send(req).await.map_err(|e| {
-            Error::transport(format!("{method} {} failed", strip_query(path)), Some(e))
-        })
+        Ok(req)
     }
 
     /// The decision procedure of spec 14.4 on one answer.
-    fn classify(
+    pub(super) fn classify(
         &self,
         endpoint: Endpoint,
         resp: &HttpResponse,

@@ -27,6 +27,12 @@ pub enum Endpoint {
     RefundQuery,
     /// `GET /v3/certificates`.
     Certificates,
+    /// `GET /v3/bill/tradebill`.
+    TradeBill,
+    /// `GET /v3/bill/fundflowbill`.
+    FundFlowBill,
+    /// `GET` of a bill's `download_url` (the file).
+    BillDownload,
 }
 
 impl Endpoint {
@@ -39,6 +45,9 @@ impl Endpoint {
             Endpoint::Refund => "refund",
             Endpoint::RefundQuery => "refund query",
             Endpoint::Certificates => "certificates",
+            Endpoint::TradeBill => "trade bill",
+            Endpoint::FundFlowBill => "fund-flow bill",
+            Endpoint::BillDownload => "bill download",
         }
     }
 }

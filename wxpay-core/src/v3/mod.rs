@@ -15,6 +15,7 @@
 //! | [`PlatformCertificate`], [`decrypt_certificates`] | the `/v3/certificates` answer | 4.1 |
 //! | [`CertificateStore`] | the platform certificates held, behind a lock, shared by answers and notifies | 4.1, 4.2 |
 //! | [`ClientConfig`], [`Client`] | the HTTP client: signed calls, every answer verified, certificates kept fresh, typed endpoints, [`Client::verify_notify`], [`Client::pay_params`] | 4.2, 6–11, 14.4 |
+//! | [`Client::trade_bill`], [`Client::fund_flow_bill`], [`BillApplication`] | bills: the verified application, then the file streamed and checked against its SHA-1 | 12 |
 //! | [`PrepayRequest`], [`RefundRequest`], [`Transaction`], [`Refund`], [`RefundResource`], [`Verified`] | typed bodies (requests serialised once, in WeChat's order) | 7, 9, 11, 13.3, 13.4 |
 //! | [`ApiError`], [`UnverifiedAnswer`], [`map_code`] | error answers and refused answers, codes mapped per [`Endpoint`] onto [`ErrCode`](crate::ErrCode) | 14 |
 //!
@@ -44,6 +45,7 @@
 //! ```
 
 mod aead;
+mod bill;
 mod certificates;
 mod certstore;
 mod client;
@@ -59,6 +61,7 @@ mod validate;
 mod verify;
 
 pub use aead::{AEAD_AES_256_GCM, ApiV3Key, ApiV3KeyError, DecryptError, EncryptedResource};
+pub use bill::BillApplication;
 pub use certificates::{CertificateError, PlatformCertificate, decrypt_certificates};
 pub use certstore::CertificateStore;
 pub use client::{Client, Clock, NonceSource};

@@ -1,6 +1,7 @@
 //! wxpay-core protocol integration tests: the spec's vectors, the client
 //! against a recording transport and a real HTTP stub, and notify handling.
 
+mod bill_download;
 mod client;
 mod config_v3;
 mod identity;
