@@ -119,7 +119,7 @@ impl GeneratedBill {
                 let i = self.next;
                 let secs = i * 86_400 / self.rows;
                 let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-                let body = if i % 7 == 0 {
+                let body = if i.is_multiple_of(7) {
                     "买一,`送一-拿铁"
                 } else {
                     "小张南山店-咖啡,大杯"
