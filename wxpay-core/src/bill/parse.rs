@@ -836,7 +836,7 @@ impl BillParser {
                     self.buf.clear();
                     self.skipping = true;
                     let reason = format!("longer than {MAX_LINE} bytes: skipped");
-                    self.malformed(self.line + 1, reason, out);
+                    self.lost_line(self.line + 1, reason, out);
                 } else if newline.is_some() && self.buf.is_empty() {
                     in_place = true;
                 } else {
@@ -882,6 +882,24 @@ impl BillParser {
         self.buf.extend_from_slice(piece);
     }
 
+    /// A line that could not be read at all (too long, not UTF-8) still
+    /// takes its place: in place of the header it leaves the bill
+    /// unreadable, in place of the totals line it ends the bill.
+    fn lost_line(&mut self, line: u64, reason: String, out: &mut dyn FnMut(BillEvent)) {
+        let reason = match self.state {
+            State::Header => {
+                self.state = State::Unusable { header_line: line };
+                format!("header: {reason}")
+            }
+            State::TotalsData { .. } => {
+                self.state = State::Done { totals_line: line };
+                format!("totals: {reason}")
+            }
+            _ => reason,
+        };
+        self.malformed(line, reason, out);
+    }
+
     fn malformed(&mut self, line: u64, reason: String, out: &mut dyn FnMut(BillEvent)) {
         self.summary.malformed += 1;
         out(BillEvent::Malformed(LineError { line, reason }));
@@ -901,13 +919,7 @@ impl BillParser {
             Ok(text) => text,
             Err(e) => {
                 let reason = format!("not UTF-8 (byte {} of the line)", e.valid_up_to() + 1);
-                if matches!(self.state, State::Header) {
-                    self.state = State::Unusable {
-                        header_line: number,
-                    };
-                    return self.malformed(number, format!("header: {reason}"), out);
-                }
-                return self.malformed(number, reason, out);
+                return self.lost_line(number, reason, out);
             }
         };
         match std::mem::replace(&mut self.state, State::Header) {
@@ -1404,6 +1416,39 @@ mod tests {
         let (ev, s) = events(bill.as_bytes());
         assert_eq!(malformed(&ev).len(), 1);
         assert_eq!((s.lines, s.rows, s.malformed), (3, 1, 1));
+    }
+
+    #[test]
+    fn a_lost_header_or_totals_line_keeps_its_place() {
+        // An over-long header: the bill cannot be read.
+        let bill = format!("{}\n`2026-01-01 00:00:00,`42,`A1\n", "交".repeat(MAX_LINE));
+        let (ev, s) = events(bill.as_bytes());
+        let m = malformed(&ev);
+        assert_eq!(
+            m[0],
+            (1, format!("header: longer than {MAX_LINE} bytes: skipped"))
+        );
+        assert_eq!(m[1].0, 2);
+        assert!(
+            m[1].1.contains("the header (line 1) is not usable"),
+            "{m:?}"
+        );
+        assert_eq!((s.rows, s.malformed), (0, 2));
+        // A totals line that is not UTF-8: the bill has ended without totals.
+        let mut bill = format!("{HEAD}总交易单数,应结订单总金额\n").into_bytes();
+        bill.extend_from_slice(b"`1,`\xFF\n`1,`1.00\n");
+        let (ev, s) = events(&bill);
+        assert_eq!(
+            malformed(&ev),
+            [
+                (3, "totals: not UTF-8 (byte 5 of the line)".to_owned()),
+                (
+                    4,
+                    "after the totals line (line 3): the bill has ended".to_owned()
+                )
+            ]
+        );
+        assert!(!s.totals);
     }
 
     #[test]
