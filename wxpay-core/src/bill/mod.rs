@@ -14,6 +14,11 @@ pub mod amount;
 pub mod download;
 pub mod parse;
 
+pub use amount::{AmountError, AmountProblem, Fee, format_yuan, parse_yuan};
 pub use download::{
     AccountType, BillDecoder, BillDownload, BillError, Compression, Downloaded, TradeBillType,
+};
+pub use parse::{
+    BillEvent, BillKind, BillParser, FlowDirection, FundFlowRow, FundFlowTotals, LineError,
+    ParseSummary, TradeRow, TradeTotals, parse_reader,
 };

@@ -1,7 +1,10 @@
 //! wxpay-core protocol integration tests: the spec's vectors, the client
-//! against a recording transport and a real HTTP stub, and notify handling.
+//! against a recording transport and a real HTTP stub, notify handling, and
+//! the bill parser.
 
 mod bill_download;
+mod bill_gen;
+mod bill_parse;
 mod client;
 mod config_v3;
 mod identity;
