@@ -244,7 +244,10 @@ impl Shop {
         } else {
             // WXPAY_API_VERSION, the APIv2 and / or APIv3 settings; v2
             // refunds need the merchant's client certificate (WXPAY_CLIENT_*).
-            (shop_settings(args)?.payments_builder(ClientIdentity::from_env()?.as_ref())?, None)
+            (
+                shop_settings(args)?.payments_builder(ClientIdentity::from_env()?.as_ref())?,
+                None,
+            )
         };
         let mut builder = builder
             .store(store.clone())

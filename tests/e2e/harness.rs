@@ -113,6 +113,8 @@ pub struct Running {
     server: tokio::task::JoinHandle<()>,
     /// The simulator the shop was configured against from outside.
     external_sim: Option<SimHandle>,
+    /// The shop's `--env-file` (with an external simulator).
+    pub env_file: Option<PathBuf>,
 }
 
 impl Drop for Running {
@@ -181,6 +183,26 @@ impl Running {
             unifiedorder_attempts,
             fulfilments,
             30,
+            DEFAULT_TIMEOUTS,
+        )
+        .await
+    }
+
+    /// A shop whose reconciler passes once, at start, and then not for a
+    /// day: nothing but the test asks WeChat about its orders (the daily
+    /// reconciliation's scenarios need lost notifies to stay lost).
+    pub async fn start_quiet(
+        framework: Framework,
+        merchant: impl Into<Merchant>,
+        db_path: PathBuf,
+    ) -> Running {
+        Self::start_full(
+            framework,
+            merchant.into(),
+            sqlite_url(&db_path),
+            3,
+            Fulfilments::default(),
+            86_400,
             DEFAULT_TIMEOUTS,
         )
         .await
@@ -262,7 +284,7 @@ impl Running {
             sim_verify_mode: merchant.verify_mode(),
             header_timeout,
             body_timeout,
-            env_file,
+            env_file: env_file.clone(),
             metrics_listen: None,
         };
         let shop = Shop::start(&args, addr, |b| {
@@ -324,6 +346,7 @@ impl Running {
             http: reqwest::Client::new(),
             server,
             external_sim,
+            env_file,
         }
     }
 

@@ -12,6 +12,7 @@ mod axum_app;
 #[path = "../../examples/tower_shop/app.rs"]
 mod tower_app;
 
+mod daily;
 mod harness;
 mod refunds;
 mod scenarios;
@@ -207,3 +208,36 @@ macro_rules! e2e_suite {
 e2e_suite!(axum, Framework::Axum);
 e2e_suite!(tower, Framework::Tower);
 e2e_suite!(actix, Framework::Actix);
+
+/// The daily reconciliation (the framework does not matter to it: axum).
+mod daily_reconciliation {
+    use crate::{daily, harness::Merchant};
+    use wxpay_core::SignType;
+    use wxpay_sim::VerifyMode;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn repairs_a_day_then_finds_it_clean_v2() {
+        daily::repairs_a_day_then_finds_it_clean(Merchant::V2(SignType::HmacSha256)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn repairs_a_day_then_finds_it_clean_v3() {
+        daily::repairs_a_day_then_finds_it_clean(Merchant::V3(VerifyMode::PubKey)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bill_faults_are_reported_not_repaired_v2() {
+        daily::bill_faults_are_reported_not_repaired(Merchant::V2(SignType::Md5)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bill_faults_are_reported_not_repaired_v3() {
+        daily::bill_faults_are_reported_not_repaired(Merchant::V3(VerifyMode::Cert)).await;
+    }
+
+    #[cfg(feature = "cli")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_command_line_repairs_then_prints_a_clean_day() {
+        daily::the_command_line_repairs_then_prints_a_clean_day(VerifyMode::Migration).await;
+    }
+}

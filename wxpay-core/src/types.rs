@@ -29,7 +29,9 @@ impl FieldError {
 
 /// An amount in fen (1/100 CNY). Amounts are integers on the wire and here;
 /// floats never touch money.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Fen(pub u64);
 

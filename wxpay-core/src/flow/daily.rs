@@ -9,10 +9,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Api, Attention, AttentionKind, Order, Payments, PaymentsError, RefundState,
-    SettledFilter, StoreError,
-    decide::CURRENCY,
-    payments::now,
+    Api, Attention, AttentionKind, Order, Payments, PaymentsError, RefundState, SettledFilter,
+    StoreError, decide::CURRENCY, payments::now,
 };
 use crate::{
     Error, Fen, OutTradeNo, RefundStatus,
@@ -88,7 +86,7 @@ pub enum DailyError {
 }
 
 /// What a finding is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
 pub enum FindingKind {
@@ -129,7 +127,7 @@ pub enum FindingKind {
 }
 
 /// What became of a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
 pub enum Resolution {
@@ -313,8 +311,12 @@ impl DailyReport {
     /// Whether the day is clean: nothing found, or only what a query
     /// explained or a person acknowledged.
     pub fn is_clean(&self) -> bool {
-        (self.findings.iter())
-            .all(|f| matches!(f.resolution, Resolution::Explained | Resolution::Acknowledged))
+        (self.findings.iter()).all(|f| {
+            matches!(
+                f.resolution,
+                Resolution::Explained | Resolution::Acknowledged
+            )
+        })
     }
 
     /// Whether a person has to look at something (see
@@ -341,7 +343,12 @@ impl fmt::Display for DailyReport {
         } else {
             "repaired"
         };
-        writeln!(f, "wxpay reconciliation of {} ({}): {verdict}", self.date, self.api.as_str())?;
+        writeln!(
+            f,
+            "wxpay reconciliation of {} ({}): {verdict}",
+            self.date,
+            self.api.as_str()
+        )?;
         if b.available {
             writeln!(
                 f,
@@ -353,7 +360,11 @@ impl fmt::Display for DailyReport {
                 format_yuan(b.refund_total),
                 format_yuan(b.settlement_total),
                 b.fee_total,
-                if b.ties_out { "ties out to its totals line" } else { "does NOT tie out to its totals line" },
+                if b.ties_out {
+                    "ties out to its totals line"
+                } else {
+                    "does NOT tie out to its totals line"
+                },
             )?;
         } else {
             writeln!(f, "bill: none (WeChat has no bill for the day)")?;
@@ -369,17 +380,16 @@ impl fmt::Display for DailyReport {
                 self.matched,
             )?;
         } else {
-            writeln!(f, "store: not checked against the bill (the store cannot list a day's orders)")?;
+            writeln!(
+                f,
+                "store: not checked against the bill (the store cannot list a day's orders)"
+            )?;
         }
         for x in &self.findings {
             let no = (x.out_refund_no.as_deref())
                 .or(x.out_trade_no.as_deref())
                 .unwrap_or("-");
-            writeln!(
-                f,
-                "- {:?} {:?} {no}: {}",
-                x.kind, x.resolution, x.detail
-            )?;
+            writeln!(f, "- {:?} {:?} {no}: {}", x.kind, x.resolution, x.detail)?;
         }
         Ok(())
     }
@@ -597,7 +607,11 @@ impl Payments {
         };
         let Some(order) = order else {
             pass.findings.push(Finding {
-                bill_amount: Some(if refund { row.refund_fee } else { order_amount(&row) }),
+                bill_amount: Some(if refund {
+                    row.refund_fee
+                } else {
+                    order_amount(&row)
+                }),
                 ..Finding::row(
                     FindingKind::UnknownOrder,
                     &row,
@@ -606,7 +620,11 @@ impl Payments {
                         row.line,
                         if refund { "refund" } else { "payment" },
                         row.transaction_id,
-                        format_yuan(if refund { row.refund_fee } else { order_amount(&row) })
+                        format_yuan(if refund {
+                            row.refund_fee
+                        } else {
+                            order_amount(&row)
+                        })
                     ),
                 )
             });
@@ -648,7 +666,8 @@ impl Payments {
                 FindingKind::PaymentNotRecorded => {
                     f.resolution = match self.sync_inner(&no, true).await {
                         Ok(o) if o.state.is_paid() => {
-                            f.detail.push_str("; orderquery confirmed the payment and it is recorded");
+                            f.detail
+                                .push_str("; orderquery confirmed the payment and it is recorded");
                             Resolution::Repaired
                         }
                         Ok(o) => {
@@ -674,7 +693,7 @@ impl Payments {
                 }
                 FindingKind::RefundNotRecorded => {
                     let refund_no = f.out_refund_no.clone().unwrap_or_default();
-                    f.resolution = match self.sync_refunds(&no).await {
+                    f.resolution = match self.sync_refund(&no, &refund_no).await {
                         Ok(o) => match o.refund(&refund_no) {
                             Some(r) if r.state == RefundState::Success => {
                                 f.detail.push_str(&format!(
@@ -767,7 +786,13 @@ impl Payments {
                     local.refund_total = add(local.refund_total, r.refund_fee);
                     if !pass.bill_refunds.contains(&r.out_refund_no) {
                         let f = self
-                            .refund_not_in_bill(&order, &r.out_refund_no, r.refund_fee, date, options)
+                            .refund_not_in_bill(
+                                &order,
+                                &r.out_refund_no,
+                                r.refund_fee,
+                                date,
+                                options,
+                            )
                             .await;
                         pass.findings.push(f);
                     }
@@ -822,7 +847,9 @@ impl Payments {
                 "; orderquery: WeChat has it {} (not paid)",
                 a.trade_state.as_str()
             )),
-            Ok(None) => f.detail.push_str("; orderquery: WeChat does not know the order"),
+            Ok(None) => f
+                .detail
+                .push_str("; orderquery: WeChat does not know the order"),
             Err(e) => {
                 f.detail.push_str(&format!("; orderquery failed: {e}"));
                 f.resolution = Resolution::Unresolved;
@@ -857,17 +884,20 @@ impl Payments {
                 ),
             )
         };
-        let reports = match self.gateway(order.api) {
-            Ok(g) => g.refunds(order).await,
+        let report = match self.gateway(order.api) {
+            Ok(g) => g.refund_by_number(order, out_refund_no).await,
             Err(e) => {
                 f.detail.push_str(&format!("; cannot ask WeChat: {e}"));
                 f.resolution = Resolution::Unresolved;
                 return f;
             }
         };
-        match reports {
-            Ok(reports) => match reports.iter().find(|r| r.out_refund_no == out_refund_no) {
-                Some(r) if r.status == RefundStatus::Success && r.refund_fee.is_none_or(|x| x == amount) => {
+        match report {
+            Ok(report) => match report {
+                Some(r)
+                    if r.status == RefundStatus::Success
+                        && r.refund_fee.is_none_or(|x| x == amount) =>
+                {
                     f.detail.push_str(
                         "; refundquery confirms it: WeChat dates it on another day, so it is in that day's bill",
                     );
@@ -879,7 +909,9 @@ impl Payments {
                     r.status.as_str(),
                     r.refund_fee.map_or_else(|| "?".to_owned(), format_yuan)
                 )),
-                None => f.detail.push_str("; refundquery: WeChat does not know the refund"),
+                None => f
+                    .detail
+                    .push_str("; refundquery: WeChat does not know the refund"),
             },
             Err(e) => {
                 f.detail.push_str(&format!("; refundquery failed: {e}"));
@@ -954,19 +986,29 @@ impl Payments {
 fn payment_row(pass: &mut Pass, row: &TradeRow, order: &Order) {
     let amount = order_amount(row);
     let mut mismatch = false;
-    if amount != order.total_fee {
+    // The order amount must be the order's; the settlement amount too, less
+    // coupons (WeChat settles the order amount minus the coupons it does
+    // not fund), so with no coupon it is the order's amount exactly.
+    let settlement_wrong = row.settlement_fee > order.total_fee
+        || (row.coupon_fee == Fen(0) && row.settlement_fee != order.total_fee);
+    if amount != order.total_fee || settlement_wrong {
+        let (what, shown) = if amount == order.total_fee {
+            ("settlement amount", row.settlement_fee)
+        } else {
+            ("amount", amount)
+        };
         mismatch = true;
         pass.findings.push(Finding {
-            bill_amount: Some(amount),
+            bill_amount: Some(shown),
             local_amount: Some(order.total_fee),
             resolution: Resolution::Flagged,
             ..Finding::row(
                 FindingKind::AmountMismatch,
                 row,
                 format!(
-                    "line {}: the bill has {} yuan, the order {} yuan",
+                    "line {}: the bill has an {what} of {} yuan, the order {} yuan",
                     row.line,
-                    format_yuan(amount),
+                    format_yuan(shown),
                     format_yuan(order.total_fee)
                 ),
             )
@@ -979,7 +1021,10 @@ fn payment_row(pass: &mut Pass, row: &TradeRow, order: &Order) {
             ..Finding::row(
                 FindingKind::CurrencyMismatch,
                 row,
-                format!("line {}: currency {}, the order is {CURRENCY}", row.line, row.currency),
+                format!(
+                    "line {}: currency {}, the order is {CURRENCY}",
+                    row.line, row.currency
+                ),
             )
         });
     }

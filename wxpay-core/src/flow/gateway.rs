@@ -258,6 +258,26 @@ pub trait Gateway: Send + Sync + 'static {
     /// As [`Error`].
     async fn refunds(&self, order: &Order) -> Result<Vec<RefundReport>, Error>;
 
+    /// WeChat's refund of `order` numbered `out_refund_no`, as a verified
+    /// report, whether the ledger has it or not (a bill names refunds made
+    /// elsewhere); `None` when WeChat does not know it. Provided: from
+    /// [`refunds`](Gateway::refunds) (right for v2, which lists them all);
+    /// v3 asks for the number.
+    ///
+    /// # Errors
+    /// As [`Error`].
+    async fn refund_by_number(
+        &self,
+        order: &Order,
+        out_refund_no: &str,
+    ) -> Result<Option<RefundReport>, Error> {
+        Ok(self
+            .refunds(order)
+            .await?
+            .into_iter()
+            .find(|r| r.out_refund_no == out_refund_no))
+    }
+
     /// Verifies and reads a notify of this API that carries its signature
     /// in headers (API v3: the `Wechatpay-*` headers over the raw body, then
     /// the AES-256-GCM resource). Only facts from the verified, decrypted

@@ -291,32 +291,40 @@ impl Gateway for V3Gateway {
             )
         });
         for r in open {
-            let a = match self.client.refund_query(&r.out_refund_no).await {
-                Ok(a) => a,
-                Err(e) if is_not_found(&e, ErrCode::RefundNotExist) => continue,
-                Err(e) => return Err(e),
-            };
-            if a.out_refund_no != r.out_refund_no
-                || a.out_trade_no
-                    .as_deref()
-                    .is_some_and(|no| no != order.out_trade_no.as_str())
-            {
-                return Err(
-                    FieldError::new("out_refund_no", "the answer names another refund").into(),
-                );
+            if let Some(report) = self.refund_by_number(order, &r.out_refund_no).await? {
+                reports.push(report);
             }
-            let Some(status) = a.status.as_deref() else {
-                continue;
-            };
-            reports.push(RefundReport {
-                out_refund_no: a.out_refund_no.clone(),
-                refund_id: Some(a.refund_id.clone()),
-                refund_fee: a.amount.as_ref().and_then(|m| m.refund),
-                status: refund_status(status),
-                source: Source::Query,
-            });
         }
         Ok(reports)
+    }
+
+    async fn refund_by_number(
+        &self,
+        order: &Order,
+        out_refund_no: &str,
+    ) -> Result<Option<RefundReport>, Error> {
+        let a = match self.client.refund_query(out_refund_no).await {
+            Ok(a) => a,
+            Err(e) if is_not_found(&e, ErrCode::RefundNotExist) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if a.out_refund_no != out_refund_no
+            || a.out_trade_no
+                .as_deref()
+                .is_some_and(|no| no != order.out_trade_no.as_str())
+        {
+            return Err(FieldError::new("out_refund_no", "the answer names another refund").into());
+        }
+        let Some(status) = a.status.as_deref() else {
+            return Ok(None);
+        };
+        Ok(Some(RefundReport {
+            out_refund_no: a.out_refund_no.clone(),
+            refund_id: Some(a.refund_id.clone()),
+            refund_fee: a.amount.as_ref().and_then(|m| m.refund),
+            status: refund_status(status),
+            source: Source::Query,
+        }))
     }
 
     async fn read_notify(

@@ -299,7 +299,11 @@ impl OrderListing for MemoryStore {
             .filter(|o| filter.matches(o))
             .collect();
         found.sort_unstable_by(|a, b| a.out_trade_no.cmp(&b.out_trade_no));
-        Ok(found.iter().take(filter.limit).map(|o| Order::clone(o)).collect())
+        Ok(found
+            .iter()
+            .take(filter.limit)
+            .map(|o| Order::clone(o))
+            .collect())
     }
 }
 

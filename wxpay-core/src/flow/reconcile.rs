@@ -451,8 +451,14 @@ mod tests {
         let s = DailySchedule::default();
         // 09:59 Beijing on the 2nd (01:59 UTC): yesterday's bill is not out,
         // the day before's is.
-        assert_eq!(s.due(bj(2026, 1, 2, 9, 59), None, None), Some(day(2025, 12, 31)));
-        assert_eq!(s.due(bj(2026, 1, 2, 10, 0), None, None), Some(day(2026, 1, 1)));
+        assert_eq!(
+            s.due(bj(2026, 1, 2, 9, 59), None, None),
+            Some(day(2025, 12, 31))
+        );
+        assert_eq!(
+            s.due(bj(2026, 1, 2, 10, 0), None, None),
+            Some(day(2026, 1, 1))
+        );
         // Beijing's day starts at 16:00 UTC: 23:30 UTC on the 1st is 07:30
         // on the 2nd in Beijing.
         let late_utc = NaiveDate::from_ymd_opt(2026, 1, 1)
@@ -467,10 +473,16 @@ mod tests {
         let s = DailySchedule::default().after(NaiveTime::from_hms_opt(11, 0, 0).unwrap());
         let t = bj(2026, 1, 2, 12, 0);
         assert_eq!(s.due(t, Some(day(2026, 1, 1)), None), None);
-        assert_eq!(s.due(t, Some(day(2025, 12, 31)), None), Some(day(2026, 1, 1)));
+        assert_eq!(
+            s.due(t, Some(day(2025, 12, 31)), None),
+            Some(day(2026, 1, 1))
+        );
         assert_eq!(s.due(t, None, Some(t + chrono::Duration::minutes(1))), None);
         assert_eq!(s.due(t, None, Some(t)), Some(day(2026, 1, 1)));
         // Before 11:00 with this schedule, the day before yesterday.
-        assert_eq!(s.due(bj(2026, 1, 2, 10, 30), None, None), Some(day(2025, 12, 31)));
+        assert_eq!(
+            s.due(bj(2026, 1, 2, 10, 30), None, None),
+            Some(day(2025, 12, 31))
+        );
     }
 }

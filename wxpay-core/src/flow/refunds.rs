@@ -263,6 +263,35 @@ impl Payments {
         .await
     }
 
+    /// Asks WeChat about one refund of an order by its number
+    /// ([`Gateway::refund_by_number`](super::Gateway::refund_by_number)),
+    /// also one the ledger does not have (a refund made in the merchant
+    /// platform that a bill names: on v3 there is no other way to learn
+    /// it), and records what it says through the ledger as
+    /// [`sync_refunds`](Payments::sync_refunds) does. Answers the order.
+    ///
+    /// # Errors
+    /// [`PaymentsError::NotFound`]; [`PaymentsError::Wechat`]; store errors.
+    pub async fn sync_refund(
+        &self,
+        out_trade_no: &OutTradeNo,
+        out_refund_no: &str,
+    ) -> Result<Order, PaymentsError> {
+        let order = self.order(out_trade_no).await?;
+        let reports: Vec<RefundReport> = (self.gateway(order.api)?)
+            .refund_by_number(&order, out_refund_no)
+            .await?
+            .into_iter()
+            .collect();
+        if reports.is_empty() {
+            return Ok(order);
+        }
+        let (order, _) = self
+            .apply_refund_reports(out_trade_no, order, &reports)
+            .await?;
+        Ok(order)
+    }
+
     /// WeChat's refunds of an order as reports, through the order's API
     /// ([`Gateway::refunds`](super::Gateway::refunds)).
     pub(crate) async fn refund_reports_of(

@@ -227,10 +227,7 @@ impl SettledFilter {
     /// The day as instants: `[00:00, next 00:00)` Beijing time, in UTC.
     pub fn instant_range(&self) -> (DateTime<Utc>, DateTime<Utc>) {
         let start = |d: NaiveDate| {
-            d.and_hms_opt(0, 0, 0)
-                .unwrap_or_default()
-                .and_utc()
-                - chrono::Duration::hours(8)
+            d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() - chrono::Duration::hours(8)
         };
         let next = self.day.succ_opt().unwrap_or(self.day);
         (start(self.day), start(next))
@@ -248,7 +245,9 @@ impl SettledFilter {
             .as_deref()
             .is_some_and(|t| t >= from.as_str() && t < to.as_str())
             || order.refunds.iter().any(|r| {
-                r.state == super::RefundState::Success && r.updated_at >= rfrom && r.updated_at < rto
+                r.state == super::RefundState::Success
+                    && r.updated_at >= rfrom
+                    && r.updated_at < rto
             })
     }
 }

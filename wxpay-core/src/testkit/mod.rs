@@ -28,8 +28,7 @@ use crate::{
     flow::{
         Api, Attention, AttentionKind, Fulfilment, ListFilter, Order, OrderPatch, OrderState,
         OrderStore, Refund, RefundSource, RefundState, SessionRecord, SessionStore, SettledFilter,
-        StoreError,
-        TokenHash, Transition, TransitionOutcome,
+        StoreError, TokenHash, Transition, TransitionOutcome,
     },
 };
 
@@ -1378,7 +1377,10 @@ impl Kit {
                 ),
             );
         }
-        for o in all.iter().filter(|o| o.out_trade_no.as_str().starts_with(&prefix)) {
+        for o in all
+            .iter()
+            .filter(|o| o.out_trade_no.as_str().starts_with(&prefix))
+        {
             if !orders.iter().any(|want| want == o) {
                 fail(
                     case,
@@ -1386,15 +1388,25 @@ impl Kit {
                 );
             }
         }
-        if all.windows(2).any(|w| w[0].out_trade_no >= w[1].out_trade_no) {
-            fail(case, "settled_on did not answer in byte order of out_trade_no");
+        if all
+            .windows(2)
+            .any(|w| w[0].out_trade_no >= w[1].out_trade_no)
+        {
+            fail(
+                case,
+                "settled_on did not answer in byte order of out_trade_no",
+            );
         }
         // Paging: this run's numbers sort together, right after the run id.
         let first = ok(case, listing.settled_on(&filter(&self.run, 2)).await);
         if ours(&first) != want[..2] {
             fail(
                 case,
-                format!("settled_on with limit 2 returned {:?}, expected {:?}", ours(&first), &want[..2]),
+                format!(
+                    "settled_on with limit 2 returned {:?}, expected {:?}",
+                    ours(&first),
+                    &want[..2]
+                ),
             );
         }
         let next = ok(
