@@ -108,37 +108,44 @@ impl AmountError {
 /// Reads ASCII digits with an optional point and at most `places` decimals,
 /// as an integer count of 10^-`places` units.
 fn read_unsigned(s: &str, places: u32) -> Result<u64, AmountProblem> {
-    if s.is_empty() {
+    let b = s.as_bytes();
+    if b.is_empty() {
         return Err(AmountProblem::Empty);
     }
-    let (int, frac) = match s.split_once('.') {
-        Some((int, frac)) => (int, frac),
-        None => (s, ""),
-    };
-    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-    if !digits(int) || !digits(frac) {
-        return Err(if s.starts_with(['+', '-']) {
-            AmountProblem::Sign
-        } else {
-            AmountProblem::NotANumber
-        });
+    // One pass: the digits accumulate (an overflow is reported only once
+    // the text is known to be a number), the point is remembered.
+    let mut units: u64 = 0;
+    let mut overflow = false;
+    let mut point = None;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                match units
+                    .checked_mul(10)
+                    .and_then(|u| u.checked_add(u64::from(c - b'0')))
+                {
+                    Some(u) => units = u,
+                    None => overflow = true,
+                }
+            }
+            b'.' if point.is_none() => point = Some(i),
+            b'+' | b'-' if i == 0 => return Err(AmountProblem::Sign),
+            _ => return Err(AmountProblem::NotANumber),
+        }
     }
-    if int.is_empty() || (frac.is_empty() && s.len() > int.len()) {
+    let decimals = point.map_or(0, |p| b.len() - p - 1);
+    if point == Some(0) || (point.is_some() && decimals == 0) {
         return Err(AmountProblem::MissingDigits);
     }
-    if frac.len() > places as usize {
+    if decimals > places as usize {
         return Err(AmountProblem::TooManyDecimals { max: places });
     }
-    let mut units: u64 = 0;
-    for b in int.bytes().chain(frac.bytes()) {
-        units = units
-            .checked_mul(10)
-            .and_then(|u| u.checked_add(u64::from(b - b'0')))
-            .ok_or(AmountProblem::Overflow)?;
+    if overflow {
+        return Err(AmountProblem::Overflow);
     }
-    // `frac.len() <= places`, checked above.
+    // `decimals <= places`, checked above.
     units
-        .checked_mul(10u64.pow(places - frac.len() as u32))
+        .checked_mul(10u64.pow(places - decimals as u32))
         .ok_or(AmountProblem::Overflow)
 }
 

@@ -493,12 +493,18 @@ impl Layout {
         };
         let b = body.as_bytes();
         let width = self.slots.len();
-        let mut fields: usize = 1;
+        // One pass finds the separators, holding the first ones' positions.
+        let mut held = [0usize; SEPARATORS_HELD];
+        let mut separators = 0;
         let mut at = 0;
         while let Some(i) = next_separator(b, at) {
-            fields += 1;
+            if let Some(slot) = held.get_mut(separators) {
+                *slot = i;
+            }
+            separators += 1;
             at = i + 2;
         }
+        let fields = separators + 1;
         let surplus = match fields.checked_sub(width) {
             None => return Err(format!("{fields} fields where the header has {width}")),
             Some(0) => 0,
@@ -509,38 +515,86 @@ impl Layout {
                 ));
             }
         };
-        let mut start = 0;
-        for col in 0..width {
-            let mut end = next_separator(b, start);
-            if Some(col) == self.free_text {
-                for _ in 0..surplus {
-                    end = end.and_then(|i| next_separator(b, i + 2));
-                }
+        let mut put = |col: usize, value: &'a str| match self.slots[col] {
+            Some(k) => values[usize::from(k)] = Some(value),
+            None => extra(&self.names[col], value),
+        };
+        // `,` and back-tick are ASCII: the cuts below are character boundaries.
+        if separators <= SEPARATORS_HELD {
+            // Piece `p` runs from after separator `p - 1` to separator `p`.
+            let start = |p: usize| if p == 0 { 0 } else { held[p - 1] + 2 };
+            let end = |p: usize| if p == separators { b.len() } else { held[p] };
+            let mut piece = 0;
+            for col in 0..width {
+                let last = if Some(col) == self.free_text {
+                    piece + surplus
+                } else {
+                    piece
+                };
+                put(col, &body[start(piece)..end(last)]);
+                piece = last + 1;
             }
-            let end = end.unwrap_or(b.len());
-            // `,` and back-tick are ASCII: these are character boundaries.
-            let value = &body[start..end];
-            start = end + 2;
-            match self.slots[col] {
-                Some(k) => values[usize::from(k)] = Some(value),
-                None => extra(&self.names[col], value),
+        } else {
+            // A very wide line: search again column by column.
+            let mut start = 0;
+            for col in 0..width {
+                let mut end = next_separator(b, start);
+                if Some(col) == self.free_text {
+                    for _ in 0..surplus {
+                        end = end.and_then(|i| next_separator(b, i + 2));
+                    }
+                }
+                let end = end.unwrap_or(b.len());
+                put(col, &body[start..end]);
+                start = end + 2;
             }
         }
         Ok(())
     }
 }
 
+/// Separator positions [`Layout::split`] holds from its first pass (a line
+/// with more fields is split by searching again).
+const SEPARATORS_HELD: usize = 63;
+
 /// Position of the next `,` + back-tick at or after `from`.
 fn next_separator(b: &[u8], from: usize) -> Option<usize> {
     let mut at = from + 1;
     while at < b.len() {
-        let tick = at + b[at..].iter().position(|&c| c == b'`')?;
+        let tick = at + find_byte(&b[at..], b'`')?;
         if b[tick - 1] == b',' {
             return Some(tick - 1);
         }
         at = tick + 1;
     }
     None
+}
+
+/// Position of the first `needle` in `hay`, eight bytes at a time (the
+/// line feed and back-tick searches are most of a bill's bytes).
+fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let pattern = ONES * u64::from(needle);
+    let mut words = hay.chunks_exact(8);
+    let mut base = 0;
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let x = u64::from_le_bytes(bytes) ^ pattern;
+        // The lowest high bit set marks the first zero byte of `x`, i.e. the
+        // first `needle` (bits above it may be set falsely by the borrow).
+        let zero = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zero != 0 {
+            return Some(base + (zero.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|i| base + i)
 }
 
 /// A header name without surrounding spaces or a stray back-tick.
@@ -828,7 +882,7 @@ impl BillParser {
     /// each line they finish.
     pub fn push(&mut self, mut bytes: &[u8], out: &mut dyn FnMut(BillEvent)) {
         loop {
-            let newline = bytes.iter().position(|&b| b == b'\n');
+            let newline = find_byte(bytes, b'\n');
             let piece = &bytes[..newline.unwrap_or(bytes.len())];
             let mut in_place = false;
             if !self.skipping {
@@ -1133,6 +1187,31 @@ mod tests {
     }
 
     #[test]
+    fn find_byte_agrees_with_position() {
+        let mut hay: Vec<u8> = (0..=255u8).collect();
+        hay.extend_from_slice("交易,`\n时间`\r\n".as_bytes());
+        for needle in 0..=255u8 {
+            for start in 0..hay.len() {
+                for end in start..=hay.len().min(start + 40) {
+                    let h = &hay[start..end];
+                    assert_eq!(
+                        find_byte(h, needle),
+                        h.iter().position(|&b| b == needle),
+                        "{needle} in {start}..{end}"
+                    );
+                }
+            }
+        }
+        // Repeats and neighbours: the first one wins.
+        for n in 0..20 {
+            let mut h = vec![b'a'; n];
+            h.extend_from_slice(b"``\x5f\x61`");
+            assert_eq!(find_byte(&h, b'`'), Some(n));
+            assert_eq!(find_byte(&h, 0x5f), Some(n + 2));
+        }
+    }
+
+    #[test]
     fn separators() {
         let found = |s: &str| {
             let b = s.as_bytes();
@@ -1185,6 +1264,51 @@ mod tests {
         let m = malformed(&ev);
         assert_eq!(m.len(), 1);
         assert!(m[0].1.contains("5 fields where the header has 4"), "{m:?}");
+    }
+
+    #[test]
+    fn wide_lines_split_the_same_both_ways() {
+        // 70 columns (past the 63 separators held): the second way.
+        let mut head = "交易时间,微信订单号,商户订单号,商品名称".to_owned();
+        let mut row = "`2026-01-01 00:00:00,`42,`A1,`买一,`送一".to_owned();
+        for i in 0..66 {
+            head.push_str(&format!(",列{i}"));
+            row.push_str(&format!(",`v{i}"));
+        }
+        for (head, row) in [
+            (head.clone(), row.clone()),
+            (head, row.replace(",`送一", "")),
+        ] {
+            let (ev, _) = events(format!("{head}\n{row}\n").as_bytes());
+            let BillEvent::Trade(r) = &ev[0] else {
+                panic!("{ev:?}")
+            };
+            let want = if row.contains("送一") {
+                "买一,`送一"
+            } else {
+                "买一"
+            };
+            assert_eq!(r.body, want);
+            assert_eq!(r.extra.len(), 66);
+            assert_eq!(r.extra[0], ("列0".to_owned(), "v0".to_owned()));
+            assert_eq!(r.extra[65], ("列65".to_owned(), "v65".to_owned()));
+        }
+        // Exactly at the bound: 63 separators held, 64 fields.
+        let mut head = "交易时间,微信订单号,商户订单号,商品名称".to_owned();
+        let mut row = "`2026-01-01 00:00:00,`42,`A1,`x".to_owned();
+        for i in 0..59 {
+            head.push_str(&format!(",列{i}"));
+            row.push_str(&format!(",`v{i}"));
+        }
+        for extra_piece in ["", ",`y"] {
+            let row = row.replacen(",`x", &format!(",`x{extra_piece}"), 1);
+            let (ev, _) = events(format!("{head}\n{row}\n").as_bytes());
+            let BillEvent::Trade(r) = &ev[0] else {
+                panic!("{ev:?}")
+            };
+            assert_eq!(r.body, format!("x{extra_piece}"));
+            assert_eq!(r.extra[58], ("列58".to_owned(), "v58".to_owned()));
+        }
     }
 
     #[test]
