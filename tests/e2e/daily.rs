@@ -475,3 +475,57 @@ pub async fn the_command_line_repairs_then_prints_a_clean_day(mode: VerifyMode) 
         assert!(text.contains("ties out to its totals line"), "{text}");
     }
 }
+
+/// The reconciler's daily run: yesterday (Beijing), once the bill is out;
+/// not again once done; retried later while the bill is not ready.
+pub async fn the_reconciler_runs_yesterday_once(merchant: Merchant) {
+    use wxpay_core::flow::DailySchedule;
+    let app = Running::start_quiet(Framework::Axum, merchant, temp_db("daily-schedule")).await;
+    let sim = app.sim();
+    let midnight = chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap();
+    let retry = Duration::from_secs(3600);
+    let schedule = DailySchedule::default().after(midnight).retry(retry);
+    // Not ready: no report, no error; the retry waits an hour.
+    sim.set_faults(Faults {
+        bill_not_ready: true,
+        ..Faults::default()
+    })
+    .await;
+    let reconciler = app
+        .shop
+        .payments
+        .reconciler(Duration::from_secs(60))
+        .daily(Some(schedule));
+    let first = reconciler.run_once().await.unwrap();
+    assert!(first.daily.is_none());
+    assert_eq!(first.errors, 0);
+    sim.set_faults(Faults {
+        bill_unknown_rows: 1,
+        ..Faults::default()
+    })
+    .await;
+    assert!(
+        reconciler.run_once().await.unwrap().daily.is_none(),
+        "asked again before the retry time"
+    );
+    // A fresh reconciler (a restart) asks at once: the bill of yesterday
+    // holds the simulator's unknown row, which needs a person.
+    let reconciler = app
+        .shop
+        .payments
+        .reconciler(Duration::from_secs(60))
+        .daily(Some(schedule));
+    let report = reconciler
+        .run_once()
+        .await
+        .unwrap()
+        .daily
+        .expect("the day was reconciled");
+    let today = (chrono::Utc::now() + chrono::Duration::hours(8)).date_naive();
+    assert!(report.date < today, "{}", report.date);
+    assert!(report.needs_person());
+    assert_eq!(report.findings.len(), 1, "{report:#?}");
+    assert_eq!(report.findings[0].kind, FindingKind::UnknownOrder);
+    // Done: not again.
+    assert!(reconciler.run_once().await.unwrap().daily.is_none());
+}

@@ -235,6 +235,16 @@ mod daily_reconciliation {
         daily::bill_faults_are_reported_not_repaired(Merchant::V3(VerifyMode::Cert)).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_reconciler_runs_yesterday_once_v2() {
+        daily::the_reconciler_runs_yesterday_once(Merchant::V2(SignType::Md5)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_reconciler_runs_yesterday_once_v3() {
+        daily::the_reconciler_runs_yesterday_once(Merchant::V3(VerifyMode::PubKey)).await;
+    }
+
     #[cfg(feature = "cli")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_command_line_repairs_then_prints_a_clean_day() {

@@ -19,34 +19,9 @@
 mod bill_gen;
 
 use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
-use wxpay_core::bill::{BillEvent, BillParser, parse_reader};
+use wxpay_core::bill::{BillEvent, BillParser, parse::find_byte, parse_reader};
 
 const ROWS: u64 = 200_000;
-
-/// The parser's search (a private function, copied): the first `needle`,
-/// eight bytes at a time.
-fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let pattern = ONES * u64::from(needle);
-    let mut words = hay.chunks_exact(8);
-    let mut base = 0;
-    for word in &mut words {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        let x = u64::from_le_bytes(bytes) ^ pattern;
-        let zero = x.wrapping_sub(ONES) & !x & HIGHS;
-        if zero != 0 {
-            return Some(base + (zero.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    words
-        .remainder()
-        .iter()
-        .position(|&b| b == needle)
-        .map(|i| base + i)
-}
 
 /// Lines and `,` + back-tick separators, with the parser's search.
 fn floor_split(bill: &[u8], utf8: bool) -> (u64, u64) {

@@ -571,8 +571,10 @@ fn next_separator(b: &[u8], from: usize) -> Option<usize> {
 }
 
 /// Position of the first `needle` in `hay`, eight bytes at a time (the
-/// line feed and back-tick searches are most of a bill's bytes).
-fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+/// line feed and back-tick searches are most of a bill's bytes). Public for
+/// the parser's benchmark floor only.
+#[doc(hidden)]
+pub fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let pattern = ONES * u64::from(needle);

@@ -822,11 +822,7 @@ impl Payments {
         );
         let answer = match self.gateway(order.api) {
             Ok(g) => g.query(&order.out_trade_no).await,
-            Err(e) => {
-                f.detail.push_str(&format!("; cannot ask WeChat: {e}"));
-                f.resolution = Resolution::Unresolved;
-                return f;
-            }
+            Err(e) => return unresolved(f, "cannot ask WeChat", &e),
         };
         let day = date.format("%Y%m%d").to_string();
         match answer {
@@ -850,18 +846,9 @@ impl Payments {
             Ok(None) => f
                 .detail
                 .push_str("; orderquery: WeChat does not know the order"),
-            Err(e) => {
-                f.detail.push_str(&format!("; orderquery failed: {e}"));
-                f.resolution = Resolution::Unresolved;
-                return f;
-            }
+            Err(e) => return unresolved(f, "orderquery failed", &e),
         }
-        f.resolution = if options.repair {
-            self.flag_bill(&order.out_trade_no, date, &f).await
-        } else {
-            Resolution::ReportOnly
-        };
-        f
+        self.conclude(f, &order.out_trade_no, date, options).await
     }
 
     async fn refund_not_in_bill(
@@ -886,11 +873,7 @@ impl Payments {
         };
         let report = match self.gateway(order.api) {
             Ok(g) => g.refund_by_number(order, out_refund_no).await,
-            Err(e) => {
-                f.detail.push_str(&format!("; cannot ask WeChat: {e}"));
-                f.resolution = Resolution::Unresolved;
-                return f;
-            }
+            Err(e) => return unresolved(f, "cannot ask WeChat", &e),
         };
         match report {
             Ok(report) => match report {
@@ -913,14 +896,22 @@ impl Payments {
                     .detail
                     .push_str("; refundquery: WeChat does not know the refund"),
             },
-            Err(e) => {
-                f.detail.push_str(&format!("; refundquery failed: {e}"));
-                f.resolution = Resolution::Unresolved;
-                return f;
-            }
+            Err(e) => return unresolved(f, "refundquery failed", &e),
         }
+        self.conclude(f, &order.out_trade_no, date, options).await
+    }
+
+    /// What a query did not explain: flagged on its order (a dry run only
+    /// reports it).
+    async fn conclude(
+        &self,
+        mut f: Finding,
+        no: &OutTradeNo,
+        date: NaiveDate,
+        options: DailyOptions,
+    ) -> Finding {
         f.resolution = if options.repair {
-            self.flag_bill(&order.out_trade_no, date, &f).await
+            self.flag_bill(no, date, &f).await
         } else {
             Resolution::ReportOnly
         };
@@ -980,6 +971,13 @@ impl Payments {
             }
         }
     }
+}
+
+/// A finding a failed query leaves open (for the next run).
+fn unresolved(mut f: Finding, what: &str, e: &dyn fmt::Display) -> Finding {
+    f.detail.push_str(&format!("; {what}: {e}"));
+    f.resolution = Resolution::Unresolved;
+    f
 }
 
 /// A payment row against its order.
