@@ -101,7 +101,10 @@ pub enum FindingKind {
     CurrencyMismatch,
     /// The bill's `transaction_id` differs from the one recorded.
     TransactionMismatch,
-    /// A bill row of another appid or mch_id than the service's.
+    /// A bill row of another mch_id than the service's, or of another
+    /// appid for an order the store has (rows of the merchant's other apps
+    /// for orders the store does not have are only counted:
+    /// [`BillFigures::other_apps`]).
     ForeignMerchant,
     /// A bill row for an order the store does not know.
     UnknownOrder,
@@ -260,6 +263,9 @@ pub struct BillFigures {
     pub fee_total: Fee,
     /// Lines that could not be read.
     pub malformed: u64,
+    /// Rows of another app of the same merchant number (another appid)
+    /// for orders the store does not have: left alone.
+    pub other_apps: u64,
     /// The bill's totals line, as written.
     pub totals: Option<TradeTotals>,
     /// Whether the rows add up to the totals line: count, settlement,
@@ -590,13 +596,13 @@ impl Payments {
             b.payment_total = add(b.payment_total, order_amount(&row));
             pass.bill_payments.insert(row.out_trade_no.clone());
         }
-        if row.appid != appid || row.mch_id != mch_id {
+        if row.mch_id != mch_id {
             pass.findings.push(Finding::row(
                 FindingKind::ForeignMerchant,
                 &row,
                 format!(
-                    "line {}: appid {} / mch_id {} is not this service's",
-                    row.line, row.appid, row.mch_id
+                    "line {}: mch_id {} is not this service's",
+                    row.line, row.mch_id
                 ),
             ));
             return Ok(());
@@ -605,6 +611,31 @@ impl Payments {
             Ok(no) => self.store().get(&no).await?,
             Err(_) => None,
         };
+        if row.appid != appid {
+            // One merchant number may serve several apps (another
+            // mini-program, an official account): their orders are not
+            // this service's business, unless the store has the number.
+            match &order {
+                None => {
+                    pass.bill.other_apps += 1;
+                    return Ok(());
+                }
+                Some(_) => {
+                    pass.findings.push(Finding {
+                        resolution: Resolution::Flagged,
+                        ..Finding::row(
+                            FindingKind::ForeignMerchant,
+                            &row,
+                            format!(
+                                "line {}: appid {} is not this service's, but the order is",
+                                row.line, row.appid
+                            ),
+                        )
+                    });
+                    return Ok(());
+                }
+            }
+        }
         let Some(order) = order else {
             pass.findings.push(Finding {
                 bill_amount: Some(if refund {
