@@ -53,11 +53,14 @@ fn bill(rows: &[String], totals: &str) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// A bill's bytes and the hash WeChat gives for it (v3 `hash_value`).
+type Served = (Vec<u8>, Option<String>);
+
 /// A gateway whose bill, queries and refund answers are set by the test.
 #[derive(Clone, Default)]
 struct BillGateway {
     /// Bills served in turn (the last one again once the others are used).
-    bills: Arc<Mutex<Vec<(Vec<u8>, Option<String>)>>>,
+    bills: Arc<Mutex<Vec<Served>>>,
     served: Arc<Mutex<usize>>,
     trade: Arc<Mutex<Option<TradeAnswer>>>,
     refund: Arc<Mutex<Option<RefundReport>>>,
