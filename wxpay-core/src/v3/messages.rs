@@ -463,8 +463,16 @@ impl RefundRequest {
 
     /// The exact JSON body, in WeChat's field order.
     pub(crate) fn to_body(&self, notify_url: Option<&str>) -> String {
+        self.to_body_for(None, notify_url)
+    }
+
+    /// The body with `sub_mchid` first (partner mode, spec 15.2) when given;
+    /// without it, the direct body byte for byte.
+    pub(crate) fn to_body_for(&self, sub_mchid: Option<&str>, notify_url: Option<&str>) -> String {
         #[derive(Serialize)]
         struct Wire<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sub_mchid: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
             transaction_id: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -483,6 +491,7 @@ impl RefundRequest {
             RefundTarget::OutTradeNo(no) => (None, Some(no.as_str())),
         };
         let wire = Wire {
+            sub_mchid,
             transaction_id,
             out_trade_no,
             out_refund_no: &self.out_refund_no,
