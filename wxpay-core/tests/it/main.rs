@@ -12,4 +12,5 @@ mod notify;
 mod support;
 mod v3;
 mod v3_client;
+mod v3_partner;
 mod vectors;
