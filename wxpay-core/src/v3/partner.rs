@@ -27,12 +27,17 @@
 //! # Ok(()) }
 //! ```
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::{Fen, HttpMethod, Transport, error::Error};
+use crate::{
+    Fen, HttpMethod, Transport,
+    bill::download::{BillDownload, Compression, TradeBillType},
+    error::Error,
+};
 
 use super::{
+    bill::{BillApplication, bill_path_for},
     client::{Client, path_escape},
     error::Endpoint,
     messages::{
@@ -805,6 +810,49 @@ impl<T: Transport> Client<T> {
             .call(Endpoint::RefundQuery, HttpMethod::Get, path, None)
             .await?;
         check_refund_answer(sub, answer.parse(Endpoint::RefundQuery)?)
+    }
+
+    /// `GET /v3/bill/tradebill?bill_date=…&bill_type=…&sub_mchid=…[&tar_type=GZIP]`
+    /// (spec 12.1, 15.2), then the file ([`Client::download_bill_file`]):
+    /// the trade bill of one sub-merchant. For all sub-merchants at once
+    /// use [`Client::trade_bill`] (no `sub_mchid`).
+    ///
+    /// # Errors
+    /// [`Error::Partner`] before sending for a bad sub-merchant; as
+    /// [`Client::trade_bill`].
+    pub async fn partner_trade_bill(
+        &self,
+        sub: &SubMerchant,
+        date: NaiveDate,
+        bill_type: TradeBillType,
+        compression: Compression,
+    ) -> Result<BillDownload, Error> {
+        let application = self
+            .apply_partner_trade_bill(sub, date, bill_type, compression)
+            .await?;
+        self.download_bill_file(&application).await
+    }
+
+    /// The application of [`Client::partner_trade_bill`] alone.
+    ///
+    /// # Errors
+    /// As [`Client::partner_trade_bill`].
+    pub async fn apply_partner_trade_bill(
+        &self,
+        sub: &SubMerchant,
+        date: NaiveDate,
+        bill_type: TradeBillType,
+        compression: Compression,
+    ) -> Result<BillApplication, Error> {
+        self.partner_check(sub)?;
+        let path = bill_path_for(
+            "/v3/bill/tradebill",
+            date,
+            ("bill_type", bill_type.as_str()),
+            Some(&sub.sub_mchid),
+            compression,
+        );
+        self.apply(Endpoint::TradeBill, path).await
     }
 
     /// `wx.requestPayment` parameters for a partner prepay (spec 15.4):

@@ -734,3 +734,52 @@ async fn verified_answers_about_another_merchant_are_refused() {
     ));
     assert_eq!(rig.rec.sent().len(), 5);
 }
+
+#[tokio::test]
+async fn partner_trade_bill_names_the_sub_merchant() {
+    use wxpay_core::bill::download::{Compression, TradeBillType};
+    let all = all();
+    let rig = Rig::new(&all);
+    let sub = sub(&all);
+    let date = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+    let answer = json!({"hash_type":"SHA1","hash_value":"0123456789abcdef0123456789abcdef01234567",
+        "download_url":"http://wechat.test/v3/billdownload/file?token=T1"})
+    .to_string();
+    for (compression, query) in [
+        (
+            Compression::Gzip,
+            "bill_date=2026-01-01&bill_type=ALL&sub_mchid=1900000200&tar_type=GZIP",
+        ),
+        (
+            Compression::Plain,
+            "bill_date=2026-01-01&bill_type=ALL&sub_mchid=1900000200",
+        ),
+    ] {
+        rig.reply(signed(&all, 200, &answer));
+        let a = rig
+            .client
+            .apply_partner_trade_bill(&sub, date, TradeBillType::All, compression)
+            .await
+            .unwrap();
+        assert_eq!(a.hash_value(), "0123456789abcdef0123456789abcdef01234567");
+        assert_sent(
+            &all,
+            &rig.last(),
+            "GET",
+            &format!("/v3/bill/tradebill?{query}"),
+            "",
+        );
+    }
+    let mut foreign = sub.clone();
+    foreign.sp_mchid = "1900000109".into();
+    let e = rig
+        .client
+        .partner_trade_bill(&foreign, date, TradeBillType::All, Compression::Plain)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        Error::Partner(PartnerError::SpMchidMismatch { .. })
+    ));
+    assert_eq!(rig.rec.sent().len(), 2);
+}
