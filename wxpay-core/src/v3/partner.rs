@@ -601,12 +601,6 @@ impl VerifiedPartnerNotify {
     }
 }
 
-#[derive(Deserialize)]
-struct PartnerIds {
-    sp_mchid: Option<String>,
-    sub_mchid: Option<String>,
-}
-
 impl<T: Transport> Client<T> {
     fn partner_check(&self, sub: &SubMerchant) -> Result<(), Error> {
         Ok(sub.check(self.config().mchid())?)
@@ -896,13 +890,28 @@ impl<T: Transport> Client<T> {
 }
 
 /// A refund answer names no merchant in the documented shape; when it does
-/// (`sp_mchid`, `sub_mchid`), they must be `sub`'s.
+/// (`sp_mchid`, `sub_mchid`, kept in `extra`), they must be `sub`'s (a
+/// value that is not a string never is).
 fn check_refund_answer(sub: &SubMerchant, r: Verified<Refund>) -> Result<Verified<Refund>, Error> {
-    let ids: PartnerIds = serde_json::from_slice(&r.raw).unwrap_or(PartnerIds {
-        sp_mchid: None,
-        sub_mchid: None,
-    });
-    sub.check_answer(ids.sp_mchid.as_deref(), ids.sub_mchid.as_deref(), false)?;
+    let mut ids = [None, None];
+    for (slot, (field, expected)) in ids
+        .iter_mut()
+        .zip([("sp_mchid", &sub.sp_mchid), ("sub_mchid", &sub.sub_mchid)])
+    {
+        match r.extra.get(field) {
+            None => {}
+            Some(serde_json::Value::String(id)) => *slot = Some(id.as_str()),
+            Some(other) => {
+                return Err(PartnerError::ForeignAnswer {
+                    field,
+                    expected: expected.clone(),
+                    found: Some(other.to_string()),
+                }
+                .into());
+            }
+        }
+    }
+    sub.check_answer(ids[0], ids[1], false)?;
     Ok(r)
 }
 

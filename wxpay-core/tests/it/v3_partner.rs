@@ -732,7 +732,20 @@ async fn verified_answers_about_another_merchant_are_refused() {
         e,
         Error::Partner(PartnerError::ForeignAnswer { .. })
     ));
-    assert_eq!(rig.rec.sent().len(), 5);
+    // An id that is not a string is not ours either.
+    let numeric =
+        r#"{"sub_mchid":1900000200,"refund_id":"50300","out_refund_no":"SPR1","status":"SUCCESS"}"#;
+    rig.reply(signed(&all, 200, numeric));
+    let e = rig
+        .client
+        .partner_refund_query(&sub, "SPR1")
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        Error::Partner(PartnerError::ForeignAnswer { .. })
+    ));
+    assert_eq!(rig.rec.sent().len(), 6);
 }
 
 #[tokio::test]
