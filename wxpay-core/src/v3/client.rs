@@ -202,11 +202,6 @@ impl<T: Transport> Client<T> {
         &self.transport
     }
 
-    /// The clock's now (Unix seconds) and a fresh nonce, for `paySign`.
-    pub(super) fn stamp(&self) -> (String, String) {
-        ((self.clock)().to_string(), (self.nonce)())
-    }
-
     pub(super) fn keyring<'a>(
         &'a self,
         downloaded: Option<&'a CertificateVerifier>,
@@ -402,13 +397,12 @@ impl<T: Transport> Client<T> {
         app_id: &str,
         prepay_id: &str,
     ) -> Result<PayParamsV3, Error> {
-        let (time_stamp, nonce) = self.stamp();
         Ok(PayParamsV3::sign_with(
             self.config.credential.key(),
             app_id,
             &format!("prepay_id={prepay_id}"),
-            &time_stamp,
-            &nonce,
+            &(self.clock)().to_string(),
+            &(self.nonce)(),
         )?)
     }
 

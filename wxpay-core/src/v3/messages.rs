@@ -330,7 +330,8 @@ pub struct PromotionDetail {
 /// A transaction (spec 9.2): the query answer and the decrypted payment
 /// notify resource (spec 13.3). Only `out_trade_no` and `trade_state` are
 /// required; `mchid` is absent in partner resources (`sp_mchid`/`sub_mchid`
-/// land in `extra`).
+/// land in `extra`; [`PartnerTransaction`](super::PartnerTransaction) types
+/// them).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Transaction {
     /// AppID.
