@@ -12,7 +12,7 @@ use crate::{
     error::{BoxError, Error},
     messages::{
         Code2Session, OrderQueryResponse, RefundQueryResponse, RefundRequest, RefundResponse,
-        UnifiedOrderRequest, UnifiedOrderResponse,
+        SubMerchant, UnifiedOrderRequest, UnifiedOrderResponse,
     },
     paysign::PayParams,
     sign, xml,
@@ -761,6 +761,11 @@ impl<T: Transport> Client<T> {
         client_cert: bool,
     ) -> Result<Params, Error> {
         let url = format!("{}{}", self.config.api_base, path);
+        // Partner mode: the answer must be about the sub-merchant asked for.
+        let sent_sub: Vec<(&'static str, String)> = ["sub_mch_id", "sub_appid"]
+            .into_iter()
+            .filter_map(|f| params.non_empty(f).map(|v| (f, v.to_owned())))
+            .collect();
         let body = self.signed_body(params);
         let resp = self
             .transport
@@ -779,6 +784,7 @@ impl<T: Transport> Client<T> {
             &self.config.api_key,
             self.config.sign_type,
             &self.config,
+            &sent_sub,
         )
     }
 
@@ -821,9 +827,31 @@ impl<T: Transport> Client<T> {
         &self,
         out_trade_no: &OutTradeNo,
     ) -> Result<OrderQueryResponse, Error> {
-        let params: Params = [("out_trade_no", out_trade_no.as_str())]
-            .into_iter()
-            .collect();
+        self.order_query_for(None, out_trade_no).await
+    }
+
+    /// [`Client::order_query`] in partner mode: for the sub-merchant
+    /// `sub` (`sub_mch_id`, `sub_appid` sent and signed; an answer naming
+    /// another sub-merchant is refused).
+    ///
+    /// # Errors
+    /// [`Error::Field`] before sending for an empty or too long
+    /// `sub_mch_id` / `sub_appid`, or after for an answer about another
+    /// sub-merchant; any [`Error`] of [`Client::order_query`].
+    pub async fn partner_order_query(
+        &self,
+        sub: &SubMerchant,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<OrderQueryResponse, Error> {
+        self.order_query_for(Some(sub), out_trade_no).await
+    }
+
+    async fn order_query_for(
+        &self,
+        sub: Option<&SubMerchant>,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<OrderQueryResponse, Error> {
+        let params = with_sub(sub, [("out_trade_no", out_trade_no.as_str())])?;
         let answer = self.call_idempotent("/pay/orderquery", params).await?;
         Ok(OrderQueryResponse::from_params(answer)?)
     }
@@ -834,9 +862,27 @@ impl<T: Transport> Client<T> {
     /// # Errors
     /// Any [`Error`]; a paid order is [`ErrCode::OrderPaid`].
     pub async fn close_order(&self, out_trade_no: &OutTradeNo) -> Result<(), Error> {
-        let params: Params = [("out_trade_no", out_trade_no.as_str())]
-            .into_iter()
-            .collect();
+        self.close_order_for(None, out_trade_no).await
+    }
+
+    /// [`Client::close_order`] for the sub-merchant `sub` (partner mode).
+    ///
+    /// # Errors
+    /// As [`Client::partner_order_query`] and [`Client::close_order`].
+    pub async fn partner_close_order(
+        &self,
+        sub: &SubMerchant,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<(), Error> {
+        self.close_order_for(Some(sub), out_trade_no).await
+    }
+
+    async fn close_order_for(
+        &self,
+        sub: Option<&SubMerchant>,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<(), Error> {
+        let params = with_sub(sub, [("out_trade_no", out_trade_no.as_str())])?;
         match self.call_idempotent("/pay/closeorder", params).await {
             Ok(_) => Ok(()),
             Err(Error::Business {
@@ -863,7 +909,44 @@ impl<T: Transport> Client<T> {
     /// # Errors
     /// Any [`Error`].
     pub async fn refund_query(&self, out_refund_no: &str) -> Result<RefundQueryResponse, Error> {
-        let params: Params = [("out_refund_no", out_refund_no)].into_iter().collect();
+        self.refund_query_for(None, ("out_refund_no", out_refund_no))
+            .await
+    }
+
+    /// [`Client::refund_query`] for the sub-merchant `sub` (partner mode).
+    ///
+    /// # Errors
+    /// As [`Client::partner_order_query`] and [`Client::refund_query`].
+    pub async fn partner_refund_query(
+        &self,
+        sub: &SubMerchant,
+        out_refund_no: &str,
+    ) -> Result<RefundQueryResponse, Error> {
+        self.refund_query_for(Some(sub), ("out_refund_no", out_refund_no))
+            .await
+    }
+
+    /// [`Client::refund_query_by_order`] for the sub-merchant `sub`
+    /// (partner mode).
+    ///
+    /// # Errors
+    /// As [`Client::partner_order_query`] and
+    /// [`Client::refund_query_by_order`].
+    pub async fn partner_refund_query_by_order(
+        &self,
+        sub: &SubMerchant,
+        out_trade_no: &OutTradeNo,
+    ) -> Result<RefundQueryResponse, Error> {
+        self.refund_query_for(Some(sub), ("out_trade_no", out_trade_no.as_str()))
+            .await
+    }
+
+    async fn refund_query_for(
+        &self,
+        sub: Option<&SubMerchant>,
+        by: (&str, &str),
+    ) -> Result<RefundQueryResponse, Error> {
+        let params = with_sub(sub, [by])?;
         let answer = self.call_idempotent("/pay/refundquery", params).await?;
         Ok(RefundQueryResponse::from_params(answer)?)
     }
@@ -877,11 +960,8 @@ impl<T: Transport> Client<T> {
         &self,
         out_trade_no: &OutTradeNo,
     ) -> Result<RefundQueryResponse, Error> {
-        let params: Params = [("out_trade_no", out_trade_no.as_str())]
-            .into_iter()
-            .collect();
-        let answer = self.call_idempotent("/pay/refundquery", params).await?;
-        Ok(RefundQueryResponse::from_params(answer)?)
+        self.refund_query_for(None, ("out_trade_no", out_trade_no.as_str()))
+            .await
     }
 
     /// `POST /pay/downloadbill`: the trade bill of `date` (Beijing time),
@@ -1022,12 +1102,25 @@ impl<T: Transport> Client<T> {
     }
 }
 
+/// The request fields `fields`, plus the sub-merchant's in partner mode.
+fn with_sub<'a>(
+    sub: Option<&SubMerchant>,
+    fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Params, crate::FieldError> {
+    let mut params: Params = fields.into_iter().collect();
+    if let Some(sub) = sub {
+        sub.insert_into(&mut params)?;
+    }
+    Ok(params)
+}
+
 /// Applies steps 2–4 of the decision procedure to a parsed answer.
 fn check_answer(
     answer: Params,
     key: &ApiKey,
     sign_type: SignType,
     config: &Config,
+    sent_sub: &[(&'static str, String)],
 ) -> Result<Params, Error> {
     if answer.get("return_code") != Some("SUCCESS") {
         return Err(Error::Protocol {
@@ -1040,6 +1133,15 @@ fn check_answer(
             && theirs != ours
         {
             return Err(crate::FieldError::new(field, "the answer is for another merchant").into());
+        }
+    }
+    for (field, ours) in sent_sub {
+        if let Some(theirs) = answer.non_empty(field)
+            && theirs != ours
+        {
+            return Err(
+                crate::FieldError::new(field, "the answer is for another sub-merchant").into(),
+            );
         }
     }
     if answer.get("result_code") != Some("SUCCESS") {

@@ -96,6 +96,11 @@ pub enum Error {
     /// refused ([`BillError`]).
     #[error(transparent)]
     Bill(#[from] BillError),
+    /// API v3 service-provider (partner) mode: a sub-merchant or payer
+    /// that breaks a rule (nothing was sent), or a verified answer naming
+    /// another merchant (refused; outcome unknown).
+    #[error(transparent)]
+    Partner(#[from] v3::PartnerError),
 }
 
 impl From<v3::ApiError> for Error {
@@ -151,6 +156,7 @@ impl Error {
             | Error::Unverified(_)
             | Error::Pending { .. } => true,
             Error::Api(e) => e.outcome_unknown(),
+            Error::Partner(e) => e.outcome_unknown(),
             _ => false,
         }
     }

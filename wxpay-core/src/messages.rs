@@ -44,7 +44,72 @@ fn optional(field: &'static str, value: Option<&str>, max: usize) -> Result<(), 
     value.map_or(Ok(()), |v| check_text(field, v, max))
 }
 
+/// The sub-merchant of a service-provider (partner, 服务商) request:
+/// `sub_mch_id` and, when the sub-merchant's own AppID is used,
+/// `sub_appid`. The client's `appid` / `mch_id` are then the provider's.
+/// They are plain request fields, signed like every other; a request
+/// without a sub-merchant is byte for byte the direct merchant's.
+///
+/// ```
+/// use wxpay_core::messages::SubMerchant;
+/// let sub = SubMerchant::new("1900000200").with_sub_appid("wx0a1b2c3d4e5f6a7b");
+/// assert_eq!(sub.sub_appid.as_deref(), Some("wx0a1b2c3d4e5f6a7b"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct SubMerchant {
+    /// `sub_mch_id` (≤ 32).
+    pub sub_mch_id: String,
+    /// `sub_appid` (≤ 32): the sub-merchant's AppID; required with
+    /// `sub_openid`.
+    pub sub_appid: Option<String>,
+}
+
+impl SubMerchant {
+    /// A sub-merchant without `sub_appid`.
+    pub fn new(sub_mch_id: impl Into<String>) -> SubMerchant {
+        SubMerchant {
+            sub_mch_id: sub_mch_id.into(),
+            sub_appid: None,
+        }
+    }
+
+    /// Sets `sub_appid`.
+    pub fn with_sub_appid(mut self, sub_appid: impl Into<String>) -> SubMerchant {
+        self.sub_appid = Some(sub_appid.into());
+        self
+    }
+
+    /// Checks the fields and adds `sub_mch_id` (and `sub_appid`) to `p`.
+    ///
+    /// # Errors
+    /// A [`FieldError`] for an empty or too long `sub_mch_id` / `sub_appid`.
+    pub fn insert_into(&self, p: &mut Params) -> Result<(), FieldError> {
+        required("sub_mch_id", &self.sub_mch_id, 32)?;
+        if let Some(a) = &self.sub_appid {
+            required("sub_appid", a, 32)?;
+        }
+        p.insert("sub_mch_id", self.sub_mch_id.as_str());
+        p.insert_opt("sub_appid", self.sub_appid.as_deref());
+        Ok(())
+    }
+}
+
 /// `POST /pay/unifiedorder`.
+///
+/// Partner mode: set [`sub_merchant`](UnifiedOrderRequest::sub_merchant),
+/// and identify the payer by `openid` (under the provider's `appid`) or by
+/// `sub_openid` (under `sub_appid`, which is then required) — never both.
+///
+/// ```
+/// use wxpay_core::{Fen, OutTradeNo, messages::{SubMerchant, UnifiedOrderRequest}};
+/// let req = UnifiedOrderRequest::jsapi(OutTradeNo::new("SPX1").unwrap(), "门店-咖啡", Fen(1800), "")
+///     .with_sub_merchant(SubMerchant::new("1900000200").with_sub_appid("wx0a1b2c3d4e5f6a7b"))
+///     .with_sub_openid("oQw7P5LmN2kR8sT4vX6yZ1aB3cD0");
+/// let p = req.to_params(Some("https://shop.example.com/pay/notify")).unwrap();
+/// assert_eq!(p.get("sub_openid"), Some("oQw7P5LmN2kR8sT4vX6yZ1aB3cD0"));
+/// assert!(!p.contains("openid"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UnifiedOrderRequest {
@@ -70,6 +135,11 @@ pub struct UnifiedOrderRequest {
     pub time_expire: Option<String>,
     /// Goods detail JSON (≤ 6000).
     pub detail: Option<String>,
+    /// Partner mode: the sub-merchant (`sub_mch_id`, `sub_appid`).
+    pub sub_merchant: Option<SubMerchant>,
+    /// Partner mode: the payer under `sub_appid` (JSAPI), instead of
+    /// `openid`.
+    pub sub_openid: Option<String>,
 }
 
 impl UnifiedOrderRequest {
@@ -92,6 +162,8 @@ impl UnifiedOrderRequest {
             notify_url: None,
             time_expire: None,
             detail: None,
+            sub_merchant: None,
+            sub_openid: None,
         }
     }
 
@@ -128,10 +200,26 @@ impl UnifiedOrderRequest {
         self
     }
 
+    /// Partner mode: sets the sub-merchant.
+    pub fn with_sub_merchant(mut self, sub: SubMerchant) -> Self {
+        self.sub_merchant = Some(sub);
+        self
+    }
+
+    /// Partner mode: identifies the payer by `sub_openid` (under
+    /// `sub_appid`) and drops `openid`.
+    pub fn with_sub_openid(mut self, sub_openid: impl Into<String>) -> Self {
+        self.sub_openid = Some(sub_openid.into());
+        self.openid = None;
+        self
+    }
+
     /// Checks the field rules and builds the business fields.
     ///
     /// # Errors
-    /// A [`FieldError`] for the first field that breaks a rule.
+    /// A [`FieldError`] for the first field that breaks a rule; in partner
+    /// mode also: `sub_openid` without a sub-merchant (`sub_mch_id`) or
+    /// without `sub_appid`, or together with `openid`.
     pub fn to_params(&self, default_notify_url: Option<&str>) -> Result<Params, FieldError> {
         required("body", &self.body, 127)?;
         if self.total_fee.0 == 0 {
@@ -152,7 +240,30 @@ impl UnifiedOrderRequest {
                 "must not carry a query string",
             ));
         }
+        let openid = self.openid.as_deref().filter(|s| !s.is_empty());
+        if let Some(sub_openid) = &self.sub_openid {
+            required("sub_openid", sub_openid, 128)?;
+            let sub = self.sub_merchant.as_ref().ok_or_else(|| {
+                FieldError::new(
+                    "sub_mch_id",
+                    "sub_openid is partner mode: set the sub-merchant",
+                )
+            })?;
+            if sub.sub_appid.is_none() {
+                return Err(FieldError::new(
+                    "sub_appid",
+                    "required with sub_openid (the AppID the openid belongs to)",
+                ));
+            }
+            if openid.is_some() {
+                return Err(FieldError::new(
+                    "sub_openid",
+                    "send either openid or sub_openid, not both",
+                ));
+            }
+        }
         match self.trade_type {
+            TradeType::Jsapi if self.sub_openid.is_some() => {}
             TradeType::Jsapi => required("openid", self.openid.as_deref().unwrap_or(""), 128)?,
             TradeType::Native => {
                 required("product_id", self.product_id.as_deref().unwrap_or(""), 32)?
@@ -169,11 +280,15 @@ impl UnifiedOrderRequest {
         p.insert("trade_type", self.trade_type.as_str());
         p.insert("spbill_create_ip", self.spbill_create_ip.as_str());
         p.insert("notify_url", notify_url);
-        p.insert_opt("openid", self.openid.as_deref().filter(|s| !s.is_empty()));
+        p.insert_opt("openid", openid);
         p.insert_opt("product_id", self.product_id.as_deref());
         p.insert_opt("attach", self.attach.as_deref());
         p.insert_opt("time_expire", self.time_expire.as_deref());
         p.insert_opt("detail", self.detail.as_deref());
+        if let Some(sub) = &self.sub_merchant {
+            sub.insert_into(&mut p)?;
+        }
+        p.insert_opt("sub_openid", self.sub_openid.as_deref());
         Ok(p)
     }
 }
@@ -188,6 +303,10 @@ pub struct UnifiedOrderResponse {
     pub code_url: Option<String>,
     /// The echoed trade type.
     pub trade_type: TradeType,
+    /// Partner mode: the sub-merchant echoed.
+    pub sub_mch_id: Option<String>,
+    /// Partner mode: the sub-merchant's AppID echoed.
+    pub sub_appid: Option<String>,
     /// Every field received.
     pub params: Params,
 }
@@ -210,6 +329,8 @@ impl UnifiedOrderResponse {
             prepay_id,
             code_url,
             trade_type: TradeType::parse(params.get("trade_type").unwrap_or("")),
+            sub_mch_id: text_opt(&params, "sub_mch_id"),
+            sub_appid: text_opt(&params, "sub_appid"),
             params,
         })
     }
@@ -302,6 +423,12 @@ pub struct OrderQueryResponse {
     pub trade_state_desc: Option<String>,
     /// Coupons used.
     pub coupons: Vec<Coupon>,
+    /// Partner mode: the sub-merchant.
+    pub sub_mch_id: Option<String>,
+    /// Partner mode: the sub-merchant's AppID.
+    pub sub_appid: Option<String>,
+    /// Partner mode: the payer under `sub_appid`.
+    pub sub_openid: Option<String>,
     /// Every field received.
     pub params: Params,
 }
@@ -327,6 +454,9 @@ impl OrderQueryResponse {
             openid: text_opt(&params, "openid"),
             trade_state_desc: text_opt(&params, "trade_state_desc"),
             coupons: coupons(&params)?,
+            sub_mch_id: text_opt(&params, "sub_mch_id"),
+            sub_appid: text_opt(&params, "sub_appid"),
+            sub_openid: text_opt(&params, "sub_openid"),
             params,
         })
     }
@@ -348,6 +478,8 @@ pub struct RefundRequest {
     pub refund_desc: Option<String>,
     /// Refund notify URL; the config's when `None`.
     pub notify_url: Option<String>,
+    /// Partner mode: the sub-merchant (`sub_mch_id`, `sub_appid`).
+    pub sub_merchant: Option<SubMerchant>,
 }
 
 impl RefundRequest {
@@ -365,7 +497,14 @@ impl RefundRequest {
             refund_fee,
             refund_desc: None,
             notify_url: None,
+            sub_merchant: None,
         }
+    }
+
+    /// Partner mode: sets the sub-merchant.
+    pub fn with_sub_merchant(mut self, sub: SubMerchant) -> Self {
+        self.sub_merchant = Some(sub);
+        self
     }
 
     /// Checks the field rules and builds the business fields.
@@ -401,6 +540,9 @@ impl RefundRequest {
         p.insert("refund_fee", self.refund_fee.to_string());
         p.insert_opt("refund_desc", self.refund_desc.as_deref());
         p.insert_opt("notify_url", notify_url);
+        if let Some(sub) = &self.sub_merchant {
+            sub.insert_into(&mut p)?;
+        }
         Ok(p)
     }
 }
@@ -415,6 +557,10 @@ pub struct RefundResponse {
     pub out_refund_no: Option<String>,
     /// Refund amount.
     pub refund_fee: Option<Fen>,
+    /// Partner mode: the sub-merchant.
+    pub sub_mch_id: Option<String>,
+    /// Partner mode: the sub-merchant's AppID.
+    pub sub_appid: Option<String>,
     /// Every field received.
     pub params: Params,
 }
@@ -429,6 +575,8 @@ impl RefundResponse {
             refund_id: text_opt(&params, "refund_id"),
             out_refund_no: text_opt(&params, "out_refund_no"),
             refund_fee: fen_opt(&params, "refund_fee")?,
+            sub_mch_id: text_opt(&params, "sub_mch_id"),
+            sub_appid: text_opt(&params, "sub_appid"),
             params,
         })
     }
@@ -457,6 +605,10 @@ pub struct RefundQueryResponse {
     pub out_trade_no: Option<String>,
     /// Refunds in this answer, by index.
     pub refunds: Vec<RefundRecord>,
+    /// Partner mode: the sub-merchant.
+    pub sub_mch_id: Option<String>,
+    /// Partner mode: the sub-merchant's AppID.
+    pub sub_appid: Option<String>,
     /// Every field received.
     pub params: Params,
 }
@@ -489,6 +641,8 @@ impl RefundQueryResponse {
         Ok(Self {
             out_trade_no: text_opt(&params, "out_trade_no"),
             refunds,
+            sub_mch_id: text_opt(&params, "sub_mch_id"),
+            sub_appid: text_opt(&params, "sub_appid"),
             params,
         })
     }

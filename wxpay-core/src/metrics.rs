@@ -200,6 +200,7 @@ pub(crate) fn error_code(e: &Error) -> &'static str {
         Error::PlatformCertificates(_) => "platform_certificates",
         Error::Signing(_) => "signing",
         Error::Bill(b) => b.label(),
+        Error::Partner(_) => "partner",
     }
 }
 

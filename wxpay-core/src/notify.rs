@@ -179,6 +179,12 @@ pub struct PaymentNotification {
     pub attach: Option<String>,
     /// The algorithm the signature was checked with.
     pub sign_type: SignType,
+    /// Partner mode: the sub-merchant (check it is one of yours).
+    pub sub_mch_id: Option<String>,
+    /// Partner mode: the sub-merchant's AppID.
+    pub sub_appid: Option<String>,
+    /// Partner mode: the payer under `sub_appid`.
+    pub sub_openid: Option<String>,
     /// Every field received.
     pub params: Params,
 }
@@ -312,6 +318,9 @@ impl UnverifiedNotify {
             trade_type: params.non_empty("trade_type").map(TradeType::parse),
             attach: params.non_empty("attach").map(str::to_owned),
             sign_type,
+            sub_mch_id: params.non_empty("sub_mch_id").map(str::to_owned),
+            sub_appid: params.non_empty("sub_appid").map(str::to_owned),
+            sub_openid: params.non_empty("sub_openid").map(str::to_owned),
             params,
         })
     }
@@ -341,6 +350,14 @@ pub struct RefundNotification {
     pub success_time: Option<String>,
     /// Where it went.
     pub refund_recv_accout: Option<String>,
+    /// Partner mode: the sub-merchant. Documented as an outer field, which
+    /// is **not authenticated** (v2 refund notifies carry no signature;
+    /// only `req_info` is, by decrypting): the decrypted value is taken
+    /// when present, and an outer value differing from it is refused. An
+    /// outer value alone is a hint: find the refund by `out_refund_no`.
+    pub sub_mch_id: Option<String>,
+    /// Partner mode: the sub-merchant's AppID (same rule as `sub_mch_id`).
+    pub sub_appid: Option<String>,
     /// The decrypted fields.
     pub params: Params,
 }
@@ -360,6 +377,14 @@ pub fn decrypt_refund_notify(
     check_merchant(&outer, config)?;
     let plain = decrypt_req_info(need(&outer, "req_info")?, &config.api_key)?;
     let params = xml::parse_with(plain.as_bytes(), "root", xml::DEFAULT_MAX_BYTES)?;
+    let sub_field = |field: &'static str| match (params.non_empty(field), outer.non_empty(field)) {
+        (Some(inner), Some(out)) if inner != out => Err(FieldError::new(
+            field,
+            "the outer message and req_info disagree",
+        )),
+        (inner, out) => Ok(inner.or(out).map(str::to_owned)),
+    };
+    let (sub_mch_id, sub_appid) = (sub_field("sub_mch_id")?, sub_field("sub_appid")?);
     Ok(RefundNotification {
         out_trade_no: OutTradeNo::new(need(&params, "out_trade_no")?)?,
         transaction_id: params.non_empty("transaction_id").map(str::to_owned),
@@ -371,6 +396,8 @@ pub fn decrypt_refund_notify(
         settlement_refund_fee: fen(&params, "settlement_refund_fee")?,
         success_time: params.non_empty("success_time").map(str::to_owned),
         refund_recv_accout: params.non_empty("refund_recv_accout").map(str::to_owned),
+        sub_mch_id,
+        sub_appid,
         params,
     })
 }

@@ -107,6 +107,8 @@ impl Payments {
             notify_url: None,
             time_expire: None,
             detail: None,
+            sub_merchant: None,
+            sub_openid: None,
         };
         // Check every field rule before anything is stored.
         gateway.check(&request)?;

@@ -159,7 +159,11 @@ impl<T: Transport> Client<T> {
         self.apply(Endpoint::FundFlowBill, path).await
     }
 
-    async fn apply(&self, endpoint: Endpoint, path: String) -> Result<BillApplication, Error> {
+    pub(super) async fn apply(
+        &self,
+        endpoint: Endpoint,
+        path: String,
+    ) -> Result<BillApplication, Error> {
         let answer = match self.call(endpoint, HttpMethod::Get, path, None).await {
             Ok(answer) => answer,
             Err(Error::Api(a)) if a.verified => {
@@ -293,16 +297,27 @@ impl<T: Transport> Client<T> {
 }
 
 /// `path?bill_date=…&{kind}=…[&tar_type=GZIP]`, the vectors' order.
-fn bill_path(
+fn bill_path(path: &str, date: NaiveDate, kind: (&str, &str), compression: Compression) -> String {
+    bill_path_for(path, date, kind, None, compression)
+}
+
+/// [`bill_path`] with `&sub_mchid=…` before `tar_type` (partner mode,
+/// spec 15.2; the parameters stay in alphabetical order).
+pub(super) fn bill_path_for(
     path: &str,
     date: NaiveDate,
     (name, value): (&str, &str),
+    sub_mchid: Option<&str>,
     compression: Compression,
 ) -> String {
     let mut path = format!(
         "{path}?bill_date={}&{name}={value}",
         date.format("%Y-%m-%d")
     );
+    if let Some(sub_mchid) = sub_mchid {
+        path.push_str("&sub_mchid=");
+        path.push_str(&crate::client::percent_escape(sub_mchid));
+    }
     if let Some(tar_type) = compression.tar_type() {
         path.push_str("&tar_type=");
         path.push_str(tar_type);

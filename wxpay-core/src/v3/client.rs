@@ -388,9 +388,18 @@ impl<T: Transport> Client<T> {
     /// # Errors
     /// [`Error::Signing`] only if the crypto library fails.
     pub fn pay_params(&self, prepay_id: &str) -> Result<PayParamsV3, Error> {
+        self.pay_params_for(&self.config.appid, prepay_id)
+    }
+
+    /// `paySign` for `prepay_id` with `app_id` on the `appId` line.
+    pub(super) fn pay_params_for(
+        &self,
+        app_id: &str,
+        prepay_id: &str,
+    ) -> Result<PayParamsV3, Error> {
         Ok(PayParamsV3::sign_with(
             self.config.credential.key(),
-            &self.config.appid,
+            app_id,
             &format!("prepay_id={prepay_id}"),
             &(self.clock)().to_string(),
             &(self.nonce)(),
@@ -410,6 +419,17 @@ impl<T: Transport> Client<T> {
         headers: &WechatpayHeaders<'_>,
         body: &[u8],
     ) -> Result<VerifiedNotify, NotifyError> {
+        let notification = self.notification(headers, body).await?;
+        VerifiedNotify::from_notification(notification).map_err(NotifyError::Resource)
+    }
+
+    /// Verifies and decrypts a notify (refreshing the certificates once on
+    /// an unknown serial), without reading the resource.
+    pub(super) async fn notification(
+        &self,
+        headers: &WechatpayHeaders<'_>,
+        body: &[u8],
+    ) -> Result<super::Notification, NotifyError> {
         let parse = |now| {
             NotifyHandler::new(
                 NotifyValidator::new(self.keyring(None)),
@@ -424,7 +444,7 @@ impl<T: Transport> Client<T> {
         {
             result = parse((self.clock)());
         }
-        VerifiedNotify::from_notification(result?).map_err(NotifyError::Resource)
+        result
     }
 
     /// Downloads `GET /v3/certificates` now (spec 4.1): decrypts each entry
@@ -713,7 +733,7 @@ fn strip_query(path: &str) -> &str {
 /// Percent-encodes a path segment or query value: RFC 3986 unreserved
 /// characters stay, everything else (`|`, `*`, `@`, `/`, …) is escaped. What
 /// is escaped here is what is signed and sent (spec 2.2).
-fn path_escape(s: &str) -> String {
+pub(super) fn path_escape(s: &str) -> String {
     crate::client::percent_escape(s)
 }
 

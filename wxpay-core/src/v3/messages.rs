@@ -330,7 +330,8 @@ pub struct PromotionDetail {
 /// A transaction (spec 9.2): the query answer and the decrypted payment
 /// notify resource (spec 13.3). Only `out_trade_no` and `trade_state` are
 /// required; `mchid` is absent in partner resources (`sp_mchid`/`sub_mchid`
-/// land in `extra`).
+/// land in `extra`; [`PartnerTransaction`](super::PartnerTransaction) types
+/// them).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Transaction {
     /// AppID.
@@ -463,8 +464,16 @@ impl RefundRequest {
 
     /// The exact JSON body, in WeChat's field order.
     pub(crate) fn to_body(&self, notify_url: Option<&str>) -> String {
+        self.to_body_for(None, notify_url)
+    }
+
+    /// The body with `sub_mchid` first (partner mode, spec 15.2) when given;
+    /// without it, the direct body byte for byte.
+    pub(crate) fn to_body_for(&self, sub_mchid: Option<&str>, notify_url: Option<&str>) -> String {
         #[derive(Serialize)]
         struct Wire<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sub_mchid: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
             transaction_id: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -483,6 +492,7 @@ impl RefundRequest {
             RefundTarget::OutTradeNo(no) => (None, Some(no.as_str())),
         };
         let wire = Wire {
+            sub_mchid,
             transaction_id,
             out_trade_no,
             out_refund_no: &self.out_refund_no,

@@ -17,6 +17,7 @@
 //! | [`ClientConfig`], [`Client`] | the HTTP client: signed calls, every answer verified, certificates kept fresh, typed endpoints, [`Client::verify_notify`], [`Client::pay_params`] | 4.2, 6–11, 14.4 |
 //! | [`Client::trade_bill`], [`Client::fund_flow_bill`], [`BillApplication`] | bills: the verified application, then the file streamed and checked against its SHA-1 | 12 |
 //! | [`PrepayRequest`], [`RefundRequest`], [`Transaction`], [`Refund`], [`RefundResource`], [`Verified`] | typed bodies (requests serialised once, in WeChat's order) | 7, 9, 11, 13.3, 13.4 |
+//! | [`SubMerchant`], [`PartnerPrepayRequest`], [`PartnerTransaction`], [`PartnerRefundResource`], [`Client::partner_jsapi_prepay`], [`Client::partner_pay_params`], [`Client::verify_partner_notify`], [`PartnerError`] | service-provider (partner) mode: partner paths and bodies, `paySign` AppID, partner resources, answers checked to name the sub-merchant asked for | 15 |
 //! | [`ApiError`], [`UnverifiedAnswer`], [`map_code`] | error answers and refused answers, codes mapped per [`Endpoint`] onto [`ErrCode`](crate::ErrCode) | 14 |
 //!
 //! Freshness: an answer or notify is refused when `|now − Wechatpay-Timestamp|
@@ -54,6 +55,7 @@ mod error;
 mod key;
 mod messages;
 mod notify;
+mod partner;
 mod paysign;
 mod pem;
 mod sign;
@@ -79,6 +81,10 @@ pub use messages::{
     format_time,
 };
 pub use notify::{Notification, NotifyError, NotifyHandler, SIGNATURE_FAILED, reply_fail};
+pub use partner::{
+    PartnerError, PartnerNotifyEvent, PartnerPayer, PartnerPrepayRequest, PartnerRefundResource,
+    PartnerTransaction, PartnerTransactionPayer, SubMerchant, VerifiedPartnerNotify,
+};
 pub use paysign::{PayParamsV3, PaySignType, pay_sign_message};
 pub use pem::PemError;
 pub use sign::{AUTH_SCHEME, Credential, request_message};

@@ -10,6 +10,8 @@ mod config_v3;
 mod identity;
 mod notify;
 mod support;
+mod v2_partner;
 mod v3;
 mod v3_client;
+mod v3_partner;
 mod vectors;
