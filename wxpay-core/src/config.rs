@@ -100,7 +100,10 @@ pub struct Config {
     pub notify_url: Option<String>,
     /// Refund notify URL sent with refunds (else the merchant platform's).
     pub refund_notify_url: Option<String>,
-    /// Whole-request timeout.
+    /// Whole-request timeout of every call to WeChat. Bill downloads,
+    /// which may be long, have no total limit instead: their answer's head
+    /// and then each read of the body must come within this time (see
+    /// [`ReqwestTransport`](crate::ReqwestTransport)).
     pub timeout: Duration,
     /// Connect timeout.
     pub connect_timeout: Duration,

@@ -51,7 +51,10 @@ pub struct ClientConfig {
     pub refund_notify_url: Option<String>,
     /// API host (default [`DEFAULT_API_BASE`]; a simulator's URL in tests).
     pub api_base: String,
-    /// Whole-request timeout.
+    /// Whole-request timeout of every call to WeChat. Bill downloads,
+    /// which may be long, have no total limit instead: their answer's head
+    /// and then each read of the body must come within this time (see
+    /// [`ReqwestTransport`](crate::ReqwestTransport)).
     pub timeout: Duration,
     /// Connect timeout.
     pub connect_timeout: Duration,
