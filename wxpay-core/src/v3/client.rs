@@ -319,6 +319,12 @@ impl<T: Transport> Client<T> {
             path_escape(out_trade_no)
         );
         let body = serde_json::json!({ "mchid": self.config.mchid() }).to_string();
+        self.post_close(path, body).await
+    }
+
+    /// A close (direct or partner): `POST path` with `body`; a verified
+    /// `ORDER_CLOSED` counts as closed.
+    pub(super) async fn post_close(&self, path: String, body: String) -> Result<(), Error> {
         match self
             .call(Endpoint::Close, HttpMethod::Post, path, Some(body))
             .await

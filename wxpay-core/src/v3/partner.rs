@@ -745,14 +745,7 @@ impl<T: Transport> Client<T> {
         );
         let body =
             serde_json::json!({ "sp_mchid": sub.sp_mchid, "sub_mchid": sub.sub_mchid }).to_string();
-        match self
-            .call(Endpoint::Close, HttpMethod::Post, path, Some(body))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(Error::Api(a)) if a.verified && a.err_code == crate::ErrCode::OrderClosed => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.post_close(path, body).await
     }
 
     /// `POST /v3/refund/domestic/refunds` for `sub`: the body of
